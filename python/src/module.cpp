@@ -1,0 +1,258 @@
+// spmdlearn._core: the nanobind bridge. Converts numpy arrays and mpi4py communicator addresses
+// into spmdlearn views and comms, releases the GIL around every collective or long call, and maps
+// spmdlearn errors to Python exceptions. No numerics here.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "spmdlearn/spmdlearn.hpp"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+namespace sl = spmdlearn;
+
+namespace {
+
+template <class T>
+using host_matrix = nb::ndarray<const T, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+template <class T>
+using host_vector = nb::ndarray<const T, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using f64_array = nb::ndarray<nb::numpy, double>;
+
+std::unique_ptr<sl::comm> comm_from(std::uintptr_t address) {
+  if (address == 0) return sl::make_self_comm();
+  return sl::make_mpi_comm(reinterpret_cast<const void*>(address));
+}
+
+template <class T>
+sl::matrix_view<const T> view(const host_matrix<T>& a) {
+  return {a.data(), static_cast<std::int64_t>(a.shape(0)), static_cast<std::int64_t>(a.shape(1))};
+}
+template <class T>
+std::optional<sl::vector_view<const T>> view(const std::optional<host_vector<T>>& a) {
+  if (!a) return std::nullopt;
+  return sl::vector_view<const T>{a->data(), static_cast<std::int64_t>(a->shape(0))};
+}
+
+// A numpy array that owns the vector's memory.
+f64_array to_numpy(std::vector<double>&& v, std::initializer_list<std::size_t> shape) {
+  auto* owner = new std::vector<double>(std::move(v));
+  nb::capsule del(owner, [](void* p) noexcept { delete static_cast<std::vector<double>*>(p); });
+  return f64_array(owner->data(), shape.size(), shape.begin(), del);
+}
+f64_array to_numpy(std::vector<double>&& v) {
+  const std::size_t n = v.size();
+  return to_numpy(std::move(v), {n});
+}
+
+std::vector<double> from_numpy(const nb::handle& h) {
+  auto a = nb::cast<nb::ndarray<const double, nb::c_contig, nb::device::cpu>>(h);
+  return std::vector<double>(a.data(), a.data() + a.size());
+}
+
+// --- basic statistics state <-> dict -----------------------------------------------------------
+sl::basic_statistics::state bs_state_from(const std::optional<nb::dict>& d) {
+  sl::basic_statistics::state s;
+  if (!d) return s;
+  const nb::dict& x = *d;
+  s.n_features = nb::cast<std::int64_t>(x["n_features"]);
+  s.n_rows = nb::cast<std::int64_t>(x["n_rows"]);
+  s.weight_sum = nb::cast<double>(x["weight_sum"]);
+  s.mean = from_numpy(x["mean"]);
+  s.m2 = from_numpy(x["m2"]);
+  s.min = from_numpy(x["min"]);
+  s.max = from_numpy(x["max"]);
+  return s;
+}
+nb::dict bs_state_to(sl::basic_statistics::state&& s) {
+  nb::dict d;
+  d["n_features"] = s.n_features;
+  d["n_rows"] = s.n_rows;
+  d["weight_sum"] = s.weight_sum;
+  d["mean"] = to_numpy(std::move(s.mean));
+  d["m2"] = to_numpy(std::move(s.m2));
+  d["min"] = to_numpy(std::move(s.min));
+  d["max"] = to_numpy(std::move(s.max));
+  return d;
+}
+
+template <class T>
+nb::dict bs_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host_matrix<T> X,
+                        std::optional<host_vector<T>> w) {
+  auto s = bs_state_from(state);
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    sl::basic_statistics::partial_fit<T>(*c, s, view(X), view(w));
+  }
+  return bs_state_to(std::move(s));
+}
+
+nb::dict bs_finalize(const nb::dict& state, unsigned options) {
+  auto r = sl::basic_statistics::finalize(bs_state_from(state), options);
+  nb::dict d;
+  auto put = [&](const char* name, std::vector<double>& v) {
+    if (!v.empty() || r.n_features == 0) d[name] = to_numpy(std::move(v));
+  };
+  if (options & sl::basic_statistics::min) put("min", r.min);
+  if (options & sl::basic_statistics::max) put("max", r.max);
+  if (options & sl::basic_statistics::sum) put("sum", r.sum);
+  if (options & sl::basic_statistics::mean) put("mean", r.mean);
+  if (options & sl::basic_statistics::variance) put("variance", r.variance);
+  if (options & sl::basic_statistics::standard_deviation) put("standard_deviation", r.standard_deviation);
+  if (options & sl::basic_statistics::sum_squares) put("sum_squares", r.sum_squares);
+  if (options & sl::basic_statistics::sum_squares_centered) put("sum_squares_centered", r.sum_squares_centered);
+  if (options & sl::basic_statistics::second_order_raw_moment) put("second_order_raw_moment", r.second_order_raw_moment);
+  if (options & sl::basic_statistics::variation) put("variation", r.variation);
+  return d;
+}
+
+// --- covariance state <-> dict -----------------------------------------------------------------
+sl::covariance::state cov_state_from(const std::optional<nb::dict>& d) {
+  sl::covariance::state s;
+  if (!d) return s;
+  const nb::dict& x = *d;
+  s.n_features = nb::cast<std::int64_t>(x["n_features"]);
+  s.n_rows = nb::cast<std::int64_t>(x["n_rows"]);
+  s.mean = from_numpy(x["mean"]);
+  s.cross = from_numpy(x["cross"]);
+  return s;
+}
+nb::dict cov_state_to(sl::covariance::state&& s) {
+  nb::dict d;
+  const std::size_t n = static_cast<std::size_t>(s.n_features);
+  d["n_features"] = s.n_features;
+  d["n_rows"] = s.n_rows;
+  d["mean"] = to_numpy(std::move(s.mean));
+  d["cross"] = to_numpy(std::move(s.cross), {n, n});
+  return d;
+}
+
+template <class T>
+nb::dict cov_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host_matrix<T> X) {
+  auto s = cov_state_from(state);
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    sl::covariance::partial_fit<T>(*c, s, view(X));
+  }
+  return cov_state_to(std::move(s));
+}
+
+nb::dict cov_finalize(const nb::dict& state, bool assume_centered, bool store_precision,
+                      bool float32) {
+  auto s = cov_state_from(state);
+  sl::covariance::result r;
+  {
+    nb::gil_scoped_release nogil;
+    r = sl::covariance::finalize(s, {assume_centered, store_precision},
+                                 float32 ? sl::dtype::float32 : sl::dtype::float64);
+  }
+  const std::size_t d = static_cast<std::size_t>(r.n_features);
+  nb::dict out;
+  out["location"] = to_numpy(std::move(r.location));
+  out["covariance"] = to_numpy(std::move(r.covariance), {d, d});
+  if (store_precision) out["precision"] = to_numpy(std::move(r.precision), {d, d});
+  return out;
+}
+
+template <class T>
+f64_array cov_mahalanobis(host_vector<double> location, host_matrix<double> precision,
+                          host_matrix<T> X) {
+  std::vector<double> out;
+  {
+    nb::gil_scoped_release nogil;
+    out = sl::covariance::mahalanobis<T>({location.data(), location.size()},
+                                         {precision.data(), precision.size()}, view(X));
+  }
+  return to_numpy(std::move(out));
+}
+
+template <class T>
+double cov_score(std::uintptr_t comm, host_vector<double> location, host_matrix<double> precision,
+                 host_matrix<T> X) {
+  nb::gil_scoped_release nogil;
+  auto c = comm_from(comm);
+  return sl::covariance::score<T>(*c, {location.data(), location.size()},
+                                  {precision.data(), precision.size()}, view(X));
+}
+
+// The collective guard for errors raised in Python (conversion, validation): every rank calls
+// it once per public call; kind 0 means this rank succeeded.
+void agree(std::uintptr_t comm, int kind, const std::string& message) {
+  nb::gil_scoped_release nogil;
+  auto c = comm_from(comm);
+  std::exception_ptr e;
+  if (kind != 0) e = std::make_exception_ptr(sl::error(static_cast<sl::error_kind>(kind), message));
+  sl::agree(*c, e);
+}
+
+}  // namespace
+
+NB_MODULE(_core, m) {
+  m.doc() = "spmdlearn C++ core (nanobind bridge)";
+
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const sl::error& e) {
+      switch (e.kind()) {
+        case sl::error_kind::invalid_argument: PyErr_SetString(PyExc_ValueError, e.what()); break;
+        case sl::error_kind::out_of_memory: PyErr_SetString(PyExc_MemoryError, e.what()); break;
+        case sl::error_kind::not_implemented: PyErr_SetString(PyExc_NotImplementedError, e.what()); break;
+        default: PyErr_SetString(PyExc_RuntimeError, e.what()); break;
+      }
+    }
+  });
+
+  m.def("built_with_cuda", &sl::built_with_cuda);
+  m.def("cuda_device_count", &sl::cuda_device_count);
+  m.def("agree", &agree, "comm"_a, "kind"_a, "message"_a);
+
+  m.def("bs_parse_option", [](const std::string& n) { return sl::basic_statistics::parse_option(n); });
+  m.def("bs_option_names", [] {
+    nb::list l;
+    for (auto n : sl::basic_statistics::option_names()) l.append(nb::str(n.data(), n.size()));
+    return l;
+  });
+  m.def("bs_partial_fit", &bs_partial_fit<double>, "comm"_a, "state"_a.none(), "X"_a, "w"_a.none());
+  m.def("bs_partial_fit", &bs_partial_fit<float>, "comm"_a, "state"_a.none(), "X"_a, "w"_a.none());
+  m.def("bs_finalize", &bs_finalize, "state"_a, "options"_a);
+
+  m.def("cov_partial_fit", &cov_partial_fit<double>, "comm"_a, "state"_a.none(), "X"_a);
+  m.def("cov_partial_fit", &cov_partial_fit<float>, "comm"_a, "state"_a.none(), "X"_a);
+  m.def("cov_finalize", &cov_finalize, "state"_a, "assume_centered"_a, "store_precision"_a, "float32"_a);
+  m.def("cov_mahalanobis", &cov_mahalanobis<double>);
+  m.def("cov_mahalanobis", &cov_mahalanobis<float>);
+  m.def("cov_score", &cov_score<double>);
+  m.def("cov_score", &cov_score<float>);
+  m.def("pinvh", [](host_matrix<double> a, bool float32) {
+    const std::size_t d = a.shape(0);
+    auto out = sl::covariance::pinvh({a.data(), a.size()}, static_cast<std::int64_t>(d),
+                                     float32 ? sl::dtype::float32 : sl::dtype::float64);
+    return to_numpy(std::move(out), {d, d});
+  });
+
+  m.def("standard_scaler_finalize", [](const nb::dict& state, bool with_mean, bool with_std) {
+    auto r = sl::preprocessing::standard_scaler_finalize(bs_state_from(state), {with_mean, with_std});
+    nb::dict d;
+    if (!r.mean.empty()) d["mean"] = to_numpy(std::move(r.mean));
+    if (with_std) {
+      d["var"] = to_numpy(std::move(r.var));
+      d["scale"] = to_numpy(std::move(r.scale));
+    }
+    return d;
+  });
+  m.def("max_abs_scaler_finalize", [](const nb::dict& state) {
+    auto r = sl::preprocessing::max_abs_scaler_finalize(bs_state_from(state));
+    nb::dict d;
+    d["max_abs"] = to_numpy(std::move(r.max_abs));
+    d["scale"] = to_numpy(std::move(r.scale));
+    return d;
+  });
+}

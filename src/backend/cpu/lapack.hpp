@@ -1,0 +1,39 @@
+// Fortran BLAS/LAPACK prototypes (any reference-compatible library: OpenBLAS, MKL, BLIS, netlib).
+// Declared here rather than through cblas.h/lapacke.h so the build needs only what CMake's
+// FindBLAS/FindLAPACK locate. Column-major; our row-major d x d symmetric matrices are their own
+// transpose, and a row-major n x d block is a column-major d x n matrix with leading dimension d.
+#pragma once
+
+extern "C" {
+void dsyrk_(const char* uplo, const char* trans, const int* n, const int* k, const double* alpha,
+            const double* a, const int* lda, const double* beta, double* c, const int* ldc);
+void dsyr_(const char* uplo, const int* n, const double* alpha, const double* x, const int* incx,
+           double* a, const int* lda);
+void dgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k,
+            const double* alpha, const double* a, const int* lda, const double* b, const int* ldb,
+            const double* beta, double* c, const int* ldc);
+void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w,
+             double* work, const int* lwork, int* iwork, const int* liwork, int* info);
+}
+
+namespace spmdlearn::cpu {
+
+// C (n x n, column-major, upper) += A Aᵀ where A is n x k column-major (lda = n).
+inline void syrk_acc(int n, int k, const double* a, double* c) {
+  const double one = 1.0;
+  dsyrk_("U", "N", &n, &k, &one, a, &n, &one, c, &n);
+}
+
+// C (upper) += alpha x xᵀ.
+inline void syr(int n, double alpha, const double* x, double* c) {
+  const int inc = 1;
+  dsyr_("U", &n, &alpha, x, &inc, c, &n);
+}
+
+// Copies the upper triangle (column-major) into the lower: a full symmetric matrix.
+inline void symmetrize_upper(int n, double* c) {
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < j; ++i) c[j + i * n] = c[i + j * n];
+}
+
+}  // namespace spmdlearn::cpu

@@ -1,0 +1,38 @@
+#include "core/threads.hpp"
+
+#include <dlfcn.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+
+namespace spmdlearn::detail {
+
+namespace {
+int cores_available() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+// Looked up at run time so that any BLAS (OpenBLAS, MKL, BLIS) works and none is required.
+void set_blas_threads(int n) {
+  using setter = void (*)(int);
+  for (const char* sym : {"openblas_set_num_threads", "MKL_Set_Num_Threads", "bli_thread_set_num_threads"}) {
+    if (auto f = reinterpret_cast<setter>(dlsym(RTLD_DEFAULT, sym))) f(n);
+  }
+}
+}  // namespace
+
+void configure_blas_threads(const comm& c) {
+  static std::atomic<bool> done{false};
+  if (done.exchange(true)) return;
+  for (const char* v : {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"})
+    if (std::getenv(v)) return;
+  const int local = std::max(1, c.local_size());
+  set_blas_threads(std::max(1, cores_available() / local));
+}
+
+}  // namespace spmdlearn::detail

@@ -1,0 +1,9 @@
+#pragma once
+#include "spmdlearn/core/comm.hpp"
+
+namespace spmdlearn::detail {
+// Sets the BLAS thread count of this process to (cores available) / (ranks on this node), once,
+// unless the user chose one with OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS.
+// So `mpirun -n 2` on 2 cores runs one BLAS thread per rank instead of oversubscribing.
+void configure_blas_threads(const comm& c);
+}  // namespace spmdlearn::detail

@@ -1,0 +1,266 @@
+// EmpiricalCovariance: local centred cross-products (BLAS syrk per chunk) -> merge -> finalize.
+#include "spmdlearn/covariance.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <string>
+
+#include "backend/cpu/lapack.hpp"
+#include "core/merge.hpp"
+#include "core/threads.hpp"
+#include "core/validate.hpp"
+#include "spmdlearn/core/error.hpp"
+#include "spmdlearn/core/guard.hpp"
+
+namespace spmdlearn::covariance {
+
+namespace {
+
+struct local_cross {
+  double weight = 0.0;
+  std::vector<double> mean;
+  std::vector<double> cross;  // column-major upper triangle valid
+};
+
+// Rows per chunk: the centred double copy stays around 1 MiB, and syrk gets k >= 64.
+std::int64_t cov_chunk_rows(std::int64_t d) {
+  const std::int64_t r = (1 << 20) / (8 * std::max<std::int64_t>(d, 1));
+  return std::clamp<std::int64_t>(r, 64, 8192);
+}
+
+template <class T>
+void accumulate(const char* what, matrix_view<const T> X, local_cross& acc) {
+  const std::int64_t n = X.rows, d = X.cols;
+  acc.mean.assign(d, 0.0);
+  acc.cross.assign(d * d, 0.0);
+  acc.weight = 0.0;
+  if (n == 0) return;
+  const std::int64_t B = cov_chunk_rows(d);
+  std::vector<double> buf(B * d), s(d), mb(d), delta(d);
+  double* __restrict sp = s.data();
+  for (std::int64_t i0 = 0; i0 < n; i0 += B) {
+    const std::int64_t nb = std::min(B, n - i0);
+    std::fill(s.begin(), s.end(), 0.0);
+    for (std::int64_t i = i0; i < i0 + nb; ++i) {
+      const T* __restrict x = X.row(i);
+      for (std::int64_t j = 0; j < d; ++j) sp[j] += static_cast<double>(x[j]);
+    }
+    for (std::int64_t j = 0; j < d; ++j)
+      if (!std::isfinite(sp[j])) {
+        detail::throw_if_nonfinite(what, X, i0, nb);
+        break;
+      }
+    for (std::int64_t j = 0; j < d; ++j) mb[j] = sp[j] / static_cast<double>(nb);
+    for (std::int64_t i = 0; i < nb; ++i) {
+      const T* __restrict x = X.row(i0 + i);
+      double* __restrict out = buf.data() + i * d;
+      for (std::int64_t j = 0; j < d; ++j) out[j] = static_cast<double>(x[j]) - mb[j];
+    }
+    cpu::syrk_acc(static_cast<int>(d), static_cast<int>(nb), buf.data(), acc.cross.data());
+    const double f = detail::merge_mean(acc.weight, acc.mean, static_cast<double>(nb), mb, delta);
+    if (f != 0.0) cpu::syr(static_cast<int>(d), f, delta.data(), acc.cross.data());
+  }
+}
+
+// Collective: the centred cross-products of all ranks' rows, merged into s.
+template <class T>
+void merge_block(const comm& c, state& s, matrix_view<const T> X, const char* what) {
+  detail::configure_blas_threads(c);
+  local_cross loc;
+  std::exception_ptr err;
+  try {
+    detail::check_host_matrix(what, X);
+    if (s.n_features > 0 && detail::declared_features(X) >= 0 && X.cols != s.n_features)
+      throw invalid_argument("X has " + std::to_string(X.cols) +
+                             " features, but the covariance was fitted with " +
+                             std::to_string(s.n_features));
+    accumulate(what, X, loc);
+  } catch (...) {
+    err = std::current_exception();
+  }
+  const auto agreed = agree(c, err,
+                            {{"n_features", detail::declared_features(X)},
+                             {"dtype", static_cast<std::int64_t>(dtype_of<T>()), dtype_labels}});
+  const std::int64_t d = std::max<std::int64_t>(agreed[0], 0);
+  if (static_cast<std::int64_t>(loc.mean.size()) != d) {
+    loc.mean.assign(d, 0.0);
+    loc.cross.assign(d * d, 0.0);
+  }
+  detail::global_mean g =
+      detail::merge_means_across(c, loc.weight, static_cast<std::int64_t>(loc.weight), loc.mean);
+  if (g.rows == 0)
+    throw invalid_argument(std::string(what) +
+                           ": no rank holds any row (0 samples in total); at least one sample is "
+                           "required");
+  if (loc.weight > 0)
+    cpu::syr(static_cast<int>(d), loc.weight, g.local_delta.data(), loc.cross.data());
+  // Reduce the upper triangle only.
+  std::vector<double> packed;
+  packed.reserve(d * (d + 1) / 2);
+  for (std::int64_t j = 0; j < d; ++j)
+    for (std::int64_t i = 0; i <= j; ++i) packed.push_back(loc.cross[i + j * d]);
+  c.allreduce<double>(packed, reduce_op::sum);
+
+  std::vector<double> block(d * d);
+  std::size_t k = 0;
+  for (std::int64_t j = 0; j < d; ++j)
+    for (std::int64_t i = 0; i <= j; ++i, ++k) block[i + j * d] = block[j + i * d] = packed[k];
+
+  if (s.n_features == 0) {
+    s.n_features = d;
+    s.mean.assign(d, 0.0);
+    s.cross.assign(d * d, 0.0);
+  }
+  std::vector<double> delta(d);
+  double w = static_cast<double>(s.n_rows);
+  const double f = detail::merge_mean(w, s.mean, g.weight, g.mean, delta);
+  s.n_rows += g.rows;
+  for (std::int64_t i = 0; i < d; ++i)
+    for (std::int64_t j = 0; j < d; ++j)
+      s.cross[i * d + j] += block[i * d + j] + f * delta[i] * delta[j];
+}
+
+// Symmetric eigen-decomposition (LAPACK dsyevd): a is overwritten by the eigenvectors (columns).
+std::vector<double> eigh(std::vector<double>& a, int n) {
+  std::vector<double> w(n);
+  if (n == 0) return w;
+  int info = 0, lwork = -1, liwork = -1, iwork_q = 0;
+  double work_q = 0;
+  dsyevd_("V", "U", &n, a.data(), &n, w.data(), &work_q, &lwork, &iwork_q, &liwork, &info);
+  lwork = static_cast<int>(work_q);
+  liwork = iwork_q;
+  std::vector<double> work(std::max(1, lwork));
+  std::vector<int> iwork(std::max(1, liwork));
+  dsyevd_("V", "U", &n, a.data(), &n, w.data(), work.data(), &lwork, iwork.data(), &liwork, &info);
+  if (info != 0)
+    throw runtime_error("symmetric eigen-solver (dsyevd) failed with info=" + std::to_string(info));
+  return w;
+}
+
+}  // namespace
+
+template <class T>
+void partial_fit(const comm& c, state& s, matrix_view<const T> X) {
+  merge_block(c, s, X, "EmpiricalCovariance");
+}
+
+std::vector<double> pinvh(std::span<const double> a, std::int64_t d, dtype eps_dtype) {
+  std::vector<double> v(a.begin(), a.end());
+  std::vector<double> lam = eigh(v, static_cast<int>(d));
+  double maxabs = 0.0;
+  for (double l : lam) maxabs = std::max(maxabs, std::abs(l));
+  const double eps = eps_dtype == dtype::float32 ? std::numeric_limits<float>::epsilon()
+                                                 : std::numeric_limits<double>::epsilon();
+  const double cutoff = maxabs * static_cast<double>(d) * eps;
+  std::vector<double> out(d * d, 0.0);
+  for (std::int64_t k = 0; k < d; ++k) {
+    if (!(std::abs(lam[k]) > cutoff)) continue;
+    const double inv = 1.0 / lam[k];
+    const double* u = v.data() + k * d;  // column k of the eigenvectors
+    for (std::int64_t i = 0; i < d; ++i) {
+      const double ui = u[i] * inv;
+      for (std::int64_t j = 0; j < d; ++j) out[i * d + j] += ui * u[j];
+    }
+  }
+  return out;
+}
+
+result finalize(const state& s, const params& p, dtype precision_dtype) {
+  result r;
+  const std::int64_t d = s.n_features;
+  r.n_features = d;
+  const double n = static_cast<double>(s.n_rows);
+  r.location = p.assume_centered ? std::vector<double>(d, 0.0) : s.mean;
+  r.covariance.resize(d * d);
+  for (std::int64_t i = 0; i < d; ++i)
+    for (std::int64_t j = 0; j < d; ++j) {
+      double v = s.cross[i * d + j];
+      if (p.assume_centered) v += n * s.mean[i] * s.mean[j];
+      r.covariance[i * d + j] = n > 0 ? v / n : 0.0;
+    }
+  if (p.store_precision) r.precision = pinvh(r.covariance, d, precision_dtype);
+  return r;
+}
+
+template <class T>
+result compute(const comm& c, matrix_view<const T> X, const params& p) {
+  state s;
+  partial_fit(c, s, X);
+  return finalize(s, p, dtype_of<T>());
+}
+
+template <class T>
+std::vector<double> mahalanobis(std::span<const double> location, std::span<const double> precision,
+                                matrix_view<const T> X) {
+  detail::check_host_matrix("EmpiricalCovariance.mahalanobis", X);
+  const std::int64_t n = X.rows, d = X.cols;
+  if (static_cast<std::int64_t>(location.size()) != d || static_cast<std::int64_t>(precision.size()) != d * d)
+    throw invalid_argument("mahalanobis: X has " + std::to_string(d) +
+                           " features, but the covariance was fitted with " +
+                           std::to_string(location.size()));
+  std::vector<double> out(n);
+  const std::int64_t B = cov_chunk_rows(d);
+  std::vector<double> buf(B * d), y(B * d);
+  for (std::int64_t i0 = 0; i0 < n; i0 += B) {
+    const std::int64_t nb = std::min(B, n - i0);
+    for (std::int64_t i = 0; i < nb; ++i)
+      for (std::int64_t j = 0; j < d; ++j)
+        buf[i * d + j] = static_cast<double>(X(i0 + i, j)) - location[j];
+    // Column-major view: buf is d x nb; y = P buf (P symmetric).
+    const int di = static_cast<int>(d), ni = static_cast<int>(nb);
+    const double one = 1.0, zero = 0.0;
+    dgemm_("N", "N", &di, &ni, &di, &one, precision.data(), &di, buf.data(), &di, &zero, y.data(), &di);
+    for (std::int64_t i = 0; i < nb; ++i) {
+      double acc = 0.0;
+      for (std::int64_t j = 0; j < d; ++j) acc += buf[i * d + j] * y[i * d + j];
+      out[i0 + i] = acc;
+    }
+  }
+  return out;
+}
+
+template <class T>
+double score(const comm& c, std::span<const double> location, std::span<const double> precision,
+             matrix_view<const T> X) {
+  state s;
+  merge_block(c, s, X, "EmpiricalCovariance.score");
+  const std::int64_t d = s.n_features;
+  if (static_cast<std::int64_t>(location.size()) != d || static_cast<std::int64_t>(precision.size()) != d * d)
+    throw invalid_argument("score: X has " + std::to_string(d) +
+                           " features, but the covariance was fitted with " +
+                           std::to_string(location.size()));
+  const double n = static_cast<double>(s.n_rows);
+  // Σ_ij test_cov_ij P_ij with test_cov = cross/n + (μ - loc)(μ - loc)ᵀ.
+  double tr = 0.0;
+  for (std::int64_t i = 0; i < d; ++i)
+    for (std::int64_t j = 0; j < d; ++j) {
+      const double tc = s.cross[i * d + j] / n + (s.mean[i] - location[i]) * (s.mean[j] - location[j]);
+      tr += tc * precision[i * d + j];
+    }
+  std::vector<double> p(precision.begin(), precision.end());
+  std::vector<double> lam = eigh(p, static_cast<int>(d));
+  double logdet = 0.0;
+  for (double l : lam) {
+    if (!(l > 0.0)) {
+      logdet = -std::numeric_limits<double>::infinity();
+      break;
+    }
+    logdet += std::log(l);
+  }
+  return (-tr + logdet - static_cast<double>(d) * std::log(2.0 * M_PI)) / 2.0;
+}
+
+#define SPMDLEARN_INSTANTIATE(T)                                                               \
+  template void partial_fit<T>(const comm&, state&, matrix_view<const T>);                     \
+  template result compute<T>(const comm&, matrix_view<const T>, const params&);                \
+  template std::vector<double> mahalanobis<T>(std::span<const double>, std::span<const double>, \
+                                              matrix_view<const T>);                           \
+  template double score<T>(const comm&, std::span<const double>, std::span<const double>,      \
+                           matrix_view<const T>);
+SPMDLEARN_INSTANTIATE(float)
+SPMDLEARN_INSTANTIATE(double)
+#undef SPMDLEARN_INSTANTIATE
+
+}  // namespace spmdlearn::covariance

@@ -1,0 +1,111 @@
+// StandardScaler / MaxAbsScaler: the statistics state, finalised the scikit-learn way.
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "core/validate.hpp"
+#include "spmdlearn/core/error.hpp"
+#include "spmdlearn/preprocessing.hpp"
+
+namespace spmdlearn::preprocessing {
+
+namespace {
+constexpr double eps = std::numeric_limits<double>::epsilon();
+
+template <class T>
+void check_shapes(const char* what, std::int64_t d, matrix_view<const T> X, matrix_view<T> out) {
+  detail::check_host_matrix(what, X);
+  if (X.rows > 0 && X.cols != d)
+    throw invalid_argument(std::string(what) + ": X has " + std::to_string(X.cols) +
+                           " features, but the scaler was fitted with " + std::to_string(d));
+  if (out.rows != X.rows || out.cols != X.cols)
+    throw invalid_argument(std::string(what) + ": output has the wrong shape");
+}
+
+// out = (X - shift) / scale, or X * scale + shift for the inverse; shift/scale may be empty.
+template <class T>
+void affine(matrix_view<const T> X, matrix_view<T> out, const std::vector<double>& shift,
+            const std::vector<double>& scale, bool inverse) {
+  const std::int64_t d = X.cols;
+  std::vector<double> a(d, 1.0), b(d, 0.0);  // out = x * a + b
+  for (std::int64_t j = 0; j < d; ++j) {
+    const double s = scale.empty() ? 1.0 : scale[j];
+    const double m = shift.empty() ? 0.0 : shift[j];
+    a[j] = inverse ? s : 1.0 / s;
+    b[j] = inverse ? m : -m / s;
+  }
+  for (std::int64_t i = 0; i < X.rows; ++i) {
+    const T* x = X.row(i);
+    T* o = out.row(i);
+    for (std::int64_t j = 0; j < d; ++j)
+      o[j] = inverse ? static_cast<T>(static_cast<double>(x[j]) * a[j] + b[j])
+                     : static_cast<T>((static_cast<double>(x[j]) - (shift.empty() ? 0.0 : shift[j])) * a[j]);
+  }
+}
+}  // namespace
+
+standard_scaler_result standard_scaler_finalize(const basic_statistics::state& s,
+                                                const standard_scaler_params& p) {
+  standard_scaler_result r;
+  const std::int64_t d = s.n_features;
+  const double W = s.weight_sum;
+  if (p.with_mean || p.with_std) r.mean = s.mean;
+  if (!p.with_std) return r;
+  r.var.resize(d);
+  r.scale.resize(d);
+  for (std::int64_t j = 0; j < d; ++j) {
+    const double var = W > 0 ? s.m2[j] / W : 0.0;
+    r.var[j] = var;
+    // scikit-learn's test for a constant feature: var within the rounding of the computation.
+    const double nm = W * s.mean[j] * eps;
+    const bool constant = var <= W * eps * var + nm * nm;
+    const double sc = std::sqrt(var);
+    r.scale[j] = (constant || sc < 10 * eps) ? 1.0 : sc;
+  }
+  return r;
+}
+
+max_abs_scaler_result max_abs_scaler_finalize(const basic_statistics::state& s) {
+  max_abs_scaler_result r;
+  const std::int64_t d = s.n_features;
+  r.max_abs.resize(d);
+  r.scale.resize(d);
+  for (std::int64_t j = 0; j < d; ++j) {
+    const double m = std::max(std::abs(s.min[j]), std::abs(s.max[j]));
+    r.max_abs[j] = m;
+    r.scale[j] = m < 10 * eps ? 1.0 : m;
+  }
+  return r;
+}
+
+template <class T>
+void standard_scaler::transform(matrix_view<const T> X, matrix_view<T> out) const {
+  check_shapes("StandardScaler.transform", state_.n_features, X, out);
+  affine(X, out, params_.with_mean ? result_.mean : std::vector<double>{}, result_.scale, false);
+}
+template <class T>
+void standard_scaler::inverse_transform(matrix_view<const T> X, matrix_view<T> out) const {
+  check_shapes("StandardScaler.inverse_transform", state_.n_features, X, out);
+  affine(X, out, params_.with_mean ? result_.mean : std::vector<double>{}, result_.scale, true);
+}
+template <class T>
+void max_abs_scaler::transform(matrix_view<const T> X, matrix_view<T> out) const {
+  check_shapes("MaxAbsScaler.transform", state_.n_features, X, out);
+  affine(X, out, {}, result_.scale, false);
+}
+template <class T>
+void max_abs_scaler::inverse_transform(matrix_view<const T> X, matrix_view<T> out) const {
+  check_shapes("MaxAbsScaler.inverse_transform", state_.n_features, X, out);
+  affine(X, out, {}, result_.scale, true);
+}
+
+#define SPMDLEARN_INSTANTIATE(T)                                                                   \
+  template void standard_scaler::transform<T>(matrix_view<const T>, matrix_view<T>) const;         \
+  template void standard_scaler::inverse_transform<T>(matrix_view<const T>, matrix_view<T>) const; \
+  template void max_abs_scaler::transform<T>(matrix_view<const T>, matrix_view<T>) const;          \
+  template void max_abs_scaler::inverse_transform<T>(matrix_view<const T>, matrix_view<T>) const;
+SPMDLEARN_INSTANTIATE(float)
+SPMDLEARN_INSTANTIATE(double)
+#undef SPMDLEARN_INSTANTIATE
+
+}  // namespace spmdlearn::preprocessing
