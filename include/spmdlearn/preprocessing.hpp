@@ -34,7 +34,9 @@ struct max_abs_scaler_result {
   std::vector<double> max_abs;
   std::vector<double> scale;
 };
-max_abs_scaler_result max_abs_scaler_finalize(const basic_statistics::state& s);
+// t: the data's dtype; scales below 10·eps(t) are treated as zero (scale 1), as scikit-learn.
+max_abs_scaler_result max_abs_scaler_finalize(const basic_statistics::state& s,
+                                              dtype t = dtype::float64);
 
 class standard_scaler {
  public:
@@ -70,7 +72,7 @@ class max_abs_scaler {
   template <class T>
   void partial_fit(const comm& c, matrix_view<const T> X) {
     basic_statistics::partial_fit(c, state_, X);
-    result_ = max_abs_scaler_finalize(state_);
+    result_ = max_abs_scaler_finalize(state_, dtype_of<T>());
   }
   template <class T>
   void fit(const comm& c, matrix_view<const T> X) {

@@ -248,8 +248,9 @@ NB_MODULE(_core, m) {
     }
     return d;
   });
-  m.def("max_abs_scaler_finalize", [](const nb::dict& state) {
-    auto r = sl::preprocessing::max_abs_scaler_finalize(bs_state_from(state));
+  m.def("max_abs_scaler_finalize", [](const nb::dict& state, bool float32) {
+    auto r = sl::preprocessing::max_abs_scaler_finalize(
+        bs_state_from(state), float32 ? sl::dtype::float32 : sl::dtype::float64);
     nb::dict d;
     d["max_abs"] = to_numpy(std::move(r.max_abs));
     d["scale"] = to_numpy(std::move(r.scale));

@@ -1,4 +1,7 @@
-// MPI implementation of spmdlearn::comm. The only file besides threads.cpp that includes mpi.h.
+// MPI implementation of spmdlearn::comm. The only file that includes mpi.h.
+// The C API only: keep the deprecated C++ bindings (and their link dependency) out.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
 #include <algorithm>

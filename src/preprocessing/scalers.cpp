@@ -60,12 +60,14 @@ standard_scaler_result standard_scaler_finalize(const basic_statistics::state& s
     const double nm = W * s.mean[j] * eps;
     const bool constant = var <= W * eps * var + nm * nm;
     const double sc = std::sqrt(var);
-    r.scale[j] = (constant || sc < 10 * eps) ? 1.0 : sc;
+    r.scale[j] = constant ? 1.0 : sc;  // scikit-learn uses only the mask here
   }
   return r;
 }
 
-max_abs_scaler_result max_abs_scaler_finalize(const basic_statistics::state& s) {
+max_abs_scaler_result max_abs_scaler_finalize(const basic_statistics::state& s, dtype t) {
+  // scikit-learn: scales below 10 eps of the data's dtype count as zero.
+  const double tiny = 10.0 * (t == dtype::float32 ? std::numeric_limits<float>::epsilon() : eps);
   max_abs_scaler_result r;
   const std::int64_t d = s.n_features;
   r.max_abs.resize(d);
@@ -73,7 +75,7 @@ max_abs_scaler_result max_abs_scaler_finalize(const basic_statistics::state& s) 
   for (std::int64_t j = 0; j < d; ++j) {
     const double m = std::max(std::abs(s.min[j]), std::abs(s.max[j]));
     r.max_abs[j] = m;
-    r.scale[j] = m < 10 * eps ? 1.0 : m;
+    r.scale[j] = m < tiny ? 1.0 : m;
   }
   return r;
 }

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from .. import _core
+from .._base import SPMDMixin, finish_features, local_weights
+from .._comm import collective
+
+_NAMES = list(_core.bs_option_names())
+
+
+def _parse_options(result_options):
+    if isinstance(result_options, str):
+        result_options = [result_options]
+    try:
+        names = list(result_options)
+    except TypeError:
+        raise ValueError(
+            f"result_options must be a name or a list of names, got {result_options!r}"
+        ) from None
+    if not names:
+        raise ValueError("result_options is empty")
+    bits = 0
+    for n in names:
+        if not isinstance(n, str):
+            raise ValueError(f"result_options entries must be strings, got {n!r}")
+        bits |= _core.bs_parse_option(n)
+    return bits
+
+
+class _StatisticsBase(SPMDMixin, BaseEstimator):
+    def _set_results(self, state, dtype):
+        self._partial_state = state
+        res = _core.bs_finalize(state, self._options)
+        for name in _NAMES:
+            if name in res:
+                setattr(self, name + "_", res[name].astype(dtype, copy=False))
+            elif hasattr(self, name + "_"):
+                delattr(self, name + "_")
+        finish_features(self, state["n_features"])
+        self.n_samples_seen_ = int(state["n_rows"])
+
+    def _merge(self, X, sample_weight, *, reset):
+        comm, addr = self._resolve_comm()
+        with collective(addr):
+            self._options = _parse_options(self.result_options)
+            first = reset or not hasattr(self, "_partial_state")
+            X = self._local_X(X, reset=first)
+            w = local_weights(sample_weight, X)
+        state = None if first else self._partial_state
+        state = _core.bs_partial_fit(addr, state, X, w)
+        self._set_results(state, X.dtype)
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.requires_fit = True
+        return tags
+
+
+class BasicStatistics(_StatisticsBase):
+    """Column statistics over the rows of all ranks, computed in one pass.
+
+    Parameters
+    ----------
+    result_options : str or list of str, default="all"
+        Which statistics to compute: any of ``min, max, sum, mean, variance,
+        standard_deviation, sum_squares, sum_squares_centered, second_order_raw_moment,
+        variation`` or ``"all"``.
+    comm : mpi4py communicator or None
+        Ranks that take part; None means :func:`spmdlearn.default_comm` (``MPI.COMM_WORLD``).
+
+    Attributes
+    ----------
+    min_, max_, sum_, mean_, variance_, standard_deviation_, sum_squares_,
+    sum_squares_centered_, second_order_raw_moment_, variation_ : ndarray of shape (n_features,)
+        The requested statistics (names and meanings as scikit-learn-intelex's BasicStatistics),
+        in the input's dtype, identical on every rank. ``variance_`` uses ddof=1.
+    n_samples_seen_ : int
+        Rows over all ranks.
+
+    Notes
+    -----
+    ``sample_weight`` follows scikit-learn's convention: a weight ``k`` counts a row ``k`` times
+    (mean = Σwx/Σw, variance = Σw(x-mean)²/(Σw-1); ``min_``/``max_`` over rows of positive weight).
+    scikit-learn-intelex instead reports the statistics of the products ``w * x``.
+    ``fit`` is collective: every rank of ``comm`` must call it.
+    """
+
+    def __init__(self, result_options="all", comm=None):
+        self.result_options = result_options
+        self.comm = comm
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute the statistics of all ranks' rows (collective)."""
+        return self._merge(X, sample_weight, reset=True)
+
+
+class IncrementalBasicStatistics(_StatisticsBase):
+    """BasicStatistics over blocks that arrive in several ``partial_fit`` calls.
+
+    ``partial_fit`` is collective: every rank calls it the same number of times (a rank with no
+    rows for a round passes an empty ``(0, n_features)`` block). Each call merges that round's
+    blocks of every rank into the replicated state and updates the attributes on every rank, so
+    reading an attribute never needs communication and can never hang.
+    """
+
+    def __init__(self, result_options="all", comm=None):
+        self.result_options = result_options
+        self.comm = comm
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Add this round's blocks of every rank (collective)."""
+        return self._merge(X, sample_weight, reset=False)
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Forget previous blocks and compute on X of every rank (collective)."""
+        return self._merge(X, sample_weight, reset=True)

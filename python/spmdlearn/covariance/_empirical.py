@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import numpy as np
+from sklearn.covariance import EmpiricalCovariance as _SkEmpiricalCovariance
+from sklearn.utils.validation import check_is_fitted
+
+from .. import _core
+from .._base import SPMDMixin, finish_features
+from .._comm import collective
+
+
+class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
+    """Maximum-likelihood covariance of the rows of all ranks (scikit-learn's EmpiricalCovariance).
+
+    ``fit`` and ``score`` are collective (every rank of ``comm`` calls them); ``mahalanobis`` is
+    local. Attributes ``covariance_`` (float64, as scikit-learn), ``location_`` (input dtype) and
+    ``precision_`` are identical on every rank; ``error_norm`` and ``get_precision`` are
+    scikit-learn's.
+
+    Parameters
+    ----------
+    store_precision : bool, default=True
+    assume_centered : bool, default=False
+    comm : mpi4py communicator or None
+        None means :func:`spmdlearn.default_comm` (``MPI.COMM_WORLD``).
+    """
+
+    _parameter_constraints = {**_SkEmpiricalCovariance._parameter_constraints, "comm": "no_validation"}
+
+    def __init__(self, *, store_precision=True, assume_centered=False, comm=None):
+        super().__init__(store_precision=store_precision, assume_centered=assume_centered)
+        self.comm = comm
+
+    def _merge(self, X, *, reset):
+        comm, addr = self._resolve_comm()
+        with collective(addr):
+            self._validate_params()
+            first = reset or not hasattr(self, "_partial_state")
+            X = self._local_X(X, reset=first)
+        state = _core.cov_partial_fit(addr, None if first else self._partial_state, X)
+        self._partial_state = state
+        res = _core.cov_finalize(state, self.assume_centered, self.store_precision, False)
+        self.location_ = res["location"].astype(X.dtype, copy=False)
+        self.covariance_ = res["covariance"]
+        self.precision_ = res["precision"] if self.store_precision else None
+        finish_features(self, state["n_features"])
+        return self
+
+    def fit(self, X, y=None):
+        """Fit the covariance on all ranks' rows (collective)."""
+        return self._merge(X, reset=True)
+
+    def _model64(self):
+        loc = np.ascontiguousarray(self.location_, dtype=np.float64)
+        prec = np.ascontiguousarray(self.get_precision(), dtype=np.float64)
+        return loc, prec
+
+    def score(self, X_test, y=None):
+        """Gaussian log-likelihood of all ranks' rows of X_test under the model (collective)."""
+        comm, addr = self._resolve_comm()
+        with collective(addr):
+            check_is_fitted(self)
+            X = self._local_X(X_test, reset=False)
+            loc, prec = self._model64()
+        return float(_core.cov_score(addr, loc, prec, X))
+
+    def mahalanobis(self, X):
+        """Squared Mahalanobis distances of this rank's rows (local)."""
+        check_is_fitted(self)
+        X = self._local_X(X, reset=False, finite=True)
+        loc, prec = self._model64()
+        return _core.cov_mahalanobis(loc, prec, X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class IncrementalEmpiricalCovariance(EmpiricalCovariance):
+    """EmpiricalCovariance over blocks arriving in several collective ``partial_fit`` calls.
+
+    Each ``partial_fit`` merges the round's blocks of every rank (a rank without rows passes a
+    ``(0, n_features)`` block) into the replicated exact state and updates the attributes on every
+    rank; the result equals ``EmpiricalCovariance`` on all blocks of all rounds.
+    """
+
+    def partial_fit(self, X, y=None):
+        """Add this round's blocks of every rank (collective)."""
+        return self._merge(X, reset=False)

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import numpy as np
+from sklearn.preprocessing import MaxAbsScaler as _SkMaxAbsScaler
+from sklearn.preprocessing import StandardScaler as _SkStandardScaler
+
+from .. import _core
+from .._base import SPMDMixin, finish_features, local_weights
+from .._comm import collective
+
+
+class _ScalerMixin(SPMDMixin):
+    def _collect(self, X, sample_weight, *, reset):
+        comm, addr = self._resolve_comm()
+        with collective(addr):
+            self._validate_params()
+            if reset:
+                self._reset()
+            first = not hasattr(self, "n_samples_seen_")
+            X = self._local_X(X, reset=first)
+            w = local_weights(sample_weight, X)
+        state = _core.bs_partial_fit(addr, None if first else self._partial_state, X, w)
+        self._partial_state = state
+        self._weighted = (not first and getattr(self, "_weighted", False)) or w is not None
+        finish_features(self, state["n_features"])
+        return X, state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags
+
+
+class StandardScaler(_ScalerMixin, _SkStandardScaler):
+    """scikit-learn's StandardScaler with a collective ``fit`` / ``partial_fit``.
+
+    ``mean_``, ``var_``, ``scale_`` and ``n_samples_seen_`` describe the rows of all ranks and are
+    identical on every rank; ``transform`` / ``inverse_transform`` are local. Every
+    ``partial_fit`` is collective (a rank without rows passes a ``(0, n_features)`` block).
+    Sparse input and NaN are not supported (every rank raises ValueError).
+    """
+
+    _parameter_constraints = {**_SkStandardScaler._parameter_constraints, "comm": "no_validation"}
+
+    def __init__(self, *, copy=True, with_mean=True, with_std=True, comm=None):
+        super().__init__(copy=copy, with_mean=with_mean, with_std=with_std)
+        self.comm = comm
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit on all ranks' rows (collective)."""
+        self._fit_rows(X, sample_weight, reset=True)
+        return self
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Add this round's rows of every rank (collective)."""
+        self._fit_rows(X, sample_weight, reset=False)
+        return self
+
+    def _fit_rows(self, X, sample_weight, *, reset):
+        X, state = self._collect(X, sample_weight, reset=reset)
+        if not self.with_mean and not self.with_std:
+            self.mean_ = None
+            self.var_ = None
+            self.scale_ = None
+            n = state["n_rows"]
+            self.n_samples_seen_ = X.dtype.type(n) if self._weighted else np.int64(n)
+            return
+        res = _core.standard_scaler_finalize(state, self.with_mean, self.with_std)
+        self.mean_ = res["mean"]
+        self.var_ = res["var"] if self.with_std else None
+        self.scale_ = res["scale"] if self.with_std else None
+        self.n_samples_seen_ = np.float64(state["weight_sum"])
+
+
+class MaxAbsScaler(_ScalerMixin, _SkMaxAbsScaler):
+    """scikit-learn's MaxAbsScaler with a collective ``fit`` / ``partial_fit``.
+
+    ``max_abs_``, ``scale_`` and ``n_samples_seen_`` describe the rows of all ranks and are
+    identical on every rank; ``transform`` / ``inverse_transform`` are local.
+    """
+
+    _parameter_constraints = {**_SkMaxAbsScaler._parameter_constraints, "comm": "no_validation"}
+
+    def __init__(self, *, copy=True, clip=False, comm=None):
+        super().__init__(copy=copy, clip=clip)
+        self.comm = comm
+
+    def fit(self, X, y=None):
+        """Fit on all ranks' rows (collective)."""
+        self._fit_rows(X, reset=True)
+        return self
+
+    def partial_fit(self, X, y=None):
+        """Add this round's rows of every rank (collective)."""
+        self._fit_rows(X, reset=False)
+        return self
+
+    def _fit_rows(self, X, *, reset):
+        X, state = self._collect(X, None, reset=reset)
+        res = _core.max_abs_scaler_finalize(state, X.dtype == np.float32)
+        self.max_abs_ = res["max_abs"].astype(X.dtype, copy=False)
+        self.scale_ = res["scale"].astype(X.dtype, copy=False)
+        self.n_samples_seen_ = int(state["n_rows"])
