@@ -67,7 +67,7 @@ def resolve(comm):
     return comm, _mpi()._addressof(comm)
 
 
-_KIND = {ValueError: 1, TypeError: 1, MemoryError: 2, NotImplementedError: 3}
+_KIND = {TypeError: 5, ValueError: 1, MemoryError: 2, NotImplementedError: 3}
 
 
 def _kind_of(exc):

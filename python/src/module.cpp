@@ -205,6 +205,7 @@ NB_MODULE(_core, m) {
         case sl::error_kind::invalid_argument: PyErr_SetString(PyExc_ValueError, e.what()); break;
         case sl::error_kind::out_of_memory: PyErr_SetString(PyExc_MemoryError, e.what()); break;
         case sl::error_kind::not_implemented: PyErr_SetString(PyExc_NotImplementedError, e.what()); break;
+        case sl::error_kind::type_error: PyErr_SetString(PyExc_TypeError, e.what()); break;
         default: PyErr_SetString(PyExc_RuntimeError, e.what()); break;
       }
     }

@@ -18,7 +18,8 @@ void check_host_matrix(const char* algo, matrix_view<const T> X) {
   if (X.rows < 0 || X.cols < 0)
     throw invalid_argument(std::string(algo) + ": X has a negative dimension");
   if (X.rows > 0 && X.cols == 0)
-    throw invalid_argument(std::string(algo) + ": X has 0 features; at least 1 is required");
+    throw invalid_argument(std::string(algo) + ": found array with 0 feature(s) (shape=(" +
+                           std::to_string(X.rows) + ", 0)) while a minimum of 1 is required.");
   if (X.rows > 0 && !X.data) throw invalid_argument(std::string(algo) + ": X has no data pointer");
 }
 

@@ -1,7 +1,8 @@
 // Error types of spmdlearn.
 //
 // Every error carries a kind (which maps to a Python exception type: invalid_argument -> ValueError,
-// out_of_memory -> MemoryError, not_implemented -> NotImplementedError, runtime -> RuntimeError) and,
+// out_of_memory -> MemoryError, not_implemented -> NotImplementedError, runtime -> RuntimeError,
+// type_error -> TypeError) and,
 // once it has been agreed collectively, the rank that failed first. A collective call that fails on
 // one rank throws the *same* error on every rank (see core/guard.hpp).
 #pragma once
@@ -17,6 +18,7 @@ enum class error_kind : int {
   out_of_memory = 2,     // host or device allocation (Python: MemoryError)
   not_implemented = 3,   // valid but unsupported     (Python: NotImplementedError)
   runtime = 4,           // anything else             (Python: RuntimeError)
+  type_error = 5,        // input of the wrong type   (Python: TypeError)
 };
 
 class error : public std::runtime_error {
@@ -43,6 +45,9 @@ struct out_of_memory : error {
 struct not_implemented : error {
   explicit not_implemented(const std::string& m, int rank = -1)
       : error(error_kind::not_implemented, m, rank) {}
+};
+struct type_error : error {
+  explicit type_error(const std::string& m, int rank = -1) : error(error_kind::type_error, m, rank) {}
 };
 struct runtime_error : error {
   explicit runtime_error(const std::string& m, int rank = -1)

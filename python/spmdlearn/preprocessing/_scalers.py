@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.preprocessing import MaxAbsScaler as _SkMaxAbsScaler
 from sklearn.preprocessing import StandardScaler as _SkStandardScaler
 
@@ -29,7 +30,16 @@ class _ScalerMixin(SPMDMixin):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = False
+        tags.array_api_support = False  # numpy in, numpy out; device arrays arrive with the CUDA backend
         return tags
+
+
+def _reject_nonfinite(X):
+    if sp.issparse(X):
+        return  # scikit-learn's own validation rejects it with its message
+    arr = np.asarray(X)
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        raise ValueError("Input X contains NaN or infinity; remove or impute non-finite values first")
 
 
 class StandardScaler(_ScalerMixin, _SkStandardScaler):
@@ -72,6 +82,15 @@ class StandardScaler(_ScalerMixin, _SkStandardScaler):
         self.scale_ = res["scale"] if self.with_std else None
         self.n_samples_seen_ = np.float64(state["weight_sum"])
 
+    # Local: scikit-learn's, after rejecting NaN/inf as fit does.
+    def transform(self, X, copy=None):
+        _reject_nonfinite(X)
+        return super().transform(X, copy=copy)
+
+    def inverse_transform(self, X, copy=None):
+        _reject_nonfinite(X)
+        return super().inverse_transform(X, copy=copy)
+
 
 class MaxAbsScaler(_ScalerMixin, _SkMaxAbsScaler):
     """scikit-learn's MaxAbsScaler with a collective ``fit`` / ``partial_fit``.
@@ -102,3 +121,12 @@ class MaxAbsScaler(_ScalerMixin, _SkMaxAbsScaler):
         self.max_abs_ = res["max_abs"].astype(X.dtype, copy=False)
         self.scale_ = res["scale"].astype(X.dtype, copy=False)
         self.n_samples_seen_ = int(state["n_rows"])
+
+    # Local: scikit-learn's, after rejecting NaN/inf as fit does.
+    def transform(self, X):
+        _reject_nonfinite(X)
+        return super().transform(X)
+
+    def inverse_transform(self, X):
+        _reject_nonfinite(X)
+        return super().inverse_transform(X)
