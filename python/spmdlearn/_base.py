@@ -25,6 +25,14 @@ class SPMDMixin:
         new = {k: (v if k == "comm" else clone(v, safe=False)) for k, v in params.items()}
         return type(self)(**new)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # NaN/inf are rejected on every rank (one pass, in C++), never silently skipped.
+        tags.input_tags.allow_nan = False
+        # numpy in, numpy out; device arrays arrive with the CUDA backend.
+        tags.array_api_support = False
+        return tags
+
     def _resolve_comm(self):
         return _comm.resolve(self.comm)
 

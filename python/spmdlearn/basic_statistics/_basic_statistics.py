@@ -55,7 +55,6 @@ class _StatisticsBase(SPMDMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
         tags.requires_fit = True
         return tags
 

@@ -71,11 +71,6 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
         loc, prec = self._model64()
         return _core.cov_mahalanobis(loc, prec, X)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
-
 
 class IncrementalEmpiricalCovariance(EmpiricalCovariance):
     """EmpiricalCovariance over blocks arriving in several collective ``partial_fit`` calls.

@@ -28,9 +28,7 @@ class _ScalerMixin(SPMDMixin):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
         tags.input_tags.sparse = False
-        tags.array_api_support = False  # numpy in, numpy out; device arrays arrive with the CUDA backend
         return tags
 
 
