@@ -55,7 +55,13 @@ void accumulate(matrix_view<const T> X, const T* __restrict w, local_moments& ac
     for (std::int64_t i = i0; i < i0 + nb; ++i) {
       const T* __restrict x = X.row(i);
       const double wi = Weighted ? static_cast<double>(w[i]) : 1.0;
-      if (Weighted && wi == 0.0) continue;
+      if (Weighted && wi == 0.0) {
+        // Not counted, but still input: NaN/inf here is rejected as anywhere else (it would
+        // otherwise turn the centred pass's 0 * NaN into a NaN variance).
+        for (std::int64_t j = 0; j < d; ++j)
+          if (!std::isfinite(x[j])) detail::throw_if_nonfinite("X", X, i, 1);
+        continue;
+      }
       wsum += wi;
       for (std::int64_t j = 0; j < d; ++j) {
         const double v = static_cast<double>(x[j]);

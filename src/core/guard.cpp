@@ -1,5 +1,6 @@
 #include "spmdlearn/core/guard.hpp"
 
+#include <map>
 #include <string>
 
 #include "spmdlearn/core/error.hpp"
@@ -58,6 +59,7 @@ std::vector<std::int64_t> agree(const comm& c, std::exception_ptr local_error,
   std::vector<std::int64_t> agreed(shared.size(), -1);
   for (std::size_t i = 0; i < shared.size(); ++i) {
     int ref = -1;
+    bool mismatch = false;
     for (int r = 0; r < p; ++r) {
       const std::int64_t v = all[r * k + i + 1];
       if (v < 0) continue;
@@ -65,12 +67,30 @@ std::vector<std::int64_t> agree(const comm& c, std::exception_ptr local_error,
         ref = r;
         agreed[i] = v;
       } else if (v != agreed[i]) {
+        mismatch = true;
+      }
+    }
+    if (!mismatch) continue;
+    // Failure path only: take the value most ranks hold as the reference (ties: the lowest rank's)
+    // so that the error names the rank that is out of line -- not rank 1 when rank 0 is the odd one.
+    std::map<std::int64_t, int> count;
+    for (int r = 0; r < p; ++r)
+      if (all[r * k + i + 1] >= 0) ++count[all[r * k + i + 1]];
+    for (int r = 0; r < p; ++r) {
+      const std::int64_t v = all[r * k + i + 1];
+      if (v >= 0 && count[v] > count[agreed[i]]) {
+        ref = r;
+        agreed[i] = v;
+      }
+    }
+    for (int r = 0; r < p; ++r) {
+      const std::int64_t v = all[r * k + i + 1];
+      if (v >= 0 && v != agreed[i])
         throw invalid_argument("rank " + std::to_string(r) + ": " + shared[i].name + " is " +
                                    label(shared[i], v) + " but rank " + std::to_string(ref) +
                                    " has " + label(shared[i], agreed[i]) +
                                    "; it must be the same on every rank",
                                r);
-      }
     }
   }
   return agreed;

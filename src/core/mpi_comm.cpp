@@ -17,7 +17,7 @@ namespace {
 
 MPI_Datatype mpi_type(comm_type t) {
   switch (t) {
-    case comm_type::int8: return MPI_CHAR;
+    case comm_type::int8: return MPI_SIGNED_CHAR;  // MPI_CHAR is not allowed in reductions
     case comm_type::int32: return MPI_INT32_T;
     case comm_type::int64: return MPI_INT64_T;
     case comm_type::float32: return MPI_FLOAT;
