@@ -49,7 +49,7 @@ class SPMDMixin:
             dtype=list(FLOAT_DTYPES),
             order="C",
             ensure_all_finite=finite,
-            ensure_min_samples=1 if finite else 0,
+            ensure_min_samples=0,  # a rank may hold no rows, in local methods too
             ensure_min_features=1 if finite else 0,
             accept_sparse=False,
         )

@@ -13,9 +13,10 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
     """Maximum-likelihood covariance of the rows of all ranks (scikit-learn's EmpiricalCovariance).
 
     ``fit`` and ``score`` are collective (every rank of ``comm`` calls them); ``mahalanobis`` is
-    local. Attributes ``covariance_`` (float64, as scikit-learn), ``location_`` (input dtype) and
-    ``precision_`` are identical on every rank; ``error_norm`` and ``get_precision`` are
-    scikit-learn's.
+    local. Attributes ``covariance_``, ``location_`` and ``precision_`` are identical on every
+    rank, with scikit-learn's dtypes (``covariance_``/``precision_`` float64 and ``location_`` the
+    input dtype; with ``assume_centered``, ``location_`` float64 zeros and ``covariance_``/
+    ``precision_`` the input dtype); ``error_norm`` and ``get_precision`` are scikit-learn's.
 
     Parameters
     ----------
@@ -39,10 +40,18 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
             X = self._local_X(X, reset=first)
         state = _core.cov_partial_fit(addr, None if first else self._partial_state, X)
         self._partial_state = state
-        res = _core.cov_finalize(state, self.assume_centered, self.store_precision, False)
-        self.location_ = res["location"].astype(X.dtype, copy=False)
-        self.covariance_ = res["covariance"]
-        self.precision_ = res["precision"] if self.store_precision else None
+        # scikit-learn's dtypes: centred, location_ has X's dtype and covariance_/precision_ are
+        # float64 (np.cov); assume_centered, location_ is float64 zeros and covariance_/precision_
+        # have X's dtype (X.T @ X, then pinvh with that dtype's cutoff).
+        f32 = self.assume_centered and X.dtype == np.float32
+        res = _core.cov_finalize(state, self.assume_centered, self.store_precision, f32)
+        if self.assume_centered:
+            self.location_ = np.zeros(int(state["n_features"]))
+        else:
+            self.location_ = res["location"].astype(X.dtype, copy=False)
+        cov_dtype = X.dtype if self.assume_centered else np.float64
+        self.covariance_ = res["covariance"].astype(cov_dtype, copy=False)
+        self.precision_ = res["precision"].astype(cov_dtype, copy=False) if self.store_precision else None
         finish_features(self, state["n_features"])
         return self
 

@@ -4,6 +4,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import MaxAbsScaler as _SkMaxAbsScaler
 from sklearn.preprocessing import StandardScaler as _SkStandardScaler
+from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
 from .._base import SPMDMixin, finish_features, local_weights
@@ -26,10 +27,25 @@ class _ScalerMixin(SPMDMixin):
         finish_features(self, state["n_features"])
         return X, state
 
+    def _empty_output(self, X):
+        # A rank may hold no rows: its local output is an empty block of the right width and dtype
+        # (scikit-learn's transform refuses 0 samples).
+        check_is_fitted(self)
+        return self._local_X(X, reset=False, finite=True).copy()
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
+
+
+def _no_rows(X):
+    if sp.issparse(X):
+        return False
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        shape = np.asarray(X).shape
+    return len(shape) == 2 and shape[0] == 0
 
 
 def _reject_nonfinite(X):
@@ -83,10 +99,14 @@ class StandardScaler(_ScalerMixin, _SkStandardScaler):
     # Local: scikit-learn's, after rejecting NaN/inf as fit does.
     def transform(self, X, copy=None):
         _reject_nonfinite(X)
+        if _no_rows(X):
+            return self._empty_output(X)
         return super().transform(X, copy=copy)
 
     def inverse_transform(self, X, copy=None):
         _reject_nonfinite(X)
+        if _no_rows(X):
+            return self._empty_output(X)
         return super().inverse_transform(X, copy=copy)
 
 
@@ -123,8 +143,12 @@ class MaxAbsScaler(_ScalerMixin, _SkMaxAbsScaler):
     # Local: scikit-learn's, after rejecting NaN/inf as fit does.
     def transform(self, X):
         _reject_nonfinite(X)
+        if _no_rows(X):
+            return self._empty_output(X)
         return super().transform(X)
 
     def inverse_transform(self, X):
         _reject_nonfinite(X)
+        if _no_rows(X):
+            return self._empty_output(X)
         return super().inverse_transform(X)
