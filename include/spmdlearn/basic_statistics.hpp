@@ -58,10 +58,11 @@ struct state {
 // Collective. Streams this rank's block X (n_r x d, n_r may be 0), merges every rank's block into
 // `s`. Throws (on every rank) invalid_argument for NaN/inf, negative or non-finite weights, a
 // weight vector of the wrong length, n_features or dtype that differ between ranks or from `s`,
-// or when no rank holds any row.
+// or when no rank holds any row. `caller` names the estimator in error messages.
 template <class T>
 void partial_fit(const comm& c, state& s, matrix_view<const T> X,
-                 std::optional<vector_view<const T>> sample_weight = std::nullopt);
+                 std::optional<vector_view<const T>> sample_weight = std::nullopt,
+                 const char* caller = "BasicStatistics");
 
 struct result {
   unsigned options = 0;

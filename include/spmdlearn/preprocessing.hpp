@@ -44,7 +44,7 @@ class standard_scaler {
   template <class T>
   void partial_fit(const comm& c, matrix_view<const T> X,
                    std::optional<vector_view<const T>> w = std::nullopt) {
-    basic_statistics::partial_fit(c, state_, X, w);
+    basic_statistics::partial_fit(c, state_, X, w, "StandardScaler");
     result_ = standard_scaler_finalize(state_, params_);
   }
   template <class T>
@@ -71,7 +71,7 @@ class max_abs_scaler {
  public:
   template <class T>
   void partial_fit(const comm& c, matrix_view<const T> X) {
-    basic_statistics::partial_fit(c, state_, X);
+    basic_statistics::partial_fit(c, state_, X, std::optional<vector_view<const T>>{}, "MaxAbsScaler");
     result_ = max_abs_scaler_finalize(state_, dtype_of<T>());
   }
   template <class T>

@@ -8,7 +8,9 @@ prefixed with ``rank R:`` -- instead of one rank raising while the others wait f
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
+import zlib
 
 _state = threading.local()
 
@@ -67,28 +69,62 @@ def resolve(comm):
     return comm, _mpi()._addressof(comm)
 
 
-_KIND = {TypeError: 5, ValueError: 1, MemoryError: 2, NotImplementedError: 3}
-
-
 def _kind_of(exc):
-    for t, k in _KIND.items():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    if isinstance(exc, InvalidParameterError):
+        return 6
+    for t, k in ((ValueError, 1), (TypeError, 5), (MemoryError, 2), (NotImplementedError, 3)):
         if isinstance(exc, t):
             return k
     return 4
 
 
-@contextlib.contextmanager
-def collective(address):
-    """Run the block locally, then agree with every rank of the communicator on its success.
+def _exception_class(kind):
+    from sklearn.utils._param_validation import InvalidParameterError
 
-    One small collective on success; on failure anywhere, every rank raises.
+    return {1: ValueError, 2: MemoryError, 3: NotImplementedError, 5: TypeError,
+            6: InvalidParameterError}.get(kind, RuntimeError)
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def params_checksum(estimator):
+    """A checksum of get_params() (without comm) that is the same in every process for equal
+    parameters: reprs with memory addresses stripped, callables by qualified name."""
+    if estimator is None:
+        return -1
+    items = []
+    for k, v in sorted(estimator.get_params(deep=False).items()):
+        if k == "comm":
+            continue
+        if callable(v) and not hasattr(v, "get_params"):
+            text = getattr(v, "__module__", "") + "." + getattr(v, "__qualname__", type(v).__name__)
+        else:
+            text = _ADDRESS.sub("", repr(v))
+        items.append(f"{k}={text}")
+    return zlib.crc32("\x00".join(items).encode())
+
+
+@contextlib.contextmanager
+def collective(address, estimator=None):
+    """Run the block locally, then agree with every rank of the communicator on its success and
+    on the estimator's parameters.
+
+    One small collective on success. On failure anywhere (or parameters that differ), every rank
+    raises the same exception class with the same message, naming the failing rank.
     """
     from . import _core
 
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - every local failure must be shared, whatever it is
-        _core.agree(address, _kind_of(exc), f"{type(exc).__name__}: {exc}" if _kind_of(exc) == 4 else str(exc))
-        raise  # agree() raised already; this line is only reached if it did not
+        kind = _kind_of(exc)
+        text = f"{type(exc).__name__}: {exc}" if kind == 4 else str(exc)
+        agreed_kind, message = _core.agree(address, kind, text, params_checksum(estimator))
+        raise _exception_class(agreed_kind)(message) from exc
     else:
-        _core.agree(address, 0, "")
+        agreed_kind, message = _core.agree(address, 0, "", params_checksum(estimator))
+        if agreed_kind:
+            raise _exception_class(agreed_kind)(message)

@@ -83,12 +83,12 @@ nb::dict bs_state_to(sl::basic_statistics::state&& s) {
 
 template <class T>
 nb::dict bs_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host_matrix<T> X,
-                        std::optional<host_vector<T>> w) {
+                        std::optional<host_vector<T>> w, const std::string& caller) {
   auto s = bs_state_from(state);
   {
     nb::gil_scoped_release nogil;
     auto c = comm_from(comm);
-    sl::basic_statistics::partial_fit<T>(*c, s, view(X), view(w));
+    sl::basic_statistics::partial_fit<T>(*c, s, view(X), view(w), caller.c_str());
   }
   return bs_state_to(std::move(s));
 }
@@ -182,14 +182,27 @@ double cov_score(std::uintptr_t comm, host_vector<double> location, host_matrix<
                                   {precision.data(), precision.size()}, view(X));
 }
 
-// The collective guard for errors raised in Python (conversion, validation): every rank calls
-// it once per public call; kind 0 means this rank succeeded.
-void agree(std::uintptr_t comm, int kind, const std::string& message) {
-  nb::gil_scoped_release nogil;
-  auto c = comm_from(comm);
-  std::exception_ptr e;
-  if (kind != 0) e = std::make_exception_ptr(sl::error(static_cast<sl::error_kind>(kind), message));
-  sl::agree(*c, e);
+// The collective guard for work done in Python (conversion, validation): every rank calls it
+// once per public call; kind 0 means this rank succeeded. `params` is a checksum of the
+// estimator's parameters (-1: none), which must match on every rank. Returns (0, "") when all is
+// well, else the agreed (kind, message) -- the same on every rank -- for Python to raise with the
+// right exception class.
+nb::tuple agree(std::uintptr_t comm, int kind, const std::string& message, std::int64_t params) {
+  int out_kind = 0;
+  std::string out_message;
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    std::exception_ptr e;
+    if (kind != 0) e = std::make_exception_ptr(sl::error(static_cast<sl::error_kind>(kind), message));
+    try {
+      sl::agree(*c, e, {{"the checksum of the estimator's parameters (get_params())", params}});
+    } catch (const sl::error& x) {
+      out_kind = static_cast<int>(x.kind());
+      out_message = x.what();
+    }
+  }
+  return nb::make_tuple(out_kind, out_message);
 }
 
 }  // namespace
@@ -206,6 +219,7 @@ NB_MODULE(_core, m) {
         case sl::error_kind::out_of_memory: PyErr_SetString(PyExc_MemoryError, e.what()); break;
         case sl::error_kind::not_implemented: PyErr_SetString(PyExc_NotImplementedError, e.what()); break;
         case sl::error_kind::type_error: PyErr_SetString(PyExc_TypeError, e.what()); break;
+        case sl::error_kind::invalid_parameter: PyErr_SetString(PyExc_ValueError, e.what()); break;
         default: PyErr_SetString(PyExc_RuntimeError, e.what()); break;
       }
     }
@@ -213,7 +227,7 @@ NB_MODULE(_core, m) {
 
   m.def("built_with_cuda", &sl::built_with_cuda);
   m.def("cuda_device_count", &sl::cuda_device_count);
-  m.def("agree", &agree, "comm"_a, "kind"_a, "message"_a);
+  m.def("agree", &agree, "comm"_a, "kind"_a, "message"_a, "params"_a = -1);
 
   m.def("bs_parse_option", [](const std::string& n) { return sl::basic_statistics::parse_option(n); });
   m.def("bs_option_names", [] {
@@ -221,8 +235,8 @@ NB_MODULE(_core, m) {
     for (auto n : sl::basic_statistics::option_names()) l.append(nb::str(n.data(), n.size()));
     return l;
   });
-  m.def("bs_partial_fit", &bs_partial_fit<double>, "comm"_a, "state"_a.none(), "X"_a, "w"_a.none());
-  m.def("bs_partial_fit", &bs_partial_fit<float>, "comm"_a, "state"_a.none(), "X"_a, "w"_a.none());
+  m.def("bs_partial_fit", &bs_partial_fit<double>, "comm"_a, "state"_a.none(), "X"_a, "w"_a.none(), "caller"_a = "BasicStatistics");
+  m.def("bs_partial_fit", &bs_partial_fit<float>, "comm"_a, "state"_a.none(), "X"_a, "w"_a.none(), "caller"_a = "BasicStatistics");
   m.def("bs_finalize", &bs_finalize, "state"_a, "options"_a);
 
   m.def("cov_partial_fit", &cov_partial_fit<double>, "comm"_a, "state"_a.none(), "X"_a);

@@ -120,13 +120,13 @@ unsigned parse_option(std::string_view name) {
 
 template <class T>
 void partial_fit(const comm& c, state& s, matrix_view<const T> X,
-                 std::optional<vector_view<const T>> sample_weight) {
+                 std::optional<vector_view<const T>> sample_weight, const char* caller) {
   detail::configure_blas_threads(c);
   local_moments loc;
   std::exception_ptr err;
   try {
-    detail::check_host_matrix("BasicStatistics", X);
-    detail::check_sample_weight("BasicStatistics", X.rows, sample_weight);
+    detail::check_host_matrix(caller, X);
+    detail::check_sample_weight(caller, X.rows, sample_weight);
     if (s.n_features > 0 && detail::declared_features(X) >= 0 && X.cols != s.n_features)
       throw invalid_argument("X has " + std::to_string(X.cols) +
                              " features, but the statistics were fitted with " +
@@ -148,10 +148,11 @@ void partial_fit(const comm& c, state& s, matrix_view<const T> X,
 
   detail::global_mean g = detail::merge_means_across(c, loc.weight, loc.rows, loc.mean);
   if (g.rows == 0)
-    throw invalid_argument("BasicStatistics: no rank holds any row (0 samples in total); at least "
-                           "one sample is required");
+    throw invalid_argument(std::string(caller) +
+                           ": no rank holds any row (0 samples in total); at least one sample is "
+                           "required");
   if (g.weight == 0.0)
-    throw invalid_argument("BasicStatistics: sample_weight sums to zero over all ranks");
+    throw invalid_argument(std::string(caller) + ": sample_weight sums to zero over all ranks");
 
   // Centred sums about the global mean: M = Σ_r (M_r + W_r δ_r²); min and -max in one reduction.
   std::vector<double> m2(d), ext(2 * d);
@@ -219,7 +220,7 @@ result compute(const comm& c, matrix_view<const T> X,
 
 #define SPMDLEARN_INSTANTIATE(T)                                                              \
   template void partial_fit<T>(const comm&, state&, matrix_view<const T>,                     \
-                               std::optional<vector_view<const T>>);                          \
+                               std::optional<vector_view<const T>>, const char*);             \
   template result compute<T>(const comm&, matrix_view<const T>,                               \
                              std::optional<vector_view<const T>>, unsigned);
 SPMDLEARN_INSTANTIATE(float)

@@ -10,6 +10,7 @@ void throw_error(error_kind kind, const std::string& message, int rank) {
     case error_kind::out_of_memory: throw out_of_memory(message, rank);
     case error_kind::not_implemented: throw not_implemented(message, rank);
     case error_kind::type_error: throw type_error(message, rank);
+    case error_kind::invalid_parameter: throw invalid_parameter(message, rank);
     default: throw runtime_error(message, rank);
   }
 }

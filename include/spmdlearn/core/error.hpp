@@ -2,7 +2,7 @@
 //
 // Every error carries a kind (which maps to a Python exception type: invalid_argument -> ValueError,
 // out_of_memory -> MemoryError, not_implemented -> NotImplementedError, runtime -> RuntimeError,
-// type_error -> TypeError) and,
+// type_error -> TypeError, invalid_parameter -> InvalidParameterError) and,
 // once it has been agreed collectively, the rank that failed first. A collective call that fails on
 // one rank throws the *same* error on every rank (see core/guard.hpp).
 #pragma once
@@ -19,6 +19,7 @@ enum class error_kind : int {
   not_implemented = 3,   // valid but unsupported     (Python: NotImplementedError)
   runtime = 4,           // anything else             (Python: RuntimeError)
   type_error = 5,        // input of the wrong type   (Python: TypeError)
+  invalid_parameter = 6, // a bad estimator parameter (Python: sklearn's InvalidParameterError)
 };
 
 class error : public std::runtime_error {
@@ -48,6 +49,10 @@ struct not_implemented : error {
 };
 struct type_error : error {
   explicit type_error(const std::string& m, int rank = -1) : error(error_kind::type_error, m, rank) {}
+};
+struct invalid_parameter : error {
+  explicit invalid_parameter(const std::string& m, int rank = -1)
+      : error(error_kind::invalid_parameter, m, rank) {}
 };
 struct runtime_error : error {
   explicit runtime_error(const std::string& m, int rank = -1)

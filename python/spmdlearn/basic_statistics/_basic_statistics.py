@@ -43,13 +43,13 @@ class _StatisticsBase(SPMDMixin, BaseEstimator):
 
     def _merge(self, X, sample_weight, *, reset):
         comm, addr = self._resolve_comm()
-        with collective(addr):
+        with collective(addr, self):
             self._options = _parse_options(self.result_options)
             first = reset or not hasattr(self, "_partial_state")
             X = self._local_X(X, reset=first)
             w = local_weights(sample_weight, X)
         state = None if first else self._partial_state
-        state = _core.bs_partial_fit(addr, state, X, w)
+        state = _core.bs_partial_fit(addr, state, X, w, type(self).__name__)
         self._set_results(state, X.dtype)
         return self
 

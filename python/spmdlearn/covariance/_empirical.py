@@ -34,7 +34,7 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
 
     def _merge(self, X, *, reset):
         comm, addr = self._resolve_comm()
-        with collective(addr):
+        with collective(addr, self):
             self._validate_params()
             first = reset or not hasattr(self, "_partial_state")
             X = self._local_X(X, reset=first)
@@ -67,7 +67,7 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
     def score(self, X_test, y=None):
         """Gaussian log-likelihood of all ranks' rows of X_test under the model (collective)."""
         comm, addr = self._resolve_comm()
-        with collective(addr):
+        with collective(addr, self):
             check_is_fitted(self)
             X = self._local_X(X_test, reset=False)
             loc, prec = self._model64()

@@ -14,14 +14,16 @@ from .._comm import collective
 class _ScalerMixin(SPMDMixin):
     def _collect(self, X, sample_weight, *, reset):
         comm, addr = self._resolve_comm()
-        with collective(addr):
+        with collective(addr, self):
             self._validate_params()
             if reset:
                 self._reset()
             first = not hasattr(self, "n_samples_seen_")
             X = self._local_X(X, reset=first)
             w = local_weights(sample_weight, X)
-        state = _core.bs_partial_fit(addr, None if first else self._partial_state, X, w)
+        state = _core.bs_partial_fit(
+            addr, None if first else self._partial_state, X, w, type(self).__name__
+        )
         self._partial_state = state
         self._weighted = (not first and getattr(self, "_weighted", False)) or w is not None
         finish_features(self, state["n_features"])

@@ -221,11 +221,6 @@ def test_comm_self_is_local():
     assert_basic_statistics(est, Xl, None, np.float64, what="COMM_SELF")
 
 
-@pytest.mark.xfail(
-    reason="known gap (DESIGN section 2): estimator parameters are not compared across ranks; "
-    "each rank silently fits with its own (e.g. different result_options or assume_centered)",
-    strict=False,
-)
 @pytest.mark.parametrize("make", [
     lambda odd: BasicStatistics(result_options="mean" if odd else "all"),
     lambda odd: EmpiricalCovariance(assume_centered=odd),
