@@ -7,6 +7,7 @@
 #include <limits>
 #include <string>
 
+#include "basic_statistics/moments_kernel.hpp"
 #include "core/merge.hpp"
 #include "core/threads.hpp"
 #include "core/validate.hpp"
@@ -16,6 +17,8 @@
 namespace spmdlearn::basic_statistics {
 
 namespace {
+
+namespace bs = spmdlearn::basic_statistics::kernel;
 
 constexpr double inf = std::numeric_limits<double>::infinity();
 
@@ -33,67 +36,60 @@ struct local_moments {
   }
 };
 
-// One pass over X in cache-sized chunks. Inside a chunk: sums/min/max from memory, then the
-// centred squares from cache; the chunk is Chan-merged into the running moments.
-template <class T, bool Weighted>
-void accumulate(matrix_view<const T> X, const T* __restrict w, local_moments& acc) {
+// One pass over X in cache-sized chunks (see moments_kernel.hpp). Each chunk's moments are taken
+// about a shift -- the running mean, or the block's first row before there is one -- and
+// Chan-merged into the running moments. If the shift was poor for some column (the shifted sum of
+// squares much larger than the centred one, so cancellation could cost digits), the chunk is
+// recomputed about its own mean while it is still in cache: exact for any data, one memory pass
+// for ordinary data.
+template <class T>
+void accumulate(matrix_view<const T> X, const T* w, local_moments& acc) {
   const std::int64_t n = X.rows, d = X.cols;
+  if (n == 0) return;
   const std::int64_t B = detail::chunk_rows(d, sizeof(T));
-  std::vector<double> s(d), mn(d), mx(d), mb(d), m2b(d), delta(d);
-  double* __restrict sp = s.data();
-  double* __restrict mnp = mn.data();
-  double* __restrict mxp = mx.data();
-  double* __restrict mbp = mb.data();
-  double* __restrict m2p = m2b.data();
+  std::vector<double> shift(d), s1(d), s2(d), lo(d), hi(d), mb(d), m2b(d), delta(d);
+  for (std::int64_t j = 0; j < d; ++j) shift[j] = static_cast<double>(X(0, j));
   acc.rows += n;
   for (std::int64_t i0 = 0; i0 < n; i0 += B) {
     const std::int64_t nb = std::min(B, n - i0);
-    std::fill(s.begin(), s.end(), 0.0);
-    std::fill(mn.begin(), mn.end(), inf);
-    std::fill(mx.begin(), mx.end(), -inf);
-    double wsum = 0.0;
-    for (std::int64_t i = i0; i < i0 + nb; ++i) {
-      const T* __restrict x = X.row(i);
-      const double wi = Weighted ? static_cast<double>(w[i]) : 1.0;
-      if (Weighted && wi == 0.0) {
-        // Not counted, but still input: NaN/inf here is rejected as anywhere else (it would
-        // otherwise turn the centred pass's 0 * NaN into a NaN variance).
-        for (std::int64_t j = 0; j < d; ++j)
-          if (!std::isfinite(x[j])) detail::throw_if_nonfinite("X", X, i, 1);
-        continue;
-      }
-      wsum += wi;
-      for (std::int64_t j = 0; j < d; ++j) {
-        const double v = static_cast<double>(x[j]);
-        sp[j] += Weighted ? wi * v : v;
-        mnp[j] = v < mnp[j] ? v : mnp[j];
-        mxp[j] = v > mxp[j] ? v : mxp[j];
-      }
-    }
+    const T* xc = X.row(i0);
+    const T* wc = w ? w + i0 : nullptr;
+    if (acc.weight > 0.0) shift = acc.mean;
     for (std::int64_t j = 0; j < d; ++j)
-      if (!std::isfinite(sp[j])) {
+      if (!std::isfinite(shift[j])) shift[j] = 0.0;  // a non-finite first row is reported below
+    bs::chunk_moments(xc, X.stride(), nb, d, wc, shift.data(), s1.data(), s2.data(), lo.data(),
+                      hi.data());
+    for (std::int64_t j = 0; j < d; ++j)
+      if (!std::isfinite(s1[j]) || !std::isfinite(s2[j])) {
         detail::throw_if_nonfinite("X", X, i0, nb);
-        break;
+        break;  // finite data whose squares overflow: not an input error
       }
-    if (wsum == 0.0) continue;
-    const double inv = 1.0 / wsum;
-    for (std::int64_t j = 0; j < d; ++j) {
-      mbp[j] = sp[j] * inv;
-      m2p[j] = 0.0;
+    double wsum = static_cast<double>(nb);
+    if (w) {
+      wsum = 0.0;
+      for (std::int64_t i = 0; i < nb; ++i) wsum += static_cast<double>(wc[i]);
+      if (wsum == 0.0) continue;  // rows that count zero times (already checked for NaN)
     }
-    for (std::int64_t i = i0; i < i0 + nb; ++i) {
-      const T* __restrict x = X.row(i);
-      const double wi = Weighted ? static_cast<double>(w[i]) : 1.0;
+    bool poor_shift = false;
+    for (std::int64_t j = 0; j < d; ++j) {
+      mb[j] = shift[j] + s1[j] / wsum;
+      m2b[j] = std::max(0.0, s2[j] - s1[j] * s1[j] / wsum);
+      poor_shift |= s2[j] > 64.0 * m2b[j] && s2[j] > 0.0;
+    }
+    if (poor_shift) {
+      std::vector<double> l2(d), h2(d);
+      bs::chunk_moments(xc, X.stride(), nb, d, wc, mb.data(), s1.data(), s2.data(), l2.data(),
+                        h2.data());
       for (std::int64_t j = 0; j < d; ++j) {
-        const double t = static_cast<double>(x[j]) - mbp[j];
-        m2p[j] += Weighted ? wi * t * t : t * t;
+        m2b[j] = std::max(0.0, s2[j] - s1[j] * s1[j] / wsum);
+        mb[j] += s1[j] / wsum;
       }
     }
     const double f = detail::merge_mean(acc.weight, acc.mean, wsum, mb, delta);
     for (std::int64_t j = 0; j < d; ++j) {
-      acc.m2[j] += m2p[j] + f * delta[j] * delta[j];
-      acc.min[j] = std::min(acc.min[j], mnp[j]);
-      acc.max[j] = std::max(acc.max[j], mxp[j]);
+      acc.m2[j] += m2b[j] + f * delta[j] * delta[j];
+      acc.min[j] = std::min(acc.min[j], lo[j]);
+      acc.max[j] = std::max(acc.max[j], hi[j]);
     }
   }
 }
@@ -132,10 +128,7 @@ void partial_fit(const comm& c, state& s, matrix_view<const T> X,
                              " features, but the statistics were fitted with " +
                              std::to_string(s.n_features));
     loc.reset(X.cols);
-    if (sample_weight)
-      accumulate<T, true>(X, sample_weight->data, loc);
-    else
-      accumulate<T, false>(X, nullptr, loc);
+    accumulate<T>(X, sample_weight ? sample_weight->data : nullptr, loc);
   } catch (...) {
     err = std::current_exception();
   }

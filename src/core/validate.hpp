@@ -66,9 +66,9 @@ std::int64_t declared_features(matrix_view<const T> X) {
   return (X.rows == 0 && X.cols == 0) ? -1 : X.cols;
 }
 
-// Rows per cache-resident chunk: ~256 KiB of input, at least 16 rows.
+// Rows per cache-resident chunk: ~128 KiB of input (L2: the column blocks revisit it), >= 16 rows.
 inline std::int64_t chunk_rows(std::int64_t d, std::size_t elem_bytes) {
-  const std::int64_t target = (256 << 10) / static_cast<std::int64_t>(elem_bytes * (d > 0 ? d : 1));
+  const std::int64_t target = (128 << 10) / static_cast<std::int64_t>(elem_bytes * (d > 0 ? d : 1));
   return target < 16 ? 16 : (target > 4096 ? 4096 : target);
 }
 

@@ -12,7 +12,9 @@ namespace bs = spmdlearn::basic_statistics;
 
 namespace {
 
-constexpr std::int64_t N = 1000, D = 7;
+// D = 13 exercises every code path of the statistics kernel: an 8-wide block, a 4-wide block and
+// a single column.
+constexpr std::int64_t N = 1000, D = 13;
 
 template <class T>
 constexpr double tol() {
