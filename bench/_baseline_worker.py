@@ -68,19 +68,7 @@ NUMPY = {
 
 
 def sklearn_estimator(name):
-    if name == "EmpiricalCovariance":
-        from sklearn.covariance import EmpiricalCovariance
-
-        return EmpiricalCovariance()
-    if name == "StandardScaler":
-        from sklearn.preprocessing import StandardScaler
-
-        return StandardScaler()
-    if name == "MaxAbsScaler":
-        from sklearn.preprocessing import MaxAbsScaler
-
-        return MaxAbsScaler()
-    return None  # scikit-learn has no BasicStatistics
+    return C.make_estimator("sklearn", name)  # None for BasicStatistics: scikit-learn has none
 
 
 # Where scikit-learn-intelex keeps each estimator (it moved between releases; first hit wins).

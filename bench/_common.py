@@ -189,3 +189,24 @@ def compare_fingerprints(a, b):
 def emit(result):
     """Print the machine-readable result line (parsed by run.py)."""
     print(RESULT_MARK + json.dumps(result), flush=True)
+
+
+# Where each estimator lives; spmdlearn mirrors scikit-learn's module names.
+ESTIMATOR_MODULE = {
+    "BasicStatistics": "basic_statistics",
+    "EmpiricalCovariance": "covariance",
+    "StandardScaler": "preprocessing",
+    "MaxAbsScaler": "preprocessing",
+}
+
+
+def make_estimator(package, name, **params):
+    """package.<module>.<name>(**params), or None when the package has no such estimator."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"{package}.{ESTIMATOR_MODULE[name]}")
+    except ImportError:
+        return None
+    cls = getattr(module, name, None)
+    return None if cls is None else cls(**params)

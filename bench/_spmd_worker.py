@@ -28,23 +28,8 @@ import _common as C  # noqa: E402
 
 
 def make_estimator(name):
-    if name == "BasicStatistics":
-        from spmdlearn.basic_statistics import BasicStatistics
-
-        return BasicStatistics(result_options="all")
-    if name == "EmpiricalCovariance":
-        from spmdlearn.covariance import EmpiricalCovariance
-
-        return EmpiricalCovariance()
-    if name == "StandardScaler":
-        from spmdlearn.preprocessing import StandardScaler
-
-        return StandardScaler()
-    if name == "MaxAbsScaler":
-        from spmdlearn.preprocessing import MaxAbsScaler
-
-        return MaxAbsScaler()
-    raise ValueError(name)
+    params = {"result_options": "all"} if name == "BasicStatistics" else {}
+    return C.make_estimator("spmdlearn", name, **params)
 
 
 def timed_max(comm, fn, repeats, warmup):
