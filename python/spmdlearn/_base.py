@@ -36,6 +36,39 @@ class SPMDMixin:
     def _resolve_comm(self):
         return _comm.resolve(self.comm)
 
+    def _device_X(self, X, *, reset):
+        """(X, to_device): a CUDA array stays where it is (checked here: 2-D, float32/float64);
+        host data is converted as usual and, with device="cuda", copied to this rank's GPU by the
+        C++ core; device="cpu" brings a CUDA array to the host."""
+        device = getattr(self, "device", "auto")
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        if is_cuda_array(X):
+            if device == "cpu":
+                X = to_host(X)
+            else:
+                check_cuda_array(X, "X")
+                if reset:
+                    self.n_features_in_ = int(X.shape[1])
+                    if hasattr(self, "feature_names_in_"):
+                        del self.feature_names_in_
+                elif X.shape[1] != getattr(self, "n_features_in_", X.shape[1]) and X.shape[0] > 0:
+                    raise ValueError(
+                        f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                        f"{self.n_features_in_} features as input."
+                    )
+                return X, False
+        X = self._local_X(X, reset=reset)
+        if device == "cuda":
+            from . import _core
+
+            if not _core.built_with_cuda():
+                raise NotImplementedError(
+                    "device='cuda' but spmdlearn was built without CUDA support "
+                    "(rebuild with CMAKE_ARGS=-DSPMDLEARN_ENABLE_CUDA=ON)"
+                )
+        return X, device == "cuda"
+
     def _local_X(self, X, *, reset, finite=False):
         """This rank's block as a C-contiguous float32/float64 array (ints become float64).
 
@@ -70,3 +103,57 @@ def local_weights(sample_weight, X):
 def finish_features(estimator, n_features):
     """Set n_features_in_ to the global value (an empty rank's local array may say 0)."""
     estimator.n_features_in_ = int(n_features)
+
+
+# --- device arrays ------------------------------------------------------------------------------
+
+_CUDA_DLPACK = (2, 3, 13)  # kDLCUDA, kDLCUDAHost, kDLCUDAManaged
+
+
+def is_cuda_array(X):
+    """True for cupy arrays, torch CUDA tensors and anything exposing a CUDA DLPack device or
+    ``__cuda_array_interface__``."""
+    dev = getattr(X, "__dlpack_device__", None)
+    if dev is not None and not isinstance(X, np.ndarray):
+        try:
+            return int(dev()[0]) in _CUDA_DLPACK
+        except Exception:  # noqa: BLE001 - not a usable DLPack producer
+            return False
+    return hasattr(X, "__cuda_array_interface__")
+
+
+def _dtype_name(X):
+    return str(getattr(X, "dtype", "")).replace("torch.", "")
+
+
+def check_cuda_array(X, what):
+    if len(X.shape) != 2 and what == "X":
+        raise ValueError(f"{what} must be 2-D, got a device array of shape {tuple(X.shape)}")
+    if _dtype_name(X) not in ("float32", "float64"):
+        raise TypeError(
+            f"{what} is a device array of dtype {_dtype_name(X)}; spmdlearn computes in float32 or "
+            f"float64: convert it on the device first (e.g. X.astype(cupy.float32), X.float())"
+        )
+
+
+def to_host(X):
+    """A CUDA array copied to a numpy array (cupy: .get(); torch: .cpu().numpy())."""
+    if hasattr(X, "get"):
+        return X.get()
+    if hasattr(X, "cpu"):
+        return X.detach().cpu().numpy()
+    raise TypeError(f"cannot bring a {type(X).__name__} to the host; pass a numpy array")
+
+
+def device_weights(sample_weight, X):
+    """sample_weight for a CUDA X: must be a 1-D CUDA array of X's dtype (checked in C++)."""
+    if sample_weight is None:
+        return None
+    if not is_cuda_array(sample_weight):
+        raise ValueError("X is a CUDA array, so sample_weight must be one too (same device, dtype)")
+    check_cuda_array(sample_weight, "sample_weight")
+    if _dtype_name(sample_weight) != _dtype_name(X):
+        raise TypeError(
+            f"sample_weight has dtype {_dtype_name(sample_weight)} but X has {_dtype_name(X)}"
+        )
+    return sample_weight

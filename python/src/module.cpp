@@ -83,12 +83,74 @@ nb::dict bs_state_to(sl::basic_statistics::state&& s) {
 
 template <class T>
 nb::dict bs_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host_matrix<T> X,
-                        std::optional<host_vector<T>> w, const std::string& caller) {
+                        std::optional<host_vector<T>> w, const std::string& caller,
+                        bool to_device) {
   auto s = bs_state_from(state);
   {
     nb::gil_scoped_release nogil;
     auto c = comm_from(comm);
-    sl::basic_statistics::partial_fit<T>(*c, s, view(X), view(w), caller.c_str());
+    if (!to_device) {
+      sl::basic_statistics::partial_fit<T>(*c, s, view(X), view(w), caller.c_str());
+    } else {
+      // device="cuda" with host data: one copy to this rank's GPU, then the GPU path. A failed
+      // copy (no CUDA, out of GPU memory) must still reach the collective guard.
+      std::exception_ptr err;
+      std::unique_ptr<sl::device_copy> dx, dw;
+      try {
+        dx = std::make_unique<sl::device_copy>(X.data(), X.size() * sizeof(T));
+        if (w) dw = std::make_unique<sl::device_copy>(w->data(), w->size() * sizeof(T));
+      } catch (...) {
+        err = std::current_exception();
+      }
+      sl::agree(*c, err);
+      sl::matrix_view<const T> xv(static_cast<const T*>(dx->data()), X.shape(0), X.shape(1), -1,
+                                  sl::device_kind::cuda);
+      std::optional<sl::vector_view<const T>> wv;
+      if (w)
+        wv = sl::vector_view<const T>{static_cast<const T*>(dw->data()),
+                                      static_cast<std::int64_t>(w->shape(0)), sl::device_kind::cuda};
+      sl::basic_statistics::partial_fit<T>(*c, s, xv, wv, caller.c_str());
+    }
+  }
+  return bs_state_to(std::move(s));
+}
+
+// Device arrays (cupy, torch, anything with DLPack) are used in place. Rows may be padded (row
+// stride >= n_features) but each row must be contiguous.
+template <class T>
+using cuda_matrix = nb::ndarray<const T, nb::ndim<2>, nb::device::cuda>;
+template <class T>
+using cuda_vector = nb::ndarray<const T, nb::ndim<1>, nb::device::cuda>;
+
+template <class T>
+nb::dict bs_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state, cuda_matrix<T> X,
+                             std::optional<cuda_vector<T>> w, const std::string& caller, bool) {
+  auto s = bs_state_from(state);
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    std::exception_ptr err;
+    const std::int64_t n = X.shape(0), d = X.shape(1);
+    try {
+      if (n > 0 && d > 1 && X.stride(1) != 1)
+        throw sl::invalid_argument(caller + ": the device array's rows are not contiguous "
+                                            "(column stride " + std::to_string(X.stride(1)) +
+                                   "); pass a C-contiguous copy");
+      if (n > 1 && X.stride(0) < d)
+        throw sl::invalid_argument(caller + ": the device array is not row-major; pass a "
+                                            "C-contiguous copy");
+      if (w && w->shape(0) > 1 && w->stride(0) != 1)
+        throw sl::invalid_argument(caller + ": sample_weight on the device is not contiguous");
+    } catch (...) {
+      err = std::current_exception();
+    }
+    sl::agree(*c, err);
+    sl::matrix_view<const T> xv(X.data(), n, d, n > 1 ? X.stride(0) : d, sl::device_kind::cuda);
+    std::optional<sl::vector_view<const T>> wv;
+    if (w)
+      wv = sl::vector_view<const T>{w->data(), static_cast<std::int64_t>(w->shape(0)),
+                                    sl::device_kind::cuda};
+    sl::basic_statistics::partial_fit<T>(*c, s, xv, wv, caller.c_str());
   }
   return bs_state_to(std::move(s));
 }
@@ -235,8 +297,15 @@ NB_MODULE(_core, m) {
     for (auto n : sl::basic_statistics::option_names()) l.append(nb::str(n.data(), n.size()));
     return l;
   });
-  m.def("bs_partial_fit", &bs_partial_fit<double>, "comm"_a, "state"_a.none(), "X"_a, "w"_a.none(), "caller"_a = "BasicStatistics");
-  m.def("bs_partial_fit", &bs_partial_fit<float>, "comm"_a, "state"_a.none(), "X"_a, "w"_a.none(), "caller"_a = "BasicStatistics");
+  m.def("bs_partial_fit", &bs_partial_fit<double>, "comm"_a, "state"_a.none(), "X"_a, "w"_a.none(),
+        "caller"_a = "BasicStatistics", "to_device"_a = false);
+  m.def("bs_partial_fit", &bs_partial_fit<float>, "comm"_a, "state"_a.none(), "X"_a, "w"_a.none(),
+        "caller"_a = "BasicStatistics", "to_device"_a = false);
+  m.def("bs_partial_fit", &bs_partial_fit_cuda<double>, "comm"_a, "state"_a.none(), "X"_a,
+        "w"_a.none(), "caller"_a = "BasicStatistics", "to_device"_a = false);
+  m.def("bs_partial_fit", &bs_partial_fit_cuda<float>, "comm"_a, "state"_a.none(), "X"_a,
+        "w"_a.none(), "caller"_a = "BasicStatistics", "to_device"_a = false);
+  m.def("select_local_gpu", &sl::select_local_gpu);
   m.def("bs_finalize", &bs_finalize, "state"_a, "options"_a);
 
   m.def("cov_partial_fit", &cov_partial_fit<double>, "comm"_a, "state"_a.none(), "X"_a);

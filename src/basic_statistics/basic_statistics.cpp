@@ -7,6 +7,7 @@
 #include <limits>
 #include <string>
 
+#include "backend/cuda/moments_cuda.hpp"
 #include "basic_statistics/moments_kernel.hpp"
 #include "core/merge.hpp"
 #include "core/threads.hpp"
@@ -94,6 +95,42 @@ void accumulate(matrix_view<const T> X, const T* w, local_moments& acc) {
   }
 }
 
+#ifdef SPMDLEARN_WITH_CUDA
+// The same moments from a device matrix: one pass on the GPU about the block's first row, a second
+// about the mean only when that shift was poor for some column (see accumulate above).
+template <class T>
+void accumulate_cuda(matrix_view<const T> X, const T* w, local_moments& acc) {
+  const std::int64_t n = X.rows, d = X.cols;
+  acc.rows += n;
+  if (n == 0) return;
+  std::vector<double> shift = cuda::first_row(X.data, d);
+  for (auto& v : shift)
+    if (!std::isfinite(v)) v = 0.0;  // reported by the pass itself
+  cuda::column_moments m = cuda::moments(X.data, n, d, X.stride(), w, shift);
+  const double W = m.weight;
+  if (W == 0.0) return;
+  std::vector<double> mean(d), m2(d);
+  bool poor_shift = false;
+  for (std::int64_t j = 0; j < d; ++j) {
+    mean[j] = shift[j] + m.s1[j] / W;
+    m2[j] = std::max(0.0, m.s2[j] - m.s1[j] * m.s1[j] / W);
+    poor_shift |= m.s2[j] > 64.0 * m2[j] && m.s2[j] > 0.0;
+  }
+  if (poor_shift) {
+    cuda::column_moments e = cuda::moments(X.data, n, d, X.stride(), w, mean);
+    for (std::int64_t j = 0; j < d; ++j) {
+      m2[j] = std::max(0.0, e.s2[j] - e.s1[j] * e.s1[j] / W);
+      mean[j] += e.s1[j] / W;
+    }
+  }
+  acc.weight = W;
+  acc.mean = mean;
+  acc.m2 = m2;
+  acc.min = m.lo;
+  acc.max = m.hi;
+}
+#endif
+
 }  // namespace
 
 const std::vector<std::string_view>& option_names() {
@@ -121,14 +158,33 @@ void partial_fit(const comm& c, state& s, matrix_view<const T> X,
   local_moments loc;
   std::exception_ptr err;
   try {
-    detail::check_host_matrix(caller, X);
-    detail::check_sample_weight(caller, X.rows, sample_weight);
+    const bool on_device = X.device == device_kind::cuda;
+    if (on_device) {
+      detail::check_device_matrix(caller, X);
+      if (sample_weight && sample_weight->device != device_kind::cuda)
+        throw invalid_argument(std::string(caller) +
+                               ": X is on a CUDA device but sample_weight is not; pass both on "
+                               "the same device");
+      if (sample_weight && sample_weight->size != X.rows)
+        throw invalid_argument(std::string(caller) + ": sample_weight has " +
+                               std::to_string(sample_weight->size) + " entries but X has " +
+                               std::to_string(X.rows) + " rows");
+    } else {
+      detail::check_host_matrix(caller, X);
+      detail::check_sample_weight(caller, X.rows, sample_weight);
+    }
     if (s.n_features > 0 && detail::declared_features(X) >= 0 && X.cols != s.n_features)
       throw invalid_argument("X has " + std::to_string(X.cols) +
                              " features, but the statistics were fitted with " +
                              std::to_string(s.n_features));
     loc.reset(X.cols);
-    accumulate<T>(X, sample_weight ? sample_weight->data : nullptr, loc);
+    const T* w = sample_weight ? sample_weight->data : nullptr;
+#ifdef SPMDLEARN_WITH_CUDA
+    if (on_device)
+      accumulate_cuda<T>(X, w, loc);
+    else
+#endif
+      accumulate<T>(X, w, loc);
   } catch (...) {
     err = std::current_exception();
   }

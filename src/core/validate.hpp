@@ -23,6 +23,18 @@ void check_host_matrix(const char* algo, matrix_view<const T> X) {
   if (X.rows > 0 && !X.data) throw invalid_argument(std::string(algo) + ": X has no data pointer");
 }
 
+// A device matrix: the build must have CUDA (else "built without CUDA support"), and the shape
+// must make sense. The CUDA kernels read any row stride.
+template <class T>
+void check_device_matrix(const char* algo, matrix_view<const T> X) {
+  if (!built_with_cuda()) require_cpu(X.device, algo);  // throws the clear "without CUDA" error
+  if (X.rows < 0 || X.cols < 0)
+    throw invalid_argument(std::string(algo) + ": X has a negative dimension");
+  if (X.rows > 0 && X.cols == 0)
+    throw invalid_argument(std::string(algo) + ": found array with 0 feature(s) (shape=(" +
+                           std::to_string(X.rows) + ", 0)) while a minimum of 1 is required.");
+}
+
 // Called when a chunk's column sums were not finite: finds the first NaN/inf and reports it.
 // (Finite values whose sum overflows are not an input error; then nothing is thrown.)
 template <class T>

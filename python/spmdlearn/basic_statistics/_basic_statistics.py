@@ -4,7 +4,14 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from .. import _core
-from .._base import SPMDMixin, finish_features, local_weights
+from .._base import (
+    SPMDMixin,
+    _dtype_name,
+    device_weights,
+    finish_features,
+    is_cuda_array,
+    local_weights,
+)
 from .._comm import collective
 
 _NAMES = list(_core.bs_option_names())
@@ -46,11 +53,14 @@ class _StatisticsBase(SPMDMixin, BaseEstimator):
         with collective(addr, self):
             self._options = _parse_options(self.result_options)
             first = reset or not hasattr(self, "_partial_state")
-            X = self._local_X(X, reset=first)
-            w = local_weights(sample_weight, X)
+            X, to_device = self._device_X(X, reset=first)
+            if is_cuda_array(X):
+                w = device_weights(sample_weight, X)
+            else:
+                w = local_weights(sample_weight, X)
         state = None if first else self._partial_state
-        state = _core.bs_partial_fit(addr, state, X, w, type(self).__name__)
-        self._set_results(state, X.dtype)
+        state = _core.bs_partial_fit(addr, state, X, w, type(self).__name__, to_device)
+        self._set_results(state, np.dtype(_dtype_name(X)))
         return self
 
     def __sklearn_tags__(self):
@@ -70,6 +80,10 @@ class BasicStatistics(_StatisticsBase):
         variation`` or ``"all"``.
     comm : mpi4py communicator or None
         Ranks that take part; None means :func:`spmdlearn.default_comm` (``MPI.COMM_WORLD``).
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        Where to compute. "auto" follows the data: numpy on the CPU, a CUDA array (cupy, torch,
+        anything with DLPack) in place on its GPU, without a copy. "cuda" copies host data to this
+        rank's GPU (local rank modulo visible GPUs); "cpu" brings device data to the host.
 
     Attributes
     ----------
@@ -88,9 +102,10 @@ class BasicStatistics(_StatisticsBase):
     ``fit`` is collective: every rank of ``comm`` must call it.
     """
 
-    def __init__(self, result_options="all", comm=None):
+    def __init__(self, result_options="all", comm=None, device="auto"):
         self.result_options = result_options
         self.comm = comm
+        self.device = device
 
     def fit(self, X, y=None, sample_weight=None):
         """Compute the statistics of all ranks' rows (collective)."""
@@ -106,9 +121,10 @@ class IncrementalBasicStatistics(_StatisticsBase):
     reading an attribute never needs communication and can never hang.
     """
 
-    def __init__(self, result_options="all", comm=None):
+    def __init__(self, result_options="all", comm=None, device="auto"):
         self.result_options = result_options
         self.comm = comm
+        self.device = device
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """Add this round's blocks of every rank (collective)."""

@@ -7,7 +7,16 @@ from sklearn.preprocessing import StandardScaler as _SkStandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
-from .._base import SPMDMixin, finish_features, local_weights
+from sklearn.utils._param_validation import StrOptions
+
+from .._base import (
+    SPMDMixin,
+    _dtype_name,
+    device_weights,
+    finish_features,
+    is_cuda_array,
+    local_weights,
+)
 from .._comm import collective
 
 
@@ -19,15 +28,18 @@ class _ScalerMixin(SPMDMixin):
             if reset:
                 self._reset()
             first = not hasattr(self, "n_samples_seen_")
-            X = self._local_X(X, reset=first)
-            w = local_weights(sample_weight, X)
+            X, to_device = self._device_X(X, reset=first)
+            if is_cuda_array(X):
+                w = device_weights(sample_weight, X)
+            else:
+                w = local_weights(sample_weight, X)
         state = _core.bs_partial_fit(
-            addr, None if first else self._partial_state, X, w, type(self).__name__
+            addr, None if first else self._partial_state, X, w, type(self).__name__, to_device
         )
         self._partial_state = state
         self._weighted = (not first and getattr(self, "_weighted", False)) or w is not None
         finish_features(self, state["n_features"])
-        return X, state
+        return np.dtype(_dtype_name(X)), state
 
     def _empty_output(self, X):
         # A rank may hold no rows: its local output is an empty block of the right width and dtype
@@ -67,11 +79,16 @@ class StandardScaler(_ScalerMixin, _SkStandardScaler):
     Sparse input and NaN are not supported (every rank raises ValueError).
     """
 
-    _parameter_constraints = {**_SkStandardScaler._parameter_constraints, "comm": "no_validation"}
+    _parameter_constraints = {
+        **_SkStandardScaler._parameter_constraints,
+        "comm": "no_validation",
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
+    }
 
-    def __init__(self, *, copy=True, with_mean=True, with_std=True, comm=None):
+    def __init__(self, *, copy=True, with_mean=True, with_std=True, comm=None, device="auto"):
         super().__init__(copy=copy, with_mean=with_mean, with_std=with_std)
         self.comm = comm
+        self.device = device
 
     def fit(self, X, y=None, sample_weight=None):
         """Fit on all ranks' rows (collective)."""
@@ -84,13 +101,13 @@ class StandardScaler(_ScalerMixin, _SkStandardScaler):
         return self
 
     def _fit_rows(self, X, sample_weight, *, reset):
-        X, state = self._collect(X, sample_weight, reset=reset)
+        dtype, state = self._collect(X, sample_weight, reset=reset)
         if not self.with_mean and not self.with_std:
             self.mean_ = None
             self.var_ = None
             self.scale_ = None
             n = state["n_rows"]
-            self.n_samples_seen_ = X.dtype.type(n) if self._weighted else np.int64(n)
+            self.n_samples_seen_ = dtype.type(n) if self._weighted else np.int64(n)
             return
         res = _core.standard_scaler_finalize(state, self.with_mean, self.with_std)
         self.mean_ = res["mean"]
@@ -119,11 +136,16 @@ class MaxAbsScaler(_ScalerMixin, _SkMaxAbsScaler):
     identical on every rank; ``transform`` / ``inverse_transform`` are local.
     """
 
-    _parameter_constraints = {**_SkMaxAbsScaler._parameter_constraints, "comm": "no_validation"}
+    _parameter_constraints = {
+        **_SkMaxAbsScaler._parameter_constraints,
+        "comm": "no_validation",
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
+    }
 
-    def __init__(self, *, copy=True, clip=False, comm=None):
+    def __init__(self, *, copy=True, clip=False, comm=None, device="auto"):
         super().__init__(copy=copy, clip=clip)
         self.comm = comm
+        self.device = device
 
     def fit(self, X, y=None):
         """Fit on all ranks' rows (collective)."""
@@ -136,10 +158,10 @@ class MaxAbsScaler(_ScalerMixin, _SkMaxAbsScaler):
         return self
 
     def _fit_rows(self, X, *, reset):
-        X, state = self._collect(X, None, reset=reset)
-        res = _core.max_abs_scaler_finalize(state, X.dtype == np.float32)
-        self.max_abs_ = res["max_abs"].astype(X.dtype, copy=False)
-        self.scale_ = res["scale"].astype(X.dtype, copy=False)
+        dtype, state = self._collect(X, None, reset=reset)
+        res = _core.max_abs_scaler_finalize(state, dtype == np.float32)
+        self.max_abs_ = res["max_abs"].astype(dtype, copy=False)
+        self.scale_ = res["scale"].astype(dtype, copy=False)
         self.n_samples_seen_ = int(state["n_rows"])
 
     # Local: scikit-learn's, after rejecting NaN/inf as fit does.

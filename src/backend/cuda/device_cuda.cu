@@ -13,4 +13,12 @@ int device_count() noexcept {
   return n;
 }
 
+bool set_device(int dev) noexcept {
+  if (cudaSetDevice(dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return true;
+}
+
 }  // namespace spmdlearn::cuda

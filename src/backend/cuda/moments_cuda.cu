@@ -1,0 +1,294 @@
+// CUDA statistics kernels: one coalesced pass over a row-major device matrix.
+//
+// Block layout: 256 threads; a block covers `cols` = min(d, 256) columns (blockIdx.y picks the
+// column tile) and R = 256 / cols rows at a time: thread t reads row r = t / cols, column
+// j = t % cols, so a warp reads consecutive addresses. Each thread keeps double accumulators for
+// its column; threads of the same column are combined in a fixed order in shared memory, and the
+// per-block partials are combined in a fixed order by a second kernel: the result is bitwise
+// reproducible. All blocks use the same shift, so partials add without Chan corrections; the host
+// checks the shift was good enough (and re-runs about the mean when it was not).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "backend/cuda/moments_cuda.hpp"
+#include "spmdlearn/core/error.hpp"
+
+namespace spmdlearn::cuda {
+
+namespace {
+
+[[noreturn]] void fail(cudaError_t e, const char* what, std::size_t bytes = 0) {
+  cudaGetLastError();
+  if (e == cudaErrorMemoryAllocation) {
+    std::size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    throw out_of_memory(std::string(what) + ": out of GPU memory asking for " +
+                        std::to_string(bytes) + " bytes (" + std::to_string(free_b) + " of " +
+                        std::to_string(total_b) + " bytes free)");
+  }
+  throw runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+void check(cudaError_t e, const char* what, std::size_t bytes = 0) {
+  if (e != cudaSuccess) fail(e, what, bytes);
+}
+
+template <class T>
+struct dev_array {
+  T* p = nullptr;
+  explicit dev_array(std::size_t n) {
+    check(cudaMalloc(&p, n * sizeof(T)), "cudaMalloc", n * sizeof(T));
+  }
+  ~dev_array() {
+    if (p) cudaFree(p);
+  }
+};
+
+constexpr int threads = 256;
+
+// Which device a pointer lives on; the kernels run there.
+struct device_scope {
+  int previous = -1;
+  explicit device_scope(const void* ptr) {
+    cudaPointerAttributes a{};
+    check(cudaPointerGetAttributes(&a, ptr), "cudaPointerGetAttributes");
+    if (a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged)
+      throw invalid_argument("the array is not in CUDA device memory");
+    check(cudaGetDevice(&previous), "cudaGetDevice");
+    if (a.device != previous) check(cudaSetDevice(a.device), "cudaSetDevice");
+  }
+  ~device_scope() {
+    if (previous >= 0) cudaSetDevice(previous);
+  }
+};
+
+template <class T, bool Weighted>
+__global__ void partial_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
+                               const T* __restrict__ w, const double* __restrict__ shift,
+                               std::int64_t rows_per_block, double* __restrict__ part) {
+  __shared__ double sh1[threads], sh2[threads], shl[threads], shh[threads], shw[threads], shm[threads];
+  const int cols = min(d - static_cast<int>(blockIdx.y) * threads, threads);
+  const int R = threads / cols;
+  const int t = threadIdx.x;
+  const int r = t / cols, jl = t % cols;
+  const int j = blockIdx.y * threads + jl;
+  const std::int64_t row0 = static_cast<std::int64_t>(blockIdx.x) * rows_per_block;
+  const std::int64_t row1 = min(n, row0 + rows_per_block);
+  double a1 = 0.0, a2 = 0.0, lo = INFINITY, hi = -INFINITY, ws = 0.0, wmin = INFINITY;
+  if (r < R) {
+    const double s = shift[j];
+    std::int64_t i = row0 + r;
+    // Four rows in flight per thread.
+    for (; i + 3 * R < row1; i += 4 * R) {
+      double v[4], wi[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        v[u] = static_cast<double>(X[(i + u * R) * stride + j]);
+        wi[u] = Weighted ? static_cast<double>(w[i + u * R]) : 1.0;
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const double tt = v[u] - s, wt = wi[u] * tt;
+        a1 += wt;
+        a2 += wt * tt;
+        ws += wi[u];
+        wmin = fmin(wmin, wi[u]);
+        if (!Weighted || wi[u] > 0.0) {
+          lo = fmin(lo, v[u]);
+          hi = fmax(hi, v[u]);
+        }
+      }
+    }
+    for (; i < row1; i += R) {
+      const double v = static_cast<double>(X[i * stride + j]);
+      const double wi = Weighted ? static_cast<double>(w[i]) : 1.0;
+      const double tt = v - s, wt = wi * tt;
+      a1 += wt;
+      a2 += wt * tt;
+      ws += wi;
+      wmin = fmin(wmin, wi);
+      if (!Weighted || wi > 0.0) {
+        lo = fmin(lo, v);
+        hi = fmax(hi, v);
+      }
+    }
+  }
+  sh1[t] = a1;
+  sh2[t] = a2;
+  shl[t] = lo;
+  shh[t] = hi;
+  shw[t] = ws;
+  shm[t] = wmin;
+  __syncthreads();
+  if (t < cols) {
+    for (int q = 1; q < R; ++q) {
+      const int o = q * cols + t;
+      a1 += sh1[o];
+      a2 += sh2[o];
+      lo = fmin(lo, shl[o]);
+      hi = fmax(hi, shh[o]);
+      ws += shw[o];
+      wmin = fmin(wmin, shm[o]);
+    }
+    // part layout: [block][6][d]; the weight sum and smallest weight are per column (every column
+    // sees the same rows).
+    double* p = part + static_cast<std::int64_t>(blockIdx.x) * 6 * d;
+    p[j] = a1;
+    p[d + j] = a2;
+    p[2 * d + j] = lo;
+    p[3 * d + j] = hi;
+    p[4 * d + j] = ws;
+    p[5 * d + j] = wmin;
+  }
+}
+
+__global__ void combine_kernel(const double* __restrict__ part, int blocks, int d,
+                               double* __restrict__ out) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= d) return;
+  double a1 = 0.0, a2 = 0.0, lo = INFINITY, hi = -INFINITY, ws = 0.0, wmin = INFINITY;
+  for (int b = 0; b < blocks; ++b) {
+    const double* p = part + static_cast<std::int64_t>(b) * 6 * d;
+    a1 += p[j];
+    a2 += p[d + j];
+    // fmin/fmax drop NaN; a NaN input is caught from a1 by the host.
+    lo = fmin(lo, p[2 * d + j]);
+    hi = fmax(hi, p[3 * d + j]);
+    ws += p[4 * d + j];
+    wmin = fmin(wmin, p[5 * d + j]);
+  }
+  out[j] = a1;
+  out[d + j] = a2;
+  out[2 * d + j] = lo;
+  out[3 * d + j] = hi;
+  out[4 * d + j] = ws;
+  out[5 * d + j] = wmin;
+}
+
+// The first non-finite element (smallest flat index), for the error message.
+template <class T>
+__global__ void find_nonfinite(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
+                               unsigned long long* first) {
+  const std::int64_t total = n * d;
+  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t i = e / d, j = e % d;
+    if (!isfinite(static_cast<double>(X[i * stride + j])))
+      atomicMin(first, static_cast<unsigned long long>(e));
+  }
+}
+
+int multiprocessors() {
+  int dev = 0, sms = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
+  return sms;
+}
+
+}  // namespace
+
+template <class T>
+column_moments moments(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const T* w,
+                       const std::vector<double>& shift) {
+  column_moments out;
+  out.s1.assign(d, 0.0);
+  out.s2.assign(d, 0.0);
+  out.lo.assign(d, std::numeric_limits<double>::infinity());
+  out.hi.assign(d, -std::numeric_limits<double>::infinity());
+  if (n == 0 || d == 0) return out;
+  device_scope scope(X);
+  // Data written by other libraries on their streams must be complete before we read it.
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  const int col_tiles = static_cast<int>((d + threads - 1) / threads);
+  // Enough blocks to fill the GPU several times over, each with a contiguous run of rows.
+  const std::int64_t target = std::max<std::int64_t>(1, 8LL * multiprocessors() / col_tiles);
+  const std::int64_t rows_per_block = std::max<std::int64_t>(64, (n + target - 1) / target);
+  const int blocks = static_cast<int>((n + rows_per_block - 1) / rows_per_block);
+
+  dev_array<double> dshift(d), dpart(static_cast<std::size_t>(blocks) * 6 * d), dout(6 * d);
+  check(cudaMemcpy(dshift.p, shift.data(), d * sizeof(double), cudaMemcpyHostToDevice), "cudaMemcpy");
+  const dim3 grid(blocks, col_tiles);
+  if (w)
+    partial_kernel<T, true><<<grid, threads>>>(X, n, static_cast<int>(d), stride, w, dshift.p,
+                                               rows_per_block, dpart.p);
+  else
+    partial_kernel<T, false><<<grid, threads>>>(X, n, static_cast<int>(d), stride, w, dshift.p,
+                                                rows_per_block, dpart.p);
+  check(cudaGetLastError(), "moments kernel launch");
+  combine_kernel<<<static_cast<int>((d + 127) / 128), 128>>>(dpart.p, blocks, static_cast<int>(d), dout.p);
+  check(cudaGetLastError(), "combine kernel launch");
+  std::vector<double> host(6 * d);
+  check(cudaMemcpy(host.data(), dout.p, 6 * d * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  for (std::int64_t j = 0; j < d; ++j) {
+    out.s1[j] = host[j];
+    out.s2[j] = host[d + j];
+    out.lo[j] = host[2 * d + j];
+    out.hi[j] = host[3 * d + j];
+  }
+  out.weight = host[4 * d];
+  if (w) {
+    // Weights are checked here, in the same pass: fmin ignores NaN, the sum does not.
+    if (!std::isfinite(out.weight))
+      throw invalid_argument("sample_weight contains NaN or infinity");
+    if (host[5 * d] < 0.0)
+      throw invalid_argument("sample_weight contains a negative value (" +
+                             std::to_string(host[5 * d]) + "); weights must be >= 0");
+  }
+
+  bool finite = true;
+  for (std::int64_t j = 0; j < d; ++j) finite &= std::isfinite(out.s1[j]) && std::isfinite(out.s2[j]);
+  if (!finite) {
+    dev_array<unsigned long long> first(1);
+    const unsigned long long none = ~0ULL;
+    check(cudaMemcpy(first.p, &none, sizeof(none), cudaMemcpyHostToDevice), "cudaMemcpy");
+    find_nonfinite<T><<<8 * multiprocessors(), 256>>>(X, n, static_cast<int>(d), stride, first.p);
+    check(cudaGetLastError(), "find_nonfinite launch");
+    unsigned long long e = none;
+    check(cudaMemcpy(&e, first.p, sizeof(e), cudaMemcpyDeviceToHost), "cudaMemcpy");
+    if (e != none) {
+      T v;
+      const std::int64_t i = static_cast<std::int64_t>(e) / d, j = static_cast<std::int64_t>(e) % d;
+      check(cudaMemcpy(&v, X + i * stride + j, sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
+      throw invalid_argument(std::string("X contains ") + (std::isnan(v) ? "NaN" : "infinity") +
+                             " (local row " + std::to_string(i) + ", column " + std::to_string(j) +
+                             "); remove or impute non-finite values first");
+    }
+  }
+  return out;
+}
+
+template <class T>
+std::vector<double> first_row(const T* X, std::int64_t d) {
+  device_scope scope(X);
+  std::vector<T> row(d);
+  check(cudaMemcpy(row.data(), X, d * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  return std::vector<double>(row.begin(), row.end());
+}
+
+void free_device(void* p) noexcept {
+  if (p) cudaFree(p);
+}
+
+device_buffer to_device(const void* host, std::size_t bytes) {
+  device_buffer b;
+  if (bytes == 0) return b;
+  check(cudaMalloc(&b.ptr, bytes), "cudaMalloc", bytes);
+  const cudaError_t e = cudaMemcpy(b.ptr, host, bytes, cudaMemcpyHostToDevice);
+  if (e != cudaSuccess) {
+    cudaFree(b.release());
+    fail(e, "cudaMemcpy");
+  }
+  return b;
+}
+
+template column_moments moments<float>(const float*, std::int64_t, std::int64_t, std::int64_t,
+                                       const float*, const std::vector<double>&);
+template column_moments moments<double>(const double*, std::int64_t, std::int64_t, std::int64_t,
+                                        const double*, const std::vector<double>&);
+template std::vector<double> first_row<float>(const float*, std::int64_t);
+template std::vector<double> first_row<double>(const double*, std::int64_t);
+
+}  // namespace spmdlearn::cuda

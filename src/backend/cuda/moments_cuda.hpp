@@ -1,0 +1,42 @@
+// Host-side interface of the CUDA statistics kernels (compiled by nvcc in moments_cuda.cu; this
+// header needs no CUDA headers, so the CPU translation units can call it).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace spmdlearn::cuda {
+
+// Column moments of a device matrix X (row-major, n x d, row stride `stride` elements) about
+// `shift` (host, d values), accumulated in double on the device and returned on the host:
+//   s1 = Σ w (x - shift), s2 = Σ w (x - shift)², lo / hi = min / max over rows with w > 0,
+//   weight = Σ w (n without weights).
+// w is a device pointer or null. Deterministic: fixed grid, fixed reduction order.
+// Throws invalid_argument naming the first NaN/inf (row, column), out_of_memory with the sizes
+// asked and free, runtime_error for any other CUDA failure.
+struct column_moments {
+  std::vector<double> s1, s2, lo, hi;
+  double weight = 0.0;
+};
+template <class T>
+column_moments moments(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
+                       const T* w, const std::vector<double>& shift);
+
+// Row 0 of a device matrix, as double on the host.
+template <class T>
+std::vector<double> first_row(const T* X, std::int64_t d);
+
+// Copies a host block to a new buffer on the current device; free it with free_device.
+struct device_buffer {
+  void* ptr = nullptr;
+  void* release() noexcept {
+    void* p = ptr;
+    ptr = nullptr;
+    return p;
+  }
+};
+device_buffer to_device(const void* host, std::size_t bytes);
+void free_device(void* p) noexcept;
+
+}  // namespace spmdlearn::cuda
