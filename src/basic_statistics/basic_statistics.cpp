@@ -112,7 +112,7 @@ void accumulate_cuda(matrix_view<const T> X, const T* w, local_moments& acc) {
   std::vector<double> mean(d), m2(d);
   bool poor_shift = false;
   for (std::int64_t j = 0; j < d; ++j) {
-    mean[j] = shift[j] + m.s1[j] / W;
+    mean[j] = m.shift_used[j] + m.s1[j] / W;
     m2[j] = std::max(0.0, m.s2[j] - m.s1[j] * m.s1[j] / W);
     poor_shift |= m.s2[j] > 64.0 * m2[j] && m.s2[j] > 0.0;
   }
@@ -120,7 +120,7 @@ void accumulate_cuda(matrix_view<const T> X, const T* w, local_moments& acc) {
     cuda::column_moments e = cuda::moments(X.data, n, d, X.stride(), w, mean);
     for (std::int64_t j = 0; j < d; ++j) {
       m2[j] = std::max(0.0, e.s2[j] - e.s1[j] * e.s1[j] / W);
-      mean[j] += e.s1[j] / W;
+      mean[j] = e.shift_used[j] + e.s1[j] / W;
     }
   }
   acc.weight = W;

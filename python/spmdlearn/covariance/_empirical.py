@@ -5,7 +5,7 @@ from sklearn.covariance import EmpiricalCovariance as _SkEmpiricalCovariance
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
-from .._base import SPMDMixin, finish_features
+from .._base import SPMDMixin, finish_features, is_cuda_array
 from .._comm import collective
 
 
@@ -37,6 +37,10 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
         with collective(addr, self):
             self._validate_params()
             first = reset or not hasattr(self, "_partial_state")
+            if is_cuda_array(X):
+                raise NotImplementedError(
+                    f"{type(self).__name__} has no CUDA path yet: pass host (numpy) data"
+                )
             X = self._local_X(X, reset=first)
         state = _core.cov_partial_fit(addr, None if first else self._partial_state, X)
         self._partial_state = state

@@ -52,12 +52,14 @@ constexpr int threads = 256;
 // Which device a pointer lives on; the kernels run there.
 struct device_scope {
   int previous = -1;
+  int device = -1;
   explicit device_scope(const void* ptr) {
     cudaPointerAttributes a{};
     check(cudaPointerGetAttributes(&a, ptr), "cudaPointerGetAttributes");
     if (a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged)
       throw invalid_argument("the array is not in CUDA device memory");
     check(cudaGetDevice(&previous), "cudaGetDevice");
+    device = a.device;
     if (a.device != previous) check(cudaSetDevice(a.device), "cudaSetDevice");
   }
   ~device_scope() {
@@ -65,10 +67,24 @@ struct device_scope {
   }
 };
 
+// Arithmetic type of the per-row work: float data is shifted, squared and min/maxed in float and
+// only each group of four rows' sums go to the double accumulators -- FP64 throughput (half of
+// FP32 on Hopper) would otherwise cap the pass below memory speed. Double data works in double.
+template <class T>
+struct work_type {
+  using type = double;
+};
+template <>
+struct work_type<float> {
+  using type = float;
+};
+
 template <class T, bool Weighted>
-__global__ void partial_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
-                               const T* __restrict__ w, const double* __restrict__ shift,
-                               std::int64_t rows_per_block, double* __restrict__ part) {
+__global__ void __launch_bounds__(threads)
+    partial_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
+                   const T* __restrict__ w, const double* __restrict__ shift,
+                   std::int64_t rows_per_block, double* __restrict__ part) {
+  using W = typename work_type<T>::type;
   __shared__ double sh1[threads], sh2[threads], shl[threads], shh[threads], shw[threads], shm[threads];
   const int cols = min(d - static_cast<int>(blockIdx.y) * threads, threads);
   const int R = threads / cols;
@@ -77,59 +93,81 @@ __global__ void partial_kernel(const T* __restrict__ X, std::int64_t n, int d, s
   const int j = blockIdx.y * threads + jl;
   const std::int64_t row0 = static_cast<std::int64_t>(blockIdx.x) * rows_per_block;
   const std::int64_t row1 = min(n, row0 + rows_per_block);
-  double a1 = 0.0, a2 = 0.0, lo = INFINITY, hi = -INFINITY, ws = 0.0, wmin = INFINITY;
+  double a1 = 0.0, a2 = 0.0, ws = 0.0, wmin = INFINITY;
+  W lo = INFINITY, hi = -INFINITY;
   if (r < R) {
-    const double s = shift[j];
+    const W s = static_cast<W>(shift[j]);
     std::int64_t i = row0 + r;
     // Four rows in flight per thread.
     for (; i + 3 * R < row1; i += 4 * R) {
-      double v[4], wi[4];
+      W v[4];
 #pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        v[u] = static_cast<double>(X[(i + u * R) * stride + j]);
-        wi[u] = Weighted ? static_cast<double>(w[i + u * R]) : 1.0;
-      }
+      for (int u = 0; u < 4; ++u) v[u] = static_cast<W>(X[(i + u * R) * stride + j]);
+      if constexpr (Weighted) {
+        W wi[4];
 #pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        const double tt = v[u] - s, wt = wi[u] * tt;
-        a1 += wt;
-        a2 += wt * tt;
-        ws += wi[u];
-        wmin = fmin(wmin, wi[u]);
-        if (!Weighted || wi[u] > 0.0) {
-          lo = fmin(lo, v[u]);
-          hi = fmax(hi, v[u]);
+        for (int u = 0; u < 4; ++u) wi[u] = static_cast<W>(w[i + u * R]);
+        W p1 = 0, p2 = 0;
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          const W tt = v[u] - s, wt = wi[u] * tt;
+          p1 += wt;
+          p2 += wt * tt;
+          ws += static_cast<double>(wi[u]);
+          wmin = fmin(wmin, static_cast<double>(wi[u]));
+          if (wi[u] > W(0)) {
+            lo = min(lo, v[u]);
+            hi = max(hi, v[u]);
+          }
         }
+        a1 += static_cast<double>(p1);
+        a2 += static_cast<double>(p2);
+      } else {
+        W p1 = 0, p2 = 0;
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          const W tt = v[u] - s;
+          p1 += tt;
+          p2 += tt * tt;
+          lo = min(lo, v[u]);
+          hi = max(hi, v[u]);
+        }
+        a1 += static_cast<double>(p1);
+        a2 += static_cast<double>(p2);
       }
     }
     for (; i < row1; i += R) {
-      const double v = static_cast<double>(X[i * stride + j]);
-      const double wi = Weighted ? static_cast<double>(w[i]) : 1.0;
-      const double tt = v - s, wt = wi * tt;
-      a1 += wt;
-      a2 += wt * tt;
-      ws += wi;
-      wmin = fmin(wmin, wi);
-      if (!Weighted || wi > 0.0) {
-        lo = fmin(lo, v);
-        hi = fmax(hi, v);
+      const W v = static_cast<W>(X[i * stride + j]);
+      const W wi = Weighted ? static_cast<W>(w[i]) : W(1);
+      const W tt = v - s, wt = wi * tt;
+      a1 += static_cast<double>(wt);
+      a2 += static_cast<double>(wt * tt);
+      if (Weighted) {
+        ws += static_cast<double>(wi);
+        wmin = fmin(wmin, static_cast<double>(wi));
+      }
+      if (!Weighted || wi > W(0)) {
+        lo = min(lo, v);
+        hi = max(hi, v);
       }
     }
   }
+  // NaN must not vanish in min/max: it shows in a1 (and the host reports it), so min/max may skip.
   sh1[t] = a1;
   sh2[t] = a2;
-  shl[t] = lo;
-  shh[t] = hi;
+  shl[t] = static_cast<double>(lo);
+  shh[t] = static_cast<double>(hi);
   shw[t] = ws;
   shm[t] = wmin;
   __syncthreads();
   if (t < cols) {
+    double l = shl[t], h = shh[t];
     for (int q = 1; q < R; ++q) {
       const int o = q * cols + t;
       a1 += sh1[o];
       a2 += sh2[o];
-      lo = fmin(lo, shl[o]);
-      hi = fmax(hi, shh[o]);
+      l = fmin(l, shl[o]);
+      h = fmax(h, shh[o]);
       ws += shw[o];
       wmin = fmin(wmin, shm[o]);
     }
@@ -138,8 +176,8 @@ __global__ void partial_kernel(const T* __restrict__ X, std::int64_t n, int d, s
     double* p = part + static_cast<std::int64_t>(blockIdx.x) * 6 * d;
     p[j] = a1;
     p[d + j] = a2;
-    p[2 * d + j] = lo;
-    p[3 * d + j] = hi;
+    p[2 * d + j] = l;
+    p[3 * d + j] = h;
     p[4 * d + j] = ws;
     p[5 * d + j] = wmin;
   }
@@ -198,8 +236,19 @@ column_moments moments(const T* X, std::int64_t n, std::int64_t d, std::int64_t 
   out.s2.assign(d, 0.0);
   out.lo.assign(d, std::numeric_limits<double>::infinity());
   out.hi.assign(d, -std::numeric_limits<double>::infinity());
+  out.shift_used.resize(d);
+  for (std::int64_t j = 0; j < d; ++j)
+    out.shift_used[j] = static_cast<double>(static_cast<typename work_type<T>::type>(shift[j]));
   if (n == 0 || d == 0) return out;
   device_scope scope(X);
+  if (w) {
+    cudaPointerAttributes a{};
+    check(cudaPointerGetAttributes(&a, w), "cudaPointerGetAttributes");
+    if ((a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged) ||
+        (a.type == cudaMemoryTypeDevice && a.device != scope.device))
+      throw invalid_argument("sample_weight must be on the same CUDA device as X (device " +
+                             std::to_string(scope.device) + ")");
+  }
   // Data written by other libraries on their streams must be complete before we read it.
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   const int col_tiles = static_cast<int>((d + threads - 1) / threads);
@@ -209,7 +258,8 @@ column_moments moments(const T* X, std::int64_t n, std::int64_t d, std::int64_t 
   const int blocks = static_cast<int>((n + rows_per_block - 1) / rows_per_block);
 
   dev_array<double> dshift(d), dpart(static_cast<std::size_t>(blocks) * 6 * d), dout(6 * d);
-  check(cudaMemcpy(dshift.p, shift.data(), d * sizeof(double), cudaMemcpyHostToDevice), "cudaMemcpy");
+  check(cudaMemcpy(dshift.p, out.shift_used.data(), d * sizeof(double), cudaMemcpyHostToDevice),
+        "cudaMemcpy");
   const dim3 grid(blocks, col_tiles);
   if (w)
     partial_kernel<T, true><<<grid, threads>>>(X, n, static_cast<int>(d), stride, w, dshift.p,
@@ -228,7 +278,7 @@ column_moments moments(const T* X, std::int64_t n, std::int64_t d, std::int64_t 
     out.lo[j] = host[2 * d + j];
     out.hi[j] = host[3 * d + j];
   }
-  out.weight = host[4 * d];
+  out.weight = w ? host[4 * d] : static_cast<double>(n);
   if (w) {
     // Weights are checked here, in the same pass: fmin ignores NaN, the sum does not.
     if (!std::isfinite(out.weight))

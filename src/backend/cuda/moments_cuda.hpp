@@ -15,8 +15,10 @@ namespace spmdlearn::cuda {
 // w is a device pointer or null. Deterministic: fixed grid, fixed reduction order.
 // Throws invalid_argument naming the first NaN/inf (row, column), out_of_memory with the sizes
 // asked and free, runtime_error for any other CUDA failure.
+// `shift_used` is the shift the kernel really subtracted (rounded to float for float data, where
+// the per-row arithmetic is float): mean = shift_used + s1 / weight.
 struct column_moments {
-  std::vector<double> s1, s2, lo, hi;
+  std::vector<double> s1, s2, lo, hi, shift_used;
   double weight = 0.0;
 };
 template <class T>

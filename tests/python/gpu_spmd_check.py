@@ -1,0 +1,292 @@
+"""Multi-GPU SPMD check of the CUDA statistics path (a script, not a pytest module).
+
+    mpirun -n 2 python tests/python/gpu_spmd_check.py
+    mpirun -n 4 python tests/python/gpu_spmd_check.py
+
+Every rank uses GPU (local rank % visible GPUs), builds the same fixed synthetic matrices, keeps
+its own uneven contiguous block of rows as a cupy array on its GPU and fits collectively:
+BasicStatistics (unweighted and with integer-valued cupy weights), IncrementalBasicStatistics
+(two rounds), StandardScaler and MaxAbsScaler; also BasicStatistics(device="cuda") on the numpy
+block. Two splits: every rank holds rows, and (with more than one rank) the last rank holds none.
+Checks, on every rank:
+
+- the fitted statistics equal numpy (scikit-learn for the scalers) on the full matrix, in float64:
+  rtol 1e-10 for float64 data, 1e-5 for float32 data;
+- every fitted attribute is a numpy array and is bitwise identical on all ranks (allgather);
+- NaN on one rank's GPU block makes every rank raise ValueError naming that rank (no hang).
+
+Rank 0 prints one line per case and, at the end, ``GPU SPMD CHECK OK ranks=N``. Any failure on
+any rank prints the reason and calls ``MPI.COMM_WORLD.Abort(1)``, so no rank waits forever and
+mpirun exits non-zero. Run it under a timeout all the same (scripts/gpu-check.sh does).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import numpy as np
+from mpi4py import MPI
+
+COMM = MPI.COMM_WORLD
+RANK, SIZE = COMM.Get_rank(), COMM.Get_size()
+
+RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
+NAMES = [
+    "min", "max", "sum", "mean", "variance", "standard_deviation", "sum_squares",
+    "sum_squares_centered", "second_order_raw_moment", "variation",
+]
+BS_ATTRS = [n + "_" for n in NAMES] + ["n_samples_seen_", "n_features_in_"]
+SS_ATTRS = ["mean_", "var_", "scale_", "n_samples_seen_", "n_features_in_"]
+MA_ATTRS = ["max_abs_", "scale_", "n_samples_seen_", "n_features_in_"]
+
+
+def log(msg):
+    if RANK == 0:
+        print(msg, flush=True)
+
+
+def fail(msg):
+    """Report on this rank and take every rank down (a failure on one rank must not hang others)."""
+    sys.stderr.write(f"[rank {RANK}/{SIZE}] GPU SPMD CHECK FAILED: {msg}\n")
+    sys.stderr.flush()
+    COMM.Abort(1)
+
+
+# --- setup ------------------------------------------------------------------------------------
+
+def local_rank():
+    node = COMM.Split_type(MPI.COMM_TYPE_SHARED, key=RANK)
+    try:
+        return node.Get_rank()
+    finally:
+        node.Free()
+
+
+def select_gpu():
+    import cupy as cp
+
+    count = cp.cuda.runtime.getDeviceCount()
+    if count < 1:
+        raise RuntimeError("cupy sees no CUDA device")
+    dev = local_rank() % count
+    cp.cuda.Device(dev).use()
+    return cp, dev, count
+
+
+# --- data, sharding, references ---------------------------------------------------------------
+
+def matrix(kind, n, d, dtype):
+    """Fixed synthetic matrices, the same on every rank."""
+    rng = np.random.default_rng([2026, n, d])
+    j = np.arange(d)
+    if kind == "mean1e4":  # large mean, tiny spread: catches naive sums of squares
+        X = (1e4 + j) + 0.01 * (1.0 + j / d) * rng.standard_normal((n, d))
+    else:  # column j ~ N(j + 1, (1 + 0.1 j)^2)
+        X = (j + 1.0) + (1.0 + 0.1 * j) * rng.standard_normal((n, d))
+    return np.ascontiguousarray(X, dtype=dtype)
+
+
+def bounds(n, empty_last, seed=0):
+    """(lo, hi) of this rank's uneven contiguous block; with empty_last the last rank gets none."""
+    holders = SIZE - 1 if (empty_last and SIZE > 1) else SIZE
+    rng = np.random.default_rng(777 + 31 * SIZE + n + 1000 * seed)
+    if holders <= 1:
+        cuts = [0, n]
+    else:
+        inner = np.sort(rng.choice(np.arange(1, n), size=holders - 1, replace=False))
+        cuts = [0, *inner.tolist(), n]
+    cuts += [n] * (SIZE + 1 - len(cuts))
+    return int(cuts[RANK]), int(cuts[RANK + 1])
+
+
+def reference(X, w=None):
+    X = np.asarray(X, dtype=np.float64)
+    if w is not None:
+        X = np.repeat(X, np.asarray(w).astype(np.int64), axis=0)
+    n = X.shape[0]
+    mean = X.mean(axis=0)
+    ssc = ((X - mean) ** 2).sum(axis=0)
+    ss = (X * X).sum(axis=0)
+    var = ssc / (n - 1)
+    std = np.sqrt(var)
+    return {
+        "min": X.min(axis=0), "max": X.max(axis=0), "sum": X.sum(axis=0), "mean": mean,
+        "variance": var, "standard_deviation": std, "sum_squares": ss,
+        "sum_squares_centered": ssc, "second_order_raw_moment": ss / n, "variation": std / mean,
+    }
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+def fingerprint(value):
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.dtype.str, value.shape, np.ascontiguousarray(value).tobytes())
+    if isinstance(value, np.generic):
+        return (type(value).__name__, value.dtype.str, value.tobytes())
+    return (type(value).__name__, repr(value))
+
+
+def gather(est, attrs):
+    """Collective: every rank's fingerprints of the attributes."""
+    return COMM.allgather({a: fingerprint(getattr(est, a, "<missing>")) for a in attrs})
+
+
+def check_replicated(gathered, attrs, what):
+    for a in attrs:
+        for r, g in enumerate(gathered):
+            if g[a] != gathered[0][a]:
+                raise AssertionError(f"{what}: {a} differs between rank 0 and rank {r}")
+
+
+def check_numpy_attrs(est, attrs, what):
+    for a in attrs:
+        v = getattr(est, a)
+        if a.startswith("n_"):
+            continue
+        if type(v) is not np.ndarray:
+            raise AssertionError(f"{what}: {a} is {type(v).__module__}.{type(v).__name__}, not numpy.ndarray")
+
+
+def max_rel(got, exp):
+    got = np.asarray(got, dtype=np.float64)
+    exp = np.asarray(exp, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.abs(got - exp) / np.abs(exp)
+    r[(got == exp)] = 0.0
+    return float(np.nanmax(r)) if r.size else 0.0
+
+
+def check_close(got, exp, rtol, what):
+    got64 = np.asarray(got, dtype=np.float64)
+    exp64 = np.asarray(exp, dtype=np.float64)
+    if got64.shape != exp64.shape:
+        raise AssertionError(f"{what}: shape {got64.shape} != {exp64.shape}")
+    if not np.allclose(got64, exp64, rtol=rtol, atol=0.0, equal_nan=False):
+        bad = np.argwhere(~np.isclose(got64, exp64, rtol=rtol, atol=0.0))[:3].ravel().tolist()
+        raise AssertionError(
+            f"{what}: max rel diff {max_rel(got64, exp64):.3g} > rtol {rtol:g} at {bad}: "
+            f"got {got64[bad]}, expected {exp64[bad]}"
+        )
+    return max_rel(got64, exp64)
+
+
+def run_case(cp, kind, shape, dtype, empty_last):
+    from sklearn.preprocessing import MaxAbsScaler as SkMaxAbs
+    from sklearn.preprocessing import StandardScaler as SkStandard
+
+    from spmdlearn.basic_statistics import BasicStatistics, IncrementalBasicStatistics
+    from spmdlearn.preprocessing import MaxAbsScaler, StandardScaler
+
+    n, d = shape
+    dtype = np.dtype(dtype)
+    rtol = RTOL[dtype]
+    X = matrix(kind, n, d, dtype)
+    w = np.random.default_rng(5).integers(0, 4, size=n).astype(dtype)
+    lo, hi = bounds(n, empty_last)
+    Xl, wl = cp.asarray(X[lo:hi]), cp.asarray(w[lo:hi])
+    what = f"{kind} {n}x{d} {dtype.name} {'last rank empty' if empty_last else 'all ranks hold rows'}"
+
+    # every collective first (fits, then the allgathers), assertions after
+    bs = BasicStatistics().fit(Xl)
+    bsw = BasicStatistics().fit(Xl, sample_weight=wl)
+    bs_host = BasicStatistics(device="cuda").fit(X[lo:hi])
+    inc = IncrementalBasicStatistics()
+    mid_lo, mid_hi = bounds(n // 2, empty_last=False, seed=1)  # round 1: rows [0, n/2)
+    inc.partial_fit(cp.asarray(X[mid_lo:mid_hi]))
+    r2_lo, r2_hi = bounds(n - n // 2, empty_last, seed=2)      # round 2: rows [n/2, n)
+    inc.partial_fit(cp.asarray(X[n // 2 + r2_lo: n // 2 + r2_hi]))
+    ss = StandardScaler().fit(Xl)
+    ma = MaxAbsScaler().fit(Xl)
+    gathered = {
+        "BasicStatistics": (gather(bs, BS_ATTRS), BS_ATTRS),
+        "weighted BasicStatistics": (gather(bsw, BS_ATTRS), BS_ATTRS),
+        'BasicStatistics(device="cuda") on numpy': (gather(bs_host, BS_ATTRS), BS_ATTRS),
+        "IncrementalBasicStatistics": (gather(inc, BS_ATTRS), BS_ATTRS),
+        "StandardScaler": (gather(ss, SS_ATTRS), SS_ATTRS),
+        "MaxAbsScaler": (gather(ma, MA_ATTRS), MA_ATTRS),
+    }
+
+    for name, (g, attrs) in gathered.items():
+        check_replicated(g, attrs, f"{what} {name}")
+    ref, refw = reference(X), reference(X, w)
+    worst = 0.0
+    for est, r, name in ((bs, ref, "BasicStatistics"), (bsw, refw, "weighted BasicStatistics"),
+                         (bs_host, ref, 'device="cuda"'), (inc, ref, "IncrementalBasicStatistics")):
+        check_numpy_attrs(est, [s + "_" for s in NAMES], f"{what} {name}")
+        for s in NAMES:
+            got = getattr(est, s + "_")
+            if got.dtype != dtype:
+                raise AssertionError(f"{what} {name}: {s}_ has dtype {got.dtype}, expected {dtype}")
+            worst = max(worst, check_close(got, r[s], rtol, f"{what} {name} {s}_"))
+        if est is not bsw and est.n_samples_seen_ != n:
+            raise AssertionError(f"{what} {name}: n_samples_seen_ {est.n_samples_seen_} != {n}")
+
+    sk_ss, sk_ma = SkStandard().fit(X), SkMaxAbs().fit(X)
+    check_numpy_attrs(ss, SS_ATTRS, f"{what} StandardScaler")
+    check_numpy_attrs(ma, MA_ATTRS, f"{what} MaxAbsScaler")
+    # scikit-learn on the full matrix for scale_ semantics; mean/var against float64 numpy too
+    X64 = X.astype(np.float64)
+    worst = max(worst, check_close(ss.mean_, X64.mean(axis=0), rtol, f"{what} StandardScaler mean_"))
+    worst = max(worst, check_close(ss.var_, X64.var(axis=0), rtol, f"{what} StandardScaler var_"))
+    check_close(ss.scale_, sk_ss.scale_, max(rtol, 1e-7 if dtype == np.float64 else 1e-5),
+                f"{what} StandardScaler scale_ vs scikit-learn")
+    worst = max(worst, check_close(ma.max_abs_, np.abs(X64).max(axis=0), rtol, f"{what} MaxAbsScaler max_abs_"))
+    check_close(ma.scale_, sk_ma.scale_, rtol, f"{what} MaxAbsScaler scale_ vs scikit-learn")
+    if int(ss.n_samples_seen_) != n or int(ma.n_samples_seen_) != n:
+        raise AssertionError(f"{what}: scaler n_samples_seen_ != {n}")
+    log(f"ok  {what}: rows on this split {COMM.allgather(hi - lo)}, max rel diff vs numpy {worst:.2e}")
+
+
+def check_nan_on_one_rank(cp):
+    """NaN in one rank's GPU block: every rank raises ValueError naming that rank."""
+    from spmdlearn.basic_statistics import BasicStatistics
+
+    if SIZE < 2:
+        return
+    bad = SIZE - 1
+    X = matrix("normal", 10_007, 16, np.float64)
+    lo, hi = bounds(len(X), empty_last=False)
+    Xl = cp.asarray(X[lo:hi])
+    if RANK == bad:
+        Xl[(hi - lo) // 2, 3] = cp.nan
+    outcome = None
+    try:
+        BasicStatistics().fit(Xl)
+    except Exception as exc:  # noqa: BLE001
+        outcome = (type(exc).__name__, isinstance(exc, ValueError), str(exc))
+    outcomes = COMM.allgather(outcome)
+    for r, o in enumerate(outcomes):
+        if o is None:
+            raise AssertionError(f"NaN on rank {bad}: rank {r} did not raise")
+        if not o[1]:
+            raise AssertionError(f"NaN on rank {bad}: rank {r} raised {o[0]}, not ValueError: {o[2]}")
+        if f"rank {bad}" not in o[2] or "nan" not in o[2].lower():
+            raise AssertionError(f"NaN on rank {bad}: rank {r}'s message does not name rank {bad} and NaN: {o[2]!r}")
+    log(f"ok  NaN on rank {bad}'s GPU block: every rank raised ValueError: {outcomes[0][2]}")
+
+
+def main():
+    import spmdlearn
+
+    if not spmdlearn.built_with_cuda():
+        raise AssertionError("spmdlearn was built without CUDA")
+    cp, dev, count = select_gpu()
+    names = COMM.allgather((MPI.Get_processor_name(), dev, cp.cuda.runtime.getDeviceProperties(dev)["name"].decode()))
+    log(f"GPU SPMD check: {SIZE} rank(s), {count} visible GPU(s) per node; rank -> (host, GPU, card): {names}")
+    log(f"NCCL_NVLS_ENABLE={os.environ.get('NCCL_NVLS_ENABLE', '<unset>')}")
+    cases = [("mean1e4", (100_003, 16)), ("normal", (7_919, 130)), ("normal", (1_001, 13))]
+    for dtype in (np.float64, np.float32):
+        for kind, shape in cases:
+            for empty_last in ([False, True] if SIZE > 1 else [False]):
+                run_case(cp, kind, shape, dtype, empty_last)
+    check_nan_on_one_rank(cp)
+    COMM.Barrier()
+    log(f"GPU SPMD CHECK OK ranks={SIZE}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception:  # noqa: BLE001 - any failure on any rank takes every rank down
+        fail(traceback.format_exc())

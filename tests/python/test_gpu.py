@@ -1,0 +1,574 @@
+"""CUDA path of the statistics kernel, one process: device input must give the CPU path's numbers.
+
+Covers BasicStatistics, IncrementalBasicStatistics, StandardScaler and MaxAbsScaler (which share
+the statistics kernel), and EmpiricalCovariance where its GPU path exists. Inputs: cupy arrays,
+torch CUDA tensors, numpy with ``device="cuda"``. Every fitted attribute must be a numpy array.
+
+Run on a machine with a GPU and a CUDA build of spmdlearn:
+
+    python -m pytest tests/python/test_gpu.py -q -rs
+
+The whole module is skipped (with the reason) when spmdlearn was built without CUDA, no GPU is
+visible, or cupy cannot be imported. The multi-GPU / multi-rank checks live in
+tests/python/gpu_spmd_check.py (run under mpirun), the timings in bench/gpu_bench.py.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+import spmdlearn
+from spmdlearn import _core
+
+if not spmdlearn.built_with_cuda():
+    pytest.skip("spmdlearn was built without CUDA (spmdlearn.built_with_cuda() is False)",
+                allow_module_level=True)
+if not hasattr(_core, "cuda_device_count"):
+    raise ImportError("spmdlearn is built with CUDA but spmdlearn._core.cuda_device_count() is missing")
+if _core.cuda_device_count() < 1:
+    pytest.skip("no CUDA device visible (spmdlearn._core.cuda_device_count() == 0)",
+                allow_module_level=True)
+try:
+    import cupy as cp
+except Exception as exc:  # noqa: BLE001 - ImportError, or a CUDA library cupy fails to load
+    pytest.skip(f"cupy is not importable: {type(exc).__name__}: {exc}", allow_module_level=True)
+try:
+    _N_CUPY_DEVICES = cp.cuda.runtime.getDeviceCount()
+except Exception as exc:  # noqa: BLE001
+    pytest.skip(f"cupy sees no CUDA device: {exc}", allow_module_level=True)
+
+from spmdlearn.basic_statistics import BasicStatistics, IncrementalBasicStatistics  # noqa: E402
+from spmdlearn.covariance import EmpiricalCovariance  # noqa: E402
+from spmdlearn.preprocessing import MaxAbsScaler, StandardScaler  # noqa: E402
+
+NAMES = [
+    "min", "max", "sum", "mean", "variance", "standard_deviation", "sum_squares",
+    "sum_squares_centered", "second_order_raw_moment", "variation",
+]
+DTYPES = [np.float64, np.float32]
+DTYPE_IDS = ["f64", "f32"]
+SHAPES = [(1000, 13), (100000, 16), (5000, 130)]
+SHAPE_IDS = ["1000x13", "100000x16", "5000x130"]
+# GPU vs the CPU path (same algorithm family, both accumulate in double) ...
+RTOL_CPU = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
+# ... and vs numpy's float64 reference on the same values.
+RTOL_REF = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-4}
+
+
+def rtol_cpu(dtype):
+    return RTOL_CPU[np.dtype(dtype)]
+
+
+def rtol_ref(dtype):
+    return RTOL_REF[np.dtype(dtype)]
+
+
+@pytest.fixture(autouse=True)
+def _device0():
+    """Every test starts on GPU 0 (a test that moves to another GPU cannot leak that)."""
+    with cp.cuda.Device(0):
+        yield
+    cp.cuda.Device(0).synchronize()
+
+
+# --- data and references ----------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def data(shape, dtype_name, seed=0):
+    """Mean about 1e4, spread about 0.01 (catches naive sums of squares); read-only, cached."""
+    n, d = shape
+    rng = np.random.default_rng([seed, n, d])
+    j = np.arange(d)
+    X = (1e4 + j) + 0.01 * (1.0 + j / d) * rng.standard_normal((n, d))
+    X = np.ascontiguousarray(X, dtype=dtype_name)
+    X.setflags(write=False)
+    return X
+
+
+def get_data(shape, dtype, seed=0):
+    return data(tuple(shape), np.dtype(dtype).name, seed)
+
+
+def int_weights(n, dtype, seed=0):
+    """Integer-valued weights 0..3, zeros included (weight k == the row repeated k times)."""
+    w = np.random.default_rng(99 + seed).integers(0, 4, size=n)
+    w[0] = 0  # a zero weight on the first row and a positive one on the last
+    w[-1] = max(w[-1], 1)
+    return w.astype(dtype)
+
+
+def numpy_reference(X, sample_weight=None):
+    """The ten statistics in float64 with numpy (integer weights: rows repeated)."""
+    X = np.asarray(X, dtype=np.float64)
+    if sample_weight is not None:
+        X = np.repeat(X, np.asarray(sample_weight).astype(np.int64), axis=0)
+    n = X.shape[0]
+    mean = X.mean(axis=0)
+    ssc = ((X - mean) ** 2).sum(axis=0)
+    ss = (X * X).sum(axis=0)
+    var = ssc / (n - 1)
+    std = np.sqrt(var)
+    return {
+        "min": X.min(axis=0), "max": X.max(axis=0), "sum": X.sum(axis=0), "mean": mean,
+        "variance": var, "standard_deviation": std, "sum_squares": ss,
+        "sum_squares_centered": ssc, "second_order_raw_moment": ss / n, "variation": std / mean,
+    }
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_fit(shape, dtype_name, weighted):
+    X = data(shape, dtype_name)
+    w = int_weights(len(X), dtype_name) if weighted else None
+    return BasicStatistics().fit(X, sample_weight=w)
+
+
+def cpu_fit(shape, dtype, weighted=False):
+    """BasicStatistics fitted on the numpy data (the CPU path), cached."""
+    return _cpu_fit(tuple(shape), np.dtype(dtype).name, weighted)
+
+
+def stats_of(est):
+    return {name: getattr(est, name + "_") for name in NAMES}
+
+
+def assert_host_attributes(est, dtype, n_features, names=NAMES, what=""):
+    """Fitted statistics are numpy arrays (never cupy / torch) of the input's dtype and shape."""
+    for name in names:
+        attr = name if name.endswith("_") else name + "_"
+        got = getattr(est, attr)
+        assert type(got) is np.ndarray, f"{what} {attr} is {type(got).__module__}.{type(got).__name__}, not numpy.ndarray"
+        assert got.dtype == np.dtype(dtype), f"{what} {attr} has dtype {got.dtype}, expected {np.dtype(dtype)}"
+        assert got.shape == (n_features,), f"{what} {attr} has shape {got.shape}"
+
+
+def assert_stats_close(got, expected, rtol, what=""):
+    """All ten statistics within rtol (no absolute slack: the data's values are far from 0)."""
+    for name in NAMES:
+        a = got[name] if isinstance(got, dict) else getattr(got, name + "_")
+        e = expected[name] if isinstance(expected, dict) else getattr(expected, name + "_")
+        assert_allclose(np.asarray(a, dtype=np.float64), np.asarray(e, dtype=np.float64),
+                        rtol=rtol, atol=0, err_msg=f"{what}: {name}_")
+
+
+def split3(n):
+    """Three uneven consecutive blocks of n rows."""
+    a, b = n // 5, n // 5 + n // 2
+    return [slice(0, a), slice(a, b), slice(b, n)]
+
+
+# --- BasicStatistics on device input ----------------------------------------------------------
+
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_cupy_equals_cpu_path_and_numpy(shape, dtype):
+    X = get_data(shape, dtype)
+    gpu = BasicStatistics().fit(cp.asarray(X))
+    assert_host_attributes(gpu, dtype, shape[1], what="cupy fit")
+    assert gpu.n_samples_seen_ == shape[0]
+    assert gpu.n_features_in_ == shape[1]
+    assert_stats_close(gpu, cpu_fit(shape, dtype), rtol_cpu(dtype), what="cupy vs CPU path")
+    assert_stats_close(gpu, numpy_reference(X), rtol_ref(dtype), what="cupy vs numpy float64")
+
+
+@pytest.mark.parametrize("options", ["mean", ["min", "max"], ["variance", "sum_squares_centered"]],
+                         ids=["mean", "minmax", "var_ssc"])
+def test_cupy_result_options(options):
+    shape, dtype = (5000, 130), np.float64
+    X = get_data(shape, dtype)
+    names = [options] if isinstance(options, str) else list(options)
+    gpu = BasicStatistics(result_options=options).fit(cp.asarray(X))
+    cpu = cpu_fit(shape, dtype)
+    assert_host_attributes(gpu, dtype, shape[1], names=names)
+    for name in names:
+        assert_allclose(getattr(gpu, name + "_"), getattr(cpu, name + "_"), rtol=rtol_cpu(dtype),
+                        err_msg=name)
+    for name in set(NAMES) - set(names):
+        assert not hasattr(gpu, name + "_"), f"{name}_ was not requested but is set"
+
+
+@pytest.mark.parametrize("shape", [(1000, 13), (100000, 16)], ids=["1000x13", "100000x16"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_cupy_sample_weight(shape, dtype):
+    X = get_data(shape, dtype)
+    w = int_weights(shape[0], dtype)
+    gpu = BasicStatistics().fit(cp.asarray(X), sample_weight=cp.asarray(w))
+    assert_host_attributes(gpu, dtype, shape[1], what="weighted cupy fit")
+    assert_stats_close(gpu, cpu_fit(shape, dtype, weighted=True), rtol_cpu(dtype),
+                       what="weighted: cupy vs CPU path")
+    assert_stats_close(gpu, numpy_reference(X, w), rtol_ref(dtype),
+                       what="weighted: cupy vs numpy float64 (rows repeated)")
+
+
+def test_cupy_x_with_numpy_sample_weight():
+    """sample_weight on the host with X on the device: either used (moved) or a clear error."""
+    shape, dtype = (1000, 13), np.float64
+    X = get_data(shape, dtype)
+    w = int_weights(shape[0], dtype)
+    try:
+        gpu = BasicStatistics().fit(cp.asarray(X), sample_weight=w)
+    except (TypeError, ValueError) as exc:
+        assert str(exc), "empty error message"
+        return
+    assert_host_attributes(gpu, dtype, shape[1])
+    assert_stats_close(gpu, cpu_fit(shape, dtype, weighted=True), rtol_cpu(dtype),
+                       what="numpy weights with cupy X")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_torch_cuda_tensor_equals_cupy(dtype):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch cannot use CUDA here")
+    shape = (100000, 16)
+    X = get_data(shape, dtype)
+    w = int_weights(shape[0], dtype)
+    ref = BasicStatistics().fit(cp.asarray(X))
+    refw = BasicStatistics().fit(cp.asarray(X), sample_weight=cp.asarray(w))
+    t = torch.from_numpy(X.copy()).to("cuda:0")
+    tw = torch.from_numpy(w.copy()).to("cuda:0")
+    got = BasicStatistics().fit(t)
+    gotw = BasicStatistics().fit(t, sample_weight=tw)
+    assert_host_attributes(got, dtype, shape[1], what="torch fit")
+    assert_host_attributes(gotw, dtype, shape[1], what="weighted torch fit")
+    assert_stats_close(got, ref, rtol_cpu(dtype), what="torch vs cupy")
+    assert_stats_close(gotw, refw, rtol_cpu(dtype), what="weighted torch vs cupy")
+    assert_stats_close(got, cpu_fit(shape, dtype), rtol_cpu(dtype), what="torch vs CPU path")
+
+
+def test_torch_and_cupy_views_of_one_buffer():
+    """A torch tensor sharing a cupy array's memory (DLPack) gives the same result."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch cannot use CUDA here")
+    X = get_data((5000, 130), np.float32)
+    Xc = cp.asarray(X)
+    t = torch.from_dlpack(Xc)
+    assert t.data_ptr() == Xc.data.ptr
+    a, b = BasicStatistics().fit(Xc), BasicStatistics().fit(t)
+    assert_stats_close(a, b, rtol_cpu(np.float32), what="same buffer via torch and cupy")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_data_on_second_gpu(dtype):
+    """Computation follows the data: an array on GPU 1 is computed there and gives the same."""
+    if _N_CUPY_DEVICES < 2:
+        pytest.skip("needs 2 GPUs")
+    shape = (100000, 16)
+    X = get_data(shape, dtype)
+    with cp.cuda.Device(1):
+        X1 = cp.asarray(X)
+        w1 = cp.asarray(int_weights(shape[0], dtype))
+    # fit from a thread whose current device is 0 (the fixture's)
+    got = BasicStatistics().fit(X1)
+    gotw = BasicStatistics().fit(X1, sample_weight=w1)
+    assert_stats_close(got, cpu_fit(shape, dtype), rtol_cpu(dtype), what="data on GPU 1")
+    assert_stats_close(gotw, cpu_fit(shape, dtype, weighted=True), rtol_cpu(dtype),
+                       what="weighted data on GPU 1")
+
+
+# --- device= parameter ------------------------------------------------------------------------
+
+def test_device_parameter_default_and_clone():
+    from sklearn.base import clone
+
+    for est in (BasicStatistics(), IncrementalBasicStatistics(), StandardScaler(), MaxAbsScaler()):
+        params = est.get_params()
+        assert params.get("device") == "auto", f"{type(est).__name__}: device default is {params.get('device')!r}"
+        assert clone(est.set_params(device="cuda")).get_params()["device"] == "cuda"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", [(1000, 13), (100000, 16)], ids=["1000x13", "100000x16"])
+def test_device_cuda_with_numpy_input(shape, dtype):
+    X = get_data(shape, dtype)
+    w = int_weights(shape[0], dtype)
+    got = BasicStatistics(device="cuda").fit(X)
+    gotw = BasicStatistics(device="cuda").fit(X, sample_weight=w)
+    assert_host_attributes(got, dtype, shape[1], what='device="cuda"')
+    assert_stats_close(got, cpu_fit(shape, dtype), rtol_cpu(dtype), what='device="cuda" vs CPU path')
+    assert_stats_close(gotw, cpu_fit(shape, dtype, weighted=True), rtol_cpu(dtype),
+                       what='weighted device="cuda" vs CPU path')
+    # "cpu" and "auto" with numpy input are the CPU path
+    for device in ("cpu", "auto"):
+        again = BasicStatistics(device=device).fit(X)
+        assert_host_attributes(again, dtype, shape[1], what=f'device="{device}"')
+        assert_stats_close(again, cpu_fit(shape, dtype), rtol_cpu(dtype), what=f'device="{device}"')
+
+
+def test_device_cpu_with_cupy_input():
+    """device="cpu" brings device data to the host: the CPU path's result."""
+    shape, dtype = (100000, 16), np.float64
+    X = get_data(shape, dtype)
+    got = BasicStatistics(device="cpu").fit(cp.asarray(X))
+    assert_host_attributes(got, dtype, shape[1], what='device="cpu" with cupy')
+    assert_stats_close(got, cpu_fit(shape, dtype), rtol_cpu(dtype), what='device="cpu" with cupy')
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_scalers_device_cuda_with_numpy_input(dtype):
+    X = get_data((100000, 16), dtype)
+    ss_g, ss_c = StandardScaler(device="cuda").fit(X), StandardScaler().fit(X)
+    ma_g, ma_c = MaxAbsScaler(device="cuda").fit(X), MaxAbsScaler().fit(X)
+    rtol = rtol_cpu(dtype)
+    for name in ("mean_", "var_", "scale_"):
+        assert type(getattr(ss_g, name)) is np.ndarray, name
+        assert_allclose(getattr(ss_g, name), getattr(ss_c, name), rtol=rtol, err_msg=name)
+    for name in ("max_abs_", "scale_"):
+        assert type(getattr(ma_g, name)) is np.ndarray, name
+        assert_allclose(getattr(ma_g, name), getattr(ma_c, name), rtol=rtol, err_msg=name)
+
+
+def test_bad_device_value():
+    with pytest.raises(ValueError):
+        BasicStatistics(device="tpu").fit(get_data((1000, 13), np.float64))
+
+
+# --- incremental ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", [(100000, 16), (5000, 130)], ids=["100000x16", "5000x130"])
+def test_incremental_three_cupy_blocks_equal_one_fit(shape, dtype):
+    X = get_data(shape, dtype)
+    w = int_weights(shape[0], dtype)
+    Xc, wc = cp.asarray(X), cp.asarray(w)
+    inc, incw = IncrementalBasicStatistics(), IncrementalBasicStatistics()
+    for rows in split3(shape[0]):
+        inc.partial_fit(Xc[rows])
+        incw.partial_fit(Xc[rows], sample_weight=wc[rows])
+    assert_host_attributes(inc, dtype, shape[1], what="partial_fit")
+    assert inc.n_samples_seen_ == shape[0]
+    one = BasicStatistics().fit(Xc)
+    assert_stats_close(inc, one, rtol_cpu(dtype), what="3 cupy partial_fit vs one cupy fit")
+    assert_stats_close(inc, cpu_fit(shape, dtype), rtol_cpu(dtype), what="3 cupy partial_fit vs CPU")
+    assert_stats_close(incw, cpu_fit(shape, dtype, weighted=True), rtol_cpu(dtype),
+                       what="weighted 3 cupy partial_fit vs CPU")
+    # fit() after partial_fit forgets the blocks
+    assert_stats_close(inc.fit(Xc[: shape[0] // 2]), numpy_reference(X[: shape[0] // 2]),
+                       rtol_ref(dtype), what="fit after partial_fit")
+
+
+def test_incremental_mixed_host_and_device_blocks():
+    """Blocks from the host and from the GPU in one sequence: the same result, or a clear error."""
+    shape, dtype = (100000, 16), np.float64
+    X = get_data(shape, dtype)
+    inc = IncrementalBasicStatistics()
+    try:
+        for k, rows in enumerate(split3(shape[0])):
+            inc.partial_fit(cp.asarray(X[rows]) if k % 2 == 0 else X[rows])
+    except (TypeError, ValueError) as exc:
+        assert "device" in str(exc).lower() or "cuda" in str(exc).lower(), str(exc)
+        return
+    assert_stats_close(inc, cpu_fit(shape, dtype), rtol_cpu(dtype), what="mixed host/device blocks")
+
+
+# --- scalers ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_scalers_cupy_equal_numpy(shape, dtype):
+    X = get_data(shape, dtype)
+    w = int_weights(shape[0], dtype)
+    Xc = cp.asarray(X)
+    rtol = rtol_cpu(dtype)
+    cases = [
+        ("StandardScaler", StandardScaler().fit(Xc), StandardScaler().fit(X), ("mean_", "var_", "scale_")),
+        ("weighted StandardScaler", StandardScaler().fit(Xc, sample_weight=cp.asarray(w)),
+         StandardScaler().fit(X, sample_weight=w), ("mean_", "var_", "scale_")),
+        ("MaxAbsScaler", MaxAbsScaler().fit(Xc), MaxAbsScaler().fit(X), ("max_abs_", "scale_")),
+    ]
+    for what, gpu, cpu, names in cases:
+        for name in names:
+            got, exp = getattr(gpu, name), getattr(cpu, name)
+            assert type(got) is np.ndarray, f"{what} {name} is {type(got)}"
+            assert got.dtype == exp.dtype, f"{what} {name}: dtype {got.dtype} != {exp.dtype}"
+            assert_allclose(got, exp, rtol=rtol, atol=0, err_msg=f"{what} {name}")
+        assert np.asarray(gpu.n_samples_seen_) == np.asarray(cpu.n_samples_seen_), what
+        assert gpu.n_features_in_ == shape[1]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_scalers_partial_fit_cupy_blocks(dtype):
+    shape = (100000, 16)
+    X = get_data(shape, dtype)
+    Xc = cp.asarray(X)
+    ss, ma = StandardScaler(), MaxAbsScaler()
+    for rows in split3(shape[0]):
+        ss.partial_fit(Xc[rows])
+        ma.partial_fit(Xc[rows])
+    ss_c, ma_c = StandardScaler().fit(X), MaxAbsScaler().fit(X)
+    rtol = rtol_cpu(dtype)
+    for name in ("mean_", "var_", "scale_"):
+        assert type(getattr(ss, name)) is np.ndarray, name
+        assert_allclose(getattr(ss, name), getattr(ss_c, name), rtol=rtol, err_msg=name)
+    for name in ("max_abs_", "scale_"):
+        assert type(getattr(ma, name)) is np.ndarray, name
+        assert_allclose(getattr(ma, name), getattr(ma_c, name), rtol=rtol, err_msg=name)
+    assert ss.n_samples_seen_ == shape[0] and ma.n_samples_seen_ == shape[0]
+
+
+def test_scaler_transform_after_cupy_fit_on_numpy():
+    """A model fitted from device data is a plain host model: transform of numpy works."""
+    X = get_data((1000, 13), np.float64)
+    a = StandardScaler().fit(cp.asarray(X)).transform(X)
+    b = StandardScaler().fit(X).transform(X)
+    assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+# --- EmpiricalCovariance (GPU path optional) ---------------------------------------------------
+
+def _covariance_gpu_or_skip(fit):
+    try:
+        return fit()
+    except NotImplementedError as exc:
+        pytest.skip(f"EmpiricalCovariance has no GPU path in this build (NotImplementedError: {exc})")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", [(100000, 16), (5000, 130)], ids=["100000x16", "5000x130"])
+def test_empirical_covariance_cupy(shape, dtype):
+    X = get_data(shape, dtype)
+    gpu = _covariance_gpu_or_skip(lambda: EmpiricalCovariance().fit(cp.asarray(X)))
+    cpu = EmpiricalCovariance().fit(X)
+    rtol = rtol_cpu(dtype)
+    for name in ("covariance_", "location_", "precision_"):
+        got, exp = getattr(gpu, name), getattr(cpu, name)
+        assert type(got) is np.ndarray, f"{name} is {type(got)}"
+        assert got.dtype == exp.dtype and got.shape == exp.shape, name
+    assert_allclose(gpu.location_, cpu.location_, rtol=rtol, atol=0, err_msg="location_")
+    # entries near 0 (independent columns) are judged on the scale sqrt(c_ii c_jj)
+    diag = np.sqrt(np.abs(np.diag(cpu.covariance_.astype(np.float64))))
+    scale = np.outer(diag, diag)
+    err = np.abs(gpu.covariance_.astype(np.float64) - cpu.covariance_)
+    worst = float((err / scale).max())
+    assert worst <= rtol, f"covariance_ differs from the CPU path by {worst:.3g} of sqrt(c_ii c_jj) (rtol {rtol})"
+    ref = np.cov(X.astype(np.float64), rowvar=False, bias=True)
+    worst_ref = float((np.abs(gpu.covariance_ - ref) / scale).max())
+    assert worst_ref <= rtol_ref(dtype), f"covariance_ vs numpy float64: {worst_ref:.3g}"
+
+
+def test_empirical_covariance_device_cuda_numpy():
+    if "device" not in EmpiricalCovariance().get_params():
+        pytest.skip("EmpiricalCovariance has no device parameter in this build")
+    X = get_data((100000, 16), np.float64)
+    gpu = _covariance_gpu_or_skip(lambda: EmpiricalCovariance(device="cuda").fit(X))
+    cpu = EmpiricalCovariance().fit(X)
+    diag = np.sqrt(np.diag(cpu.covariance_))
+    worst = float((np.abs(gpu.covariance_ - cpu.covariance_) / np.outer(diag, diag)).max())
+    assert worst <= 1e-10, worst
+
+
+# --- bad device input -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_nonfinite_cupy_raises(where, value, dtype):
+    shape = (100000, 16)
+    Xc = cp.asarray(get_data(shape, dtype))
+    i, j = {"first": (0, 0), "middle": (shape[0] // 2 + 7, 5), "last": (shape[0] - 1, shape[1] - 1)}[where]
+    Xc[i, j] = value
+    word = "nan" if np.isnan(value) else "inf"
+    with pytest.raises(ValueError) as info:
+        BasicStatistics().fit(Xc)
+    assert word in str(info.value).lower(), f"message does not mention {word.upper()}: {info.value}"
+    for est in (StandardScaler(), MaxAbsScaler(), IncrementalBasicStatistics()):
+        with pytest.raises(ValueError) as info:
+            est.partial_fit(Xc)
+        assert word in str(info.value).lower(), f"{type(est).__name__}: {info.value}"
+
+
+def test_nan_in_zero_weight_row_still_raises():
+    """As on the CPU: NaN is rejected even where its row's weight is 0."""
+    X = get_data((1000, 13), np.float64).copy()
+    w = int_weights(1000, np.float64)
+    X[0, 3] = np.nan  # int_weights puts weight 0 on row 0
+    with pytest.raises(ValueError, match="(?i)nan"):
+        BasicStatistics().fit(X, sample_weight=w)
+    with pytest.raises(ValueError, match="(?i)nan"):
+        BasicStatistics().fit(cp.asarray(X), sample_weight=cp.asarray(w))
+
+
+@pytest.mark.parametrize("int_dtype", [np.int32, np.int64])
+def test_integer_cupy_converted_or_clear_error(int_dtype):
+    X = np.random.default_rng(3).integers(1, 100, size=(1000, 13)).astype(int_dtype)
+    try:
+        gpu = BasicStatistics().fit(cp.asarray(X))
+    except (TypeError, ValueError) as exc:
+        msg = str(exc).lower()
+        assert any(k in msg for k in ("dtype", "int", "float")), f"unclear message: {exc}"
+        return
+    # converted: as on the CPU, integers become float64
+    assert_host_attributes(gpu, np.float64, 13, what=f"{np.dtype(int_dtype).name} cupy input")
+    assert_stats_close(gpu, BasicStatistics().fit(X), 1e-10, what=f"{np.dtype(int_dtype).name} cupy")
+
+
+@pytest.mark.parametrize("layout", ["column_step", "row_step", "fortran"])
+def test_non_contiguous_cupy_copied_or_clear_error(layout):
+    X = get_data((5000, 130), np.float64)
+    base = cp.asarray(X)
+    view, expected = {
+        "column_step": (lambda: base[:, ::2], lambda: X[:, ::2]),
+        "row_step": (lambda: base[::2], lambda: X[::2]),
+        "fortran": (lambda: cp.asfortranarray(base[:, :65]), lambda: X[:, :65]),
+    }[layout]
+    Xc, expected = view(), np.ascontiguousarray(expected())
+    assert not Xc.flags.c_contiguous
+    try:
+        gpu = BasicStatistics().fit(Xc)
+    except ValueError as exc:
+        assert "contiguous" in str(exc).lower(), f"message does not mention contiguous: {exc}"
+        return
+    assert_host_attributes(gpu, np.float64, expected.shape[1], what=f"{layout} cupy view")
+    assert_stats_close(gpu, BasicStatistics().fit(expected), rtol_cpu(np.float64),
+                       what=f"{layout} cupy view")
+
+
+def test_empty_cupy_single_process_raises():
+    with pytest.raises(ValueError, match=r"(?i)(no (rank holds any )?rows?|0 samples|no samples)"):
+        BasicStatistics().fit(cp.empty((0, 16), dtype=cp.float64))
+    with pytest.raises(ValueError, match=r"(?i)(no (rank holds any )?rows?|0 samples|no samples)"):
+        StandardScaler().fit(cp.empty((0, 16), dtype=cp.float32))
+
+
+@pytest.mark.parametrize("shape", [(1000,), (10, 10, 10)], ids=["1d", "3d"])
+def test_wrong_ndim_cupy_raises(shape):
+    with pytest.raises(ValueError):
+        BasicStatistics().fit(cp.ones(shape, dtype=cp.float64))
+
+
+@pytest.mark.parametrize(
+    "case,match",
+    [("nan", "nan"), ("negative", "negative"), ("length", "entries|length|rows|shape"), ("zero", "zero")],
+)
+def test_bad_cupy_sample_weight_raises(case, match):
+    X = get_data((1000, 13), np.float64)
+    w = np.ones(1000)
+    if case == "nan":
+        w[17] = np.nan
+    elif case == "negative":
+        w[17] = -1.0
+    elif case == "length":
+        w = w[:-1]
+    else:
+        w[:] = 0.0
+    with pytest.raises(ValueError, match=f"(?i){match}"):
+        BasicStatistics().fit(cp.asarray(X), sample_weight=cp.asarray(w))
+
+
+def test_sample_weight_on_other_gpu_is_clear_error_or_works():
+    if _N_CUPY_DEVICES < 2:
+        pytest.skip("needs 2 GPUs")
+    shape, dtype = (1000, 13), np.float64
+    X = get_data(shape, dtype)
+    w = int_weights(shape[0], dtype)
+    with cp.cuda.Device(1):
+        w1 = cp.asarray(w)
+    try:
+        got = BasicStatistics().fit(cp.asarray(X), sample_weight=w1)
+    except (TypeError, ValueError) as exc:
+        assert "device" in str(exc).lower() or "gpu" in str(exc).lower(), str(exc)
+        return
+    assert_stats_close(got, cpu_fit(shape, dtype, weighted=True), rtol_cpu(dtype))
