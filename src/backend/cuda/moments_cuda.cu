@@ -36,14 +36,16 @@ void check(cudaError_t e, const char* what, std::size_t bytes = 0) {
   if (e != cudaSuccess) fail(e, what, bytes);
 }
 
+// Scratch from the stream-ordered pool (cudaMallocAsync): no device-wide synchronisation per call.
 template <class T>
 struct dev_array {
   T* p = nullptr;
   explicit dev_array(std::size_t n) {
-    check(cudaMalloc(&p, n * sizeof(T)), "cudaMalloc", n * sizeof(T));
+    check(cudaMallocAsync(reinterpret_cast<void**>(&p), n * sizeof(T), 0), "cudaMallocAsync",
+          n * sizeof(T));
   }
   ~dev_array() {
-    if (p) cudaFree(p);
+    if (p) cudaFreeAsync(p, 0);
   }
 };
 
@@ -183,12 +185,14 @@ __global__ void __launch_bounds__(threads)
   }
 }
 
-__global__ void combine_kernel(const double* __restrict__ part, int blocks, int d,
-                               double* __restrict__ out) {
-  const int j = blockIdx.x * blockDim.x + threadIdx.x;
-  if (j >= d) return;
+// One block per column: thread t takes partials t, t + 256, ... in order, then a fixed-shape tree
+// in shared memory -- parallel, and still the same bits on every run.
+__global__ void __launch_bounds__(threads)
+    combine_kernel(const double* __restrict__ part, int blocks, int d, double* __restrict__ out) {
+  __shared__ double r1[threads], r2[threads], rl[threads], rh[threads], rw[threads], rm[threads];
+  const int j = blockIdx.x, t = threadIdx.x;
   double a1 = 0.0, a2 = 0.0, lo = INFINITY, hi = -INFINITY, ws = 0.0, wmin = INFINITY;
-  for (int b = 0; b < blocks; ++b) {
+  for (int b = t; b < blocks; b += threads) {
     const double* p = part + static_cast<std::int64_t>(b) * 6 * d;
     a1 += p[j];
     a2 += p[d + j];
@@ -198,12 +202,32 @@ __global__ void combine_kernel(const double* __restrict__ part, int blocks, int 
     ws += p[4 * d + j];
     wmin = fmin(wmin, p[5 * d + j]);
   }
-  out[j] = a1;
-  out[d + j] = a2;
-  out[2 * d + j] = lo;
-  out[3 * d + j] = hi;
-  out[4 * d + j] = ws;
-  out[5 * d + j] = wmin;
+  r1[t] = a1;
+  r2[t] = a2;
+  rl[t] = lo;
+  rh[t] = hi;
+  rw[t] = ws;
+  rm[t] = wmin;
+  __syncthreads();
+  for (int half = threads / 2; half > 0; half /= 2) {
+    if (t < half) {
+      r1[t] += r1[t + half];
+      r2[t] += r2[t + half];
+      rl[t] = fmin(rl[t], rl[t + half]);
+      rh[t] = fmax(rh[t], rh[t + half]);
+      rw[t] += rw[t + half];
+      rm[t] = fmin(rm[t], rm[t + half]);
+    }
+    __syncthreads();
+  }
+  if (t == 0) {
+    out[j] = r1[0];
+    out[d + j] = r2[0];
+    out[2 * d + j] = rl[0];
+    out[3 * d + j] = rh[0];
+    out[4 * d + j] = rw[0];
+    out[5 * d + j] = rm[0];
+  }
 }
 
 // The first non-finite element (smallest flat index), for the error message.
@@ -252,8 +276,17 @@ column_moments moments(const T* X, std::int64_t n, std::int64_t d, std::int64_t 
   // Data written by other libraries on their streams must be complete before we read it.
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   const int col_tiles = static_cast<int>((d + threads - 1) / threads);
-  // Enough blocks to fill the GPU several times over, each with a contiguous run of rows.
-  const std::int64_t target = std::max<std::int64_t>(1, 8LL * multiprocessors() / col_tiles);
+  // One full wave: as many blocks as can be resident at once, each with a contiguous run of rows
+  // (no tail of half-empty waves).
+  int per_sm = 0;
+  if (w)
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, partial_kernel<T, true>, threads, 0),
+          "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  else
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, partial_kernel<T, false>, threads, 0),
+          "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  const std::int64_t target =
+      std::max<std::int64_t>(1, static_cast<std::int64_t>(std::max(per_sm, 1)) * multiprocessors() / col_tiles);
   const std::int64_t rows_per_block = std::max<std::int64_t>(64, (n + target - 1) / target);
   const int blocks = static_cast<int>((n + rows_per_block - 1) / rows_per_block);
 
@@ -268,7 +301,7 @@ column_moments moments(const T* X, std::int64_t n, std::int64_t d, std::int64_t 
     partial_kernel<T, false><<<grid, threads>>>(X, n, static_cast<int>(d), stride, w, dshift.p,
                                                 rows_per_block, dpart.p);
   check(cudaGetLastError(), "moments kernel launch");
-  combine_kernel<<<static_cast<int>((d + 127) / 128), 128>>>(dpart.p, blocks, static_cast<int>(d), dout.p);
+  combine_kernel<<<static_cast<int>(d), threads>>>(dpart.p, blocks, static_cast<int>(d), dout.p);
   check(cudaGetLastError(), "combine kernel launch");
   std::vector<double> host(6 * d);
   check(cudaMemcpy(host.data(), dout.p, 6 * d * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
