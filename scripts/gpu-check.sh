@@ -31,8 +31,8 @@
 #   CTEST_EXCLUDE          ctest -E regex (default install_and_example: a CPU-only install test)
 #   MPIRUN_ARGS            extra mpirun options (default "--bind-to none" for Open MPI)
 #   BENCH_ARGS             extra arguments for the single-GPU benchmark
-#   SCALING_ROWS_PER_GPU   weak scaling rows per GPU (default 100000000)
-#   SCALING_TOTAL_ROWS     strong scaling rows in total (default 200000000)
+#   SCALING_ROWS_PER_GPU   weak scaling rows per GPU (default 200000000: 12.8 GB of float32 a card)
+#   SCALING_TOTAL_ROWS     strong scaling rows in total (default 400000000)
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
@@ -71,8 +71,8 @@ export WORK=${GPU_CHECK_WORK:-$ROOT/build/gpu-check}
 export SITE=$WORK/site
 export JOBS=${GPU_CHECK_JOBS:-$(nproc)}
 export CTEST_EXCLUDE=${CTEST_EXCLUDE:-install_and_example}
-export SCALING_ROWS_PER_GPU=${SCALING_ROWS_PER_GPU:-100000000}
-export SCALING_TOTAL_ROWS=${SCALING_TOTAL_ROWS:-200000000}
+export SCALING_ROWS_PER_GPU=${SCALING_ROWS_PER_GPU:-200000000}
+export SCALING_TOTAL_ROWS=${SCALING_TOTAL_ROWS:-400000000}
 # CuPy's axis-0 reductions on 200M x 16 take minutes per repeat; compare against PyTorch by default.
 export BENCH_ARGS=${BENCH_ARGS:---libs spmdlearn torch}
 STEPS=${GPU_CHECK_STEPS:-build ctest pytest pytest-cpu spmd bench scaling}
