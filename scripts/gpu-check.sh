@@ -237,6 +237,16 @@ step_spmd() {
     echo "no 'GPU SPMD CHECK OK ranks=$n' line"
     rc=1
   fi
+  # The README's GPU example, with cupy and with torch shards.
+  for kind in cupy torch; do
+    # shellcheck disable=SC2086
+    PYTHONPATH="$SITE" x $MPIRUN_LINE -n "$n" "$PY" examples/python/gpu_demo.py "$kind" 2>&1 | tee "$log"
+    local rc2=${PIPESTATUS[0]}
+    if (( rc2 != 0 )) || ! grep -q "RESULT: AGREE" "$log"; then
+      echo "examples/python/gpu_demo.py $kind did not agree"
+      rc=1
+    fi
+  done
   rm -f "$log"
   exit "$rc"
 }
