@@ -11,6 +11,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "spmdlearn/basic_statistics.hpp"
@@ -37,6 +38,13 @@ struct max_abs_scaler_result {
 // t: the data's dtype; scales below 10·eps(t) are treated as zero (scale 1), as scikit-learn.
 max_abs_scaler_result max_abs_scaler_finalize(const basic_statistics::state& s,
                                               dtype t = dtype::float64);
+
+// out = X * a + b per column (the scalers' transform and inverse transform), local. Runs on the
+// device that holds X: host views on the CPU, CUDA views on their GPU (out must live with X and be
+// contiguous). Throws invalid_argument for NaN/inf in X.
+template <class T>
+void scale_columns(matrix_view<const T> X, matrix_view<T> out, std::span<const double> a,
+                   std::span<const double> b);
 
 class standard_scaler {
  public:

@@ -267,6 +267,20 @@ nb::tuple agree(std::uintptr_t comm, int kind, const std::string& message, std::
   return nb::make_tuple(out_kind, out_message);
 }
 
+// The scalers' transform on device arrays: `out` was allocated by the caller's library (cupy or
+// torch, empty_like X), so the result is an array of the input's kind on the input's GPU.
+template <class T>
+void scale_columns_cuda(cuda_matrix<T> X, nb::ndarray<T, nb::ndim<2>, nb::c_contig, nb::device::cuda> out,
+                        host_vector<double> a, host_vector<double> b) {
+  nb::gil_scoped_release nogil;
+  const std::int64_t n = X.shape(0), d = X.shape(1);
+  if (n > 0 && d > 1 && X.stride(1) != 1)
+    throw sl::invalid_argument("the device array's rows are not contiguous; pass a C-contiguous copy");
+  sl::matrix_view<const T> xv(X.data(), n, d, n > 1 ? X.stride(0) : d, sl::device_kind::cuda);
+  sl::matrix_view<T> ov(out.data(), out.shape(0), out.shape(1), -1, sl::device_kind::cuda);
+  sl::preprocessing::scale_columns<T>(xv, ov, {a.data(), a.size()}, {b.data(), b.size()});
+}
+
 }  // namespace
 
 NB_MODULE(_core, m) {
@@ -306,6 +320,8 @@ NB_MODULE(_core, m) {
   m.def("bs_partial_fit", &bs_partial_fit_cuda<float>, "comm"_a, "state"_a.none(), "X"_a,
         "w"_a.none(), "caller"_a = "BasicStatistics", "to_device"_a = false);
   m.def("select_local_gpu", &sl::select_local_gpu);
+  m.def("scale_columns", &scale_columns_cuda<double>);
+  m.def("scale_columns", &scale_columns_cuda<float>);
   m.def("bs_finalize", &bs_finalize, "state"_a, "options"_a);
 
   m.def("cov_partial_fit", &cov_partial_fit<double>, "comm"_a, "state"_a.none(), "X"_a);

@@ -3,6 +3,7 @@
 #include <limits>
 #include <string>
 
+#include "backend/cuda/moments_cuda.hpp"
 #include "core/validate.hpp"
 #include "spmdlearn/core/error.hpp"
 #include "spmdlearn/preprocessing.hpp"
@@ -101,7 +102,39 @@ void max_abs_scaler::inverse_transform(matrix_view<const T> X, matrix_view<T> ou
   affine(X, out, {}, result_.scale, true);
 }
 
+template <class T>
+void scale_columns(matrix_view<const T> X, matrix_view<T> out, std::span<const double> a,
+                   std::span<const double> b) {
+  const std::int64_t d = X.cols;
+  if (out.rows != X.rows || out.cols != d || static_cast<std::int64_t>(a.size()) != d ||
+      static_cast<std::int64_t>(b.size()) != d)
+    throw invalid_argument("scale_columns: shapes do not match (X has " + std::to_string(d) +
+                           " columns)");
+  if (out.device != X.device)
+    throw invalid_argument("scale_columns: X and out live on different devices");
+  if (X.device == device_kind::cuda) {
+#ifdef SPMDLEARN_WITH_CUDA
+    if (out.stride() != d) throw invalid_argument("scale_columns: out must be contiguous");
+    cuda::scale_columns(X.data, out.data, X.rows, d, X.stride(), std::vector<double>(a.begin(), a.end()),
+                        std::vector<double>(b.begin(), b.end()));
+    return;
+#else
+    require_cpu(X.device, "scale_columns");
+#endif
+  }
+  for (std::int64_t i = 0; i < X.rows; ++i)
+    for (std::int64_t j = 0; j < d; ++j) {
+      const double v = static_cast<double>(X(i, j));
+      if (!std::isfinite(v))
+        throw invalid_argument("Input X contains NaN or infinity; remove or impute non-finite "
+                               "values first");
+      out(i, j) = static_cast<T>(v * a[j] + b[j]);
+    }
+}
+
 #define SPMDLEARN_INSTANTIATE(T)                                                                   \
+  template void scale_columns<T>(matrix_view<const T>, matrix_view<T>, std::span<const double>,    \
+                                 std::span<const double>);                                         \
   template void standard_scaler::transform<T>(matrix_view<const T>, matrix_view<T>) const;         \
   template void standard_scaler::inverse_transform<T>(matrix_view<const T>, matrix_view<T>) const; \
   template void max_abs_scaler::transform<T>(matrix_view<const T>, matrix_view<T>) const;          \

@@ -417,6 +417,42 @@ def test_scaler_transform_after_cupy_fit_on_numpy():
     assert_allclose(a, b, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("cls", [StandardScaler, MaxAbsScaler], ids=["standard", "maxabs"])
+def test_scaler_transform_of_device_arrays(cls, dtype):
+    """transform/inverse_transform of a cupy array (torch tensor) give a cupy array (torch tensor)
+    on the same GPU, equal to the CPU transform; the round trip gives X back."""
+    X = get_data((100000, 16), dtype)
+    host = cls().fit(X)
+    dev = cls().fit(cp.asarray(X))
+    Z = dev.transform(cp.asarray(X))
+    assert isinstance(Z, cp.ndarray) and Z.dtype == X.dtype and Z.shape == X.shape
+    tol = 1e-9 if dtype == np.float64 else 2e-5
+    assert_allclose(cp.asnumpy(Z), host.transform(X), rtol=tol, atol=tol)
+    back = dev.inverse_transform(Z)
+    assert isinstance(back, cp.ndarray)
+    assert_allclose(cp.asnumpy(back), X, rtol=tol, atol=tol * np.abs(X).max())
+    try:
+        import torch
+    except ImportError:
+        return
+    T = torch.as_tensor(X, device="cuda")
+    Zt = dev.transform(T)
+    assert isinstance(Zt, torch.Tensor) and Zt.is_cuda and Zt.dtype == T.dtype
+    assert_allclose(Zt.cpu().numpy(), cp.asnumpy(Z), rtol=0, atol=0)
+
+
+def test_scaler_transform_of_device_array_rejects_nan_and_width():
+    X = get_data((1000, 13), np.float64)
+    sc = StandardScaler().fit(cp.asarray(X))
+    bad = cp.asarray(X)
+    bad[5, 3] = cp.nan
+    with pytest.raises(ValueError, match="NaN"):
+        sc.transform(bad)
+    with pytest.raises(ValueError, match="features"):
+        sc.transform(cp.asarray(X[:, :5]))
+
+
 # --- EmpiricalCovariance (GPU path optional) ---------------------------------------------------
 
 def _covariance_gpu_or_skip(fit):

@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import StrOptions
 from .._base import (
     SPMDMixin,
     _dtype_name,
+    check_cuda_array,
     device_weights,
     finish_features,
     is_cuda_array,
@@ -47,10 +48,40 @@ class _ScalerMixin(SPMDMixin):
         check_is_fitted(self)
         return self._local_X(X, reset=False, finite=True).copy()
 
+    def _device_transform(self, X, a, b):
+        """out = X * a + b per column on X's GPU; returns an array of X's kind (cupy, torch)."""
+        check_cuda_array(X, "X")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        out = _empty_like(X)
+        d = X.shape[1]
+        a = np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float64), (d,)))
+        b = np.ascontiguousarray(np.broadcast_to(np.asarray(b, dtype=np.float64), (d,)))
+        _core.scale_columns(X, out, a, b)
+        return out
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
+
+
+def _empty_like(X):
+    """A C-contiguous uninitialised array like X from X's own library (cupy or torch)."""
+    lib = type(X).__module__.split(".")[0]
+    if lib == "cupy":
+        import cupy
+
+        return cupy.empty(X.shape, dtype=X.dtype)
+    if lib == "torch":
+        import torch
+
+        return torch.empty(tuple(X.shape), dtype=X.dtype, device=X.device)
+    raise TypeError(f"transform of a {type(X).__name__} device array is not supported; "
+                    "pass a cupy array or a torch CUDA tensor")
 
 
 def _no_rows(X):
@@ -117,12 +148,22 @@ class StandardScaler(_ScalerMixin, _SkStandardScaler):
 
     # Local: scikit-learn's, after rejecting NaN/inf as fit does.
     def transform(self, X, copy=None):
+        if is_cuda_array(X):
+            check_is_fitted(self)
+            scale = self.scale_ if self.with_std else 1.0
+            shift = self.mean_ if self.with_mean else 0.0
+            return self._device_transform(X, 1.0 / np.asarray(scale), -np.asarray(shift) / scale)
         _reject_nonfinite(X)
         if _no_rows(X):
             return self._empty_output(X)
         return super().transform(X, copy=copy)
 
     def inverse_transform(self, X, copy=None):
+        if is_cuda_array(X):
+            check_is_fitted(self)
+            scale = self.scale_ if self.with_std else 1.0
+            shift = self.mean_ if self.with_mean else 0.0
+            return self._device_transform(X, scale, shift)
         _reject_nonfinite(X)
         if _no_rows(X):
             return self._empty_output(X)
@@ -166,12 +207,18 @@ class MaxAbsScaler(_ScalerMixin, _SkMaxAbsScaler):
 
     # Local: scikit-learn's, after rejecting NaN/inf as fit does.
     def transform(self, X):
+        if is_cuda_array(X):
+            check_is_fitted(self)
+            return self._device_transform(X, 1.0 / self.scale_.astype(np.float64), 0.0)
         _reject_nonfinite(X)
         if _no_rows(X):
             return self._empty_output(X)
         return super().transform(X)
 
     def inverse_transform(self, X):
+        if is_cuda_array(X):
+            check_is_fitted(self)
+            return self._device_transform(X, self.scale_.astype(np.float64), 0.0)
         _reject_nonfinite(X)
         if _no_rows(X):
             return self._empty_output(X)

@@ -367,6 +367,49 @@ device_buffer to_device(const void* host, std::size_t bytes) {
   return b;
 }
 
+template <class T>
+__global__ void scale_kernel(const T* __restrict__ X, T* __restrict__ out, std::int64_t n, int d,
+                             std::int64_t stride, const double* __restrict__ a,
+                             const double* __restrict__ b, int* __restrict__ bad) {
+  const std::int64_t total = n * d;
+  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t i = e / d;
+    const int j = static_cast<int>(e - i * d);
+    const double v = static_cast<double>(X[i * stride + j]);
+    if (!isfinite(v)) *bad = 1;
+    out[e] = static_cast<T>(v * a[j] + b[j]);
+  }
+}
+
+template <class T>
+void scale_columns(const T* X, T* out, std::int64_t n, std::int64_t d, std::int64_t stride,
+                   const std::vector<double>& a, const std::vector<double>& b) {
+  if (n == 0 || d == 0) return;
+  device_scope scope(X);
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  dev_array<double> da(d), db(d);
+  dev_array<int> bad(1);
+  const int zero = 0;
+  check(cudaMemcpy(da.p, a.data(), d * sizeof(double), cudaMemcpyHostToDevice), "cudaMemcpy");
+  check(cudaMemcpy(db.p, b.data(), d * sizeof(double), cudaMemcpyHostToDevice), "cudaMemcpy");
+  check(cudaMemcpy(bad.p, &zero, sizeof(int), cudaMemcpyHostToDevice), "cudaMemcpy");
+  scale_kernel<T><<<8 * multiprocessors(), threads>>>(X, out, n, static_cast<int>(d), stride, da.p,
+                                                      db.p, bad.p);
+  check(cudaGetLastError(), "scale kernel launch");
+  int flag = 0;
+  check(cudaMemcpy(&flag, bad.p, sizeof(int), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  if (flag)
+    throw invalid_argument("Input X contains NaN or infinity; remove or impute non-finite values "
+                           "first");
+}
+
+template void scale_columns<float>(const float*, float*, std::int64_t, std::int64_t, std::int64_t,
+                                   const std::vector<double>&, const std::vector<double>&);
+template void scale_columns<double>(const double*, double*, std::int64_t, std::int64_t,
+                                    std::int64_t, const std::vector<double>&,
+                                    const std::vector<double>&);
+
 template column_moments moments<float>(const float*, std::int64_t, std::int64_t, std::int64_t,
                                        const float*, const std::vector<double>&);
 template column_moments moments<double>(const double*, std::int64_t, std::int64_t, std::int64_t,

@@ -29,6 +29,12 @@ column_moments moments(const T* X, std::int64_t n, std::int64_t d, std::int64_t 
 template <class T>
 std::vector<double> first_row(const T* X, std::int64_t d);
 
+// out (contiguous n x d, same device) = X * a + b per column, computed in double. Throws
+// invalid_argument if X holds NaN/inf (checked in the same pass).
+template <class T>
+void scale_columns(const T* X, T* out, std::int64_t n, std::int64_t d, std::int64_t stride,
+                   const std::vector<double>& a, const std::vector<double>& b);
+
 // Copies a host block to a new buffer on the current device; free it with free_device.
 struct device_buffer {
   void* ptr = nullptr;
