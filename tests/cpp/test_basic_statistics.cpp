@@ -16,10 +16,7 @@ namespace {
 // a single column.
 constexpr std::int64_t N = 1000, D = 13;
 
-template <class T>
-constexpr double tol() {
-  return std::is_same_v<T, float> ? 1e-5 : 1e-12;
-}
+using tu::tol;
 
 // Every statistic, concatenated in declaration order (for replication checks).
 std::vector<double> flatten(const bs::result& r) {

@@ -15,10 +15,7 @@ namespace {
 
 constexpr std::int64_t N = 1000, D = 7;
 
-template <class T>
-constexpr double tol() {
-  return std::is_same_v<T, float> ? 1e-5 : 1e-12;
-}
+using tu::tol;
 
 std::vector<double> flatten(const cv::result& r) {
   std::vector<double> out(r.location);

@@ -13,10 +13,7 @@ namespace {
 
 constexpr std::int64_t N = 500, D = 5;
 
-template <class T>
-constexpr double tol() {
-  return std::is_same_v<T, float> ? 1e-5 : 1e-12;
-}
+using tu::tol;
 
 // Columns: 0..2 random, 3 constant (a value that is not exact in binary), 4 random with a big mean.
 std::vector<double> scaler_data(std::uint64_t seed) {

@@ -55,6 +55,12 @@ inline std::vector<double> make_data(std::int64_t n, std::int64_t d, std::uint64
   return x;
 }
 
+// Relative tolerance against the long-double references: float input 1e-5, double 1e-12.
+template <class T>
+constexpr double tol() {
+  return std::is_same_v<T, float> ? 1e-5 : 1e-12;
+}
+
 template <class T>
 std::vector<T> cast(const std::vector<double>& v) {
   return std::vector<T>(v.begin(), v.end());
