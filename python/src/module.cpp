@@ -206,6 +206,28 @@ nb::dict cov_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, hos
   return cov_state_to(std::move(s));
 }
 
+template <class T>
+nb::dict cov_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state, cuda_matrix<T> X) {
+  auto s = cov_state_from(state);
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    std::exception_ptr err;
+    const std::int64_t n = X.shape(0), d = X.shape(1);
+    try {
+      if (n > 0 && d > 1 && X.stride(1) != 1)
+        throw sl::invalid_argument("EmpiricalCovariance: the device array's rows are not "
+                                   "contiguous; pass a C-contiguous copy");
+    } catch (...) {
+      err = std::current_exception();
+    }
+    sl::agree(*c, err);
+    sl::matrix_view<const T> xv(X.data(), n, d, n > 1 ? X.stride(0) : d, sl::device_kind::cuda);
+    sl::covariance::partial_fit<T>(*c, s, xv);
+  }
+  return cov_state_to(std::move(s));
+}
+
 nb::dict cov_finalize(const nb::dict& state, bool assume_centered, bool store_precision,
                       bool float32) {
   auto s = cov_state_from(state);
@@ -326,6 +348,8 @@ NB_MODULE(_core, m) {
 
   m.def("cov_partial_fit", &cov_partial_fit<double>, "comm"_a, "state"_a.none(), "X"_a);
   m.def("cov_partial_fit", &cov_partial_fit<float>, "comm"_a, "state"_a.none(), "X"_a);
+  m.def("cov_partial_fit", &cov_partial_fit_cuda<double>, "comm"_a, "state"_a.none(), "X"_a);
+  m.def("cov_partial_fit", &cov_partial_fit_cuda<float>, "comm"_a, "state"_a.none(), "X"_a);
   m.def("cov_finalize", &cov_finalize, "state"_a, "assume_centered"_a, "store_precision"_a, "float32"_a);
   m.def("cov_mahalanobis", &cov_mahalanobis<double>);
   m.def("cov_mahalanobis", &cov_mahalanobis<float>);

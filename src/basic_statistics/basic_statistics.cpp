@@ -96,36 +96,17 @@ void accumulate(matrix_view<const T> X, const T* w, local_moments& acc) {
 }
 
 #ifdef SPMDLEARN_WITH_CUDA
-// The same moments from a device matrix: one pass on the GPU about the block's first row, a second
-// about the mean only when that shift was poor for some column (see accumulate above).
+// The same moments from a device matrix (cuda::column_moments_exact: one GPU pass, a second only
+// when the first row was a poor shift).
 template <class T>
 void accumulate_cuda(matrix_view<const T> X, const T* w, local_moments& acc) {
-  const std::int64_t n = X.rows, d = X.cols;
-  acc.rows += n;
-  if (n == 0) return;
-  std::vector<double> shift = cuda::first_row(X.data, d);
-  for (auto& v : shift)
-    if (!std::isfinite(v)) v = 0.0;  // reported by the pass itself
-  cuda::column_moments m = cuda::moments(X.data, n, d, X.stride(), w, shift);
-  const double W = m.weight;
-  if (W == 0.0) return;
-  std::vector<double> mean(d), m2(d);
-  bool poor_shift = false;
-  for (std::int64_t j = 0; j < d; ++j) {
-    mean[j] = m.shift_used[j] + m.s1[j] / W;
-    m2[j] = std::max(0.0, m.s2[j] - m.s1[j] * m.s1[j] / W);
-    poor_shift |= m.s2[j] > 64.0 * m2[j] && m.s2[j] > 0.0;
-  }
-  if (poor_shift) {
-    cuda::column_moments e = cuda::moments(X.data, n, d, X.stride(), w, mean);
-    for (std::int64_t j = 0; j < d; ++j) {
-      m2[j] = std::max(0.0, e.s2[j] - e.s1[j] * e.s1[j] / W);
-      mean[j] = e.shift_used[j] + e.s1[j] / W;
-    }
-  }
-  acc.weight = W;
-  acc.mean = mean;
-  acc.m2 = m2;
+  acc.rows += X.rows;
+  if (X.rows == 0) return;
+  cuda::exact_moments m = cuda::column_moments_exact(X.data, X.rows, X.cols, X.stride(), w);
+  if (m.weight == 0.0) return;
+  acc.weight = m.weight;
+  acc.mean = m.mean;
+  acc.m2 = m.m2;
   acc.min = m.lo;
   acc.max = m.hi;
 }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "backend/cpu/lapack.hpp"
+#include "backend/cuda/moments_cuda.hpp"
 #include "core/merge.hpp"
 #include "core/threads.hpp"
 #include "core/validate.hpp"
@@ -71,12 +72,25 @@ void merge_block(const comm& c, state& s, matrix_view<const T> X, const char* wh
   local_cross loc;
   std::exception_ptr err;
   try {
-    detail::check_host_matrix(what, X);
+    const bool on_device = X.device == device_kind::cuda;
+    if (on_device)
+      detail::check_device_matrix(what, X);
+    else
+      detail::check_host_matrix(what, X);
     if (s.n_features > 0 && detail::declared_features(X) >= 0 && X.cols != s.n_features)
       throw invalid_argument("X has " + std::to_string(X.cols) +
                              " features, but the covariance was fitted with " +
                              std::to_string(s.n_features));
-    accumulate(what, X, loc);
+#ifdef SPMDLEARN_WITH_CUDA
+    if (on_device) {
+      // Exact mean (and the NaN check) in one pass, then the centred cross-products by cuBLAS.
+      const auto m = cuda::column_moments_exact<T>(X.data, X.rows, X.cols, X.stride(), nullptr);
+      loc.weight = static_cast<double>(X.rows);
+      loc.mean = X.rows > 0 ? m.mean : std::vector<double>(X.cols, 0.0);
+      loc.cross = cuda::centered_cross<T>(X.data, X.rows, X.cols, X.stride(), loc.mean);
+    } else
+#endif
+      accumulate(what, X, loc);
   } catch (...) {
     err = std::current_exception();
   }

@@ -5,7 +5,9 @@ from sklearn.covariance import EmpiricalCovariance as _SkEmpiricalCovariance
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
-from .._base import SPMDMixin, finish_features, is_cuda_array
+from sklearn.utils._param_validation import StrOptions
+
+from .._base import SPMDMixin, _dtype_name, finish_features, is_cuda_array
 from .._comm import collective
 
 
@@ -24,36 +26,47 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
     assume_centered : bool, default=False
     comm : mpi4py communicator or None
         None means :func:`spmdlearn.default_comm` (``MPI.COMM_WORLD``).
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        "auto": a CUDA array (cupy, torch) is fitted on its GPU in place (one pass for the mean,
+        then cuBLAS dsyrk on centred chunks); "cpu" brings it to the host. ("cuda" with host data
+        is not supported yet.) ``score`` and ``mahalanobis`` take host data.
     """
 
-    _parameter_constraints = {**_SkEmpiricalCovariance._parameter_constraints, "comm": "no_validation"}
+    _parameter_constraints = {
+        **_SkEmpiricalCovariance._parameter_constraints,
+        "comm": "no_validation",
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
+    }
 
-    def __init__(self, *, store_precision=True, assume_centered=False, comm=None):
+    def __init__(self, *, store_precision=True, assume_centered=False, comm=None, device="auto"):
         super().__init__(store_precision=store_precision, assume_centered=assume_centered)
         self.comm = comm
+        self.device = device
 
     def _merge(self, X, *, reset):
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             self._validate_params()
             first = reset or not hasattr(self, "_partial_state")
-            if is_cuda_array(X):
+            X, to_device = self._device_X(X, reset=first)
+            if to_device:
                 raise NotImplementedError(
-                    f"{type(self).__name__} has no CUDA path yet: pass host (numpy) data"
+                    f"{type(self).__name__}(device='cuda') with host data is not supported yet: "
+                    "pass a cupy array or a torch CUDA tensor"
                 )
-            X = self._local_X(X, reset=first)
         state = _core.cov_partial_fit(addr, None if first else self._partial_state, X)
         self._partial_state = state
         # scikit-learn's dtypes: centred, location_ has X's dtype and covariance_/precision_ are
         # float64 (np.cov); assume_centered, location_ is float64 zeros and covariance_/precision_
         # have X's dtype (X.T @ X, then pinvh with that dtype's cutoff).
-        f32 = self.assume_centered and X.dtype == np.float32
+        dtype = np.dtype(_dtype_name(X))
+        f32 = self.assume_centered and dtype == np.float32
         res = _core.cov_finalize(state, self.assume_centered, self.store_precision, f32)
         if self.assume_centered:
             self.location_ = np.zeros(int(state["n_features"]))
         else:
-            self.location_ = res["location"].astype(X.dtype, copy=False)
-        cov_dtype = X.dtype if self.assume_centered else np.float64
+            self.location_ = res["location"].astype(dtype, copy=False)
+        cov_dtype = dtype if self.assume_centered else np.float64
         self.covariance_ = res["covariance"].astype(cov_dtype, copy=False)
         self.precision_ = res["precision"].astype(cov_dtype, copy=False) if self.store_precision else None
         finish_features(self, state["n_features"])
@@ -73,6 +86,8 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             check_is_fitted(self)
+            if is_cuda_array(X_test):
+                raise NotImplementedError("score of a CUDA array is not supported yet: pass numpy data")
             X = self._local_X(X_test, reset=False)
             loc, prec = self._model64()
         return float(_core.cov_score(addr, loc, prec, X))
@@ -80,6 +95,8 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
     def mahalanobis(self, X):
         """Squared Mahalanobis distances of this rank's rows (local)."""
         check_is_fitted(self)
+        if is_cuda_array(X):
+            raise NotImplementedError("mahalanobis of a CUDA array is not supported yet: pass numpy data")
         X = self._local_X(X, reset=False, finite=True)
         loc, prec = self._model64()
         return _core.cov_mahalanobis(loc, prec, X)

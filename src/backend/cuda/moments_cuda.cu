@@ -7,6 +7,7 @@
 // per-block partials are combined in a fixed order by a second kernel: the result is bitwise
 // reproducible. All blocks use the same shift, so partials add without Chan corrections; the host
 // checks the shift was good enough (and re-runs about the mean when it was not).
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -409,6 +410,105 @@ template void scale_columns<float>(const float*, float*, std::int64_t, std::int6
 template void scale_columns<double>(const double*, double*, std::int64_t, std::int64_t,
                                     std::int64_t, const std::vector<double>&,
                                     const std::vector<double>&);
+
+template <class T>
+exact_moments column_moments_exact(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
+                                   const T* w) {
+  exact_moments r;
+  r.mean.assign(d, 0.0);
+  r.m2.assign(d, 0.0);
+  r.lo.assign(d, std::numeric_limits<double>::infinity());
+  r.hi.assign(d, -std::numeric_limits<double>::infinity());
+  if (n == 0) return r;
+  std::vector<double> shift = first_row(X, d);
+  for (auto& v : shift)
+    if (!std::isfinite(v)) v = 0.0;  // reported by the pass itself
+  column_moments m = moments(X, n, d, stride, w, shift);
+  r.weight = m.weight;
+  r.lo = m.lo;
+  r.hi = m.hi;
+  if (r.weight == 0.0) return r;
+  const double W = r.weight;
+  bool poor_shift = false;
+  for (std::int64_t j = 0; j < d; ++j) {
+    r.mean[j] = m.shift_used[j] + m.s1[j] / W;
+    r.m2[j] = std::max(0.0, m.s2[j] - m.s1[j] * m.s1[j] / W);
+    poor_shift |= m.s2[j] > 64.0 * r.m2[j] && m.s2[j] > 0.0;
+  }
+  if (poor_shift) {
+    column_moments e = moments(X, n, d, stride, w, r.mean);
+    for (std::int64_t j = 0; j < d; ++j) {
+      r.m2[j] = std::max(0.0, e.s2[j] - e.s1[j] * e.s1[j] / W);
+      r.mean[j] = e.shift_used[j] + e.s1[j] / W;
+    }
+  }
+  return r;
+}
+
+template <class T>
+__global__ void center_kernel(const T* __restrict__ X, std::int64_t rows, int d, std::int64_t stride,
+                              const double* __restrict__ mean, double* __restrict__ out) {
+  const std::int64_t total = rows * d;
+  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t i = e / d;
+    const int j = static_cast<int>(e - i * d);
+    out[e] = static_cast<double>(X[i * stride + j]) - mean[j];
+  }
+}
+
+namespace {
+// One cuBLAS handle per device, created on first use, on the legacy default stream.
+cublasHandle_t blas_handle(int device) {
+  static cublasHandle_t handles[64] = {};
+  if (device < 0 || device >= 64) throw runtime_error("CUDA device index out of range");
+  if (!handles[device]) {
+    if (cublasCreate(&handles[device]) != CUBLAS_STATUS_SUCCESS)
+      throw runtime_error("cublasCreate failed");
+  }
+  cublasSetStream(handles[device], 0);
+  return handles[device];
+}
+}  // namespace
+
+template <class T>
+std::vector<double> centered_cross(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
+                                   const std::vector<double>& mean) {
+  std::vector<double> out(d * d, 0.0);
+  if (n == 0 || d == 0) return out;
+  device_scope scope(X);
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  cublasHandle_t h = blas_handle(scope.device);
+  // Chunks of ~64 MiB of centred doubles: syrk gets long k, and the buffer stays small.
+  const std::int64_t B = std::max<std::int64_t>(1, std::min<std::int64_t>(n, (64LL << 20) / (8 * d)));
+  dev_array<double> buf(static_cast<std::size_t>(B) * d), acc(static_cast<std::size_t>(d) * d), dmean(d);
+  check(cudaMemsetAsync(acc.p, 0, d * d * sizeof(double), 0), "cudaMemsetAsync");
+  check(cudaMemcpy(dmean.p, mean.data(), d * sizeof(double), cudaMemcpyHostToDevice), "cudaMemcpy");
+  const double one = 1.0;
+  for (std::int64_t i0 = 0; i0 < n; i0 += B) {
+    const std::int64_t nb = std::min(B, n - i0);
+    center_kernel<T><<<8 * multiprocessors(), threads>>>(X + i0 * stride, nb, static_cast<int>(d), stride,
+                                                        dmean.p, buf.p);
+    check(cudaGetLastError(), "center kernel launch");
+    // Column-major: buf is d x nb (lda = d); acc += buf bufᵀ (upper).
+    const cublasStatus_t st = cublasDsyrk(h, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, static_cast<int>(d),
+                                          static_cast<int>(nb), &one, buf.p, static_cast<int>(d), &one,
+                                          acc.p, static_cast<int>(d));
+    if (st != CUBLAS_STATUS_SUCCESS)
+      throw runtime_error("cublasDsyrk failed with status " + std::to_string(static_cast<int>(st)));
+  }
+  check(cudaMemcpy(out.data(), acc.p, d * d * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  return out;
+}
+
+template exact_moments column_moments_exact<float>(const float*, std::int64_t, std::int64_t,
+                                                   std::int64_t, const float*);
+template exact_moments column_moments_exact<double>(const double*, std::int64_t, std::int64_t,
+                                                    std::int64_t, const double*);
+template std::vector<double> centered_cross<float>(const float*, std::int64_t, std::int64_t,
+                                                   std::int64_t, const std::vector<double>&);
+template std::vector<double> centered_cross<double>(const double*, std::int64_t, std::int64_t,
+                                                    std::int64_t, const std::vector<double>&);
 
 template column_moments moments<float>(const float*, std::int64_t, std::int64_t, std::int64_t,
                                        const float*, const std::vector<double>&);

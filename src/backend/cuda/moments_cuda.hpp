@@ -25,6 +25,22 @@ template <class T>
 column_moments moments(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
                        const T* w, const std::vector<double>& shift);
 
+// Exact column moments of a device matrix: one pass about the first row, a second about the mean
+// only when that shift was poor for some column (shifted sum of squares > 64x the centred one).
+struct exact_moments {
+  double weight = 0.0;
+  std::vector<double> mean, m2, lo, hi;
+};
+template <class T>
+exact_moments column_moments_exact(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
+                                   const T* w);
+
+// Σ (x - mean)(x - mean)ᵀ of a device matrix (d x d, column-major, upper triangle valid), in
+// double: the rows are centred into a double buffer chunk by chunk and added with cuBLAS dsyrk.
+template <class T>
+std::vector<double> centered_cross(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
+                                   const std::vector<double>& mean);
+
 // Row 0 of a device matrix, as double on the host.
 template <class T>
 std::vector<double> first_row(const T* X, std::int64_t d);
