@@ -50,7 +50,7 @@ def main():
     gb = X.nbytes / 1e9
     rows = []
     t = timed(lambda: EmpiricalCovariance(store_precision=False).fit(X))
-    rows.append(("spmdlearn EmpiricalCovariance.fit (mean pass + centred dsyrk)", t))
+    rows.append(("spmdlearn EmpiricalCovariance.fit (mean pass + centred dgemm)", t))
     t_mm = timed(lambda: T.T @ T)
     rows.append(("torch X^T @ X (cuBLAS gemm, uncentred)", t_mm))
     t_syrk = None

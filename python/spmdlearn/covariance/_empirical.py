@@ -28,7 +28,7 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
         None means :func:`spmdlearn.default_comm` (``MPI.COMM_WORLD``).
     device : {"auto", "cpu", "cuda"}, default="auto"
         "auto": a CUDA array (cupy, torch) is fitted on its GPU in place (one pass for the mean,
-        then cuBLAS dsyrk on centred chunks); "cpu" brings it to the host. ("cuda" with host data
+        then cuBLAS dgemm on centred chunks); "cpu" brings it to the host. ("cuda" with host data
         is not supported yet.) ``score`` and ``mahalanobis`` take host data.
     """
 

@@ -490,12 +490,13 @@ std::vector<double> centered_cross(const T* X, std::int64_t n, std::int64_t d, s
     center_kernel<T><<<8 * multiprocessors(), threads>>>(X + i0 * stride, nb, static_cast<int>(d), stride,
                                                         dmean.p, buf.p);
     check(cudaGetLastError(), "center kernel launch");
-    // Column-major: buf is d x nb (lda = d); acc += buf bufᵀ (upper).
-    const cublasStatus_t st = cublasDsyrk(h, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, static_cast<int>(d),
-                                          static_cast<int>(nb), &one, buf.p, static_cast<int>(d), &one,
-                                          acc.p, static_cast<int>(d));
+    // Column-major: buf is d x nb (lda = d); acc += buf bufᵀ. dgemm, not dsyrk: for a small d and
+    // a long k cuBLAS's syrk was ~100x slower than its gemm on an H100 (bench/gpu_cov_bench.py).
+    const int di = static_cast<int>(d), ki = static_cast<int>(nb);
+    const cublasStatus_t st = cublasDgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, di, di, ki, &one, buf.p, di,
+                                          buf.p, di, &one, acc.p, di);
     if (st != CUBLAS_STATUS_SUCCESS)
-      throw runtime_error("cublasDsyrk failed with status " + std::to_string(static_cast<int>(st)));
+      throw runtime_error("cublasDgemm failed with status " + std::to_string(static_cast<int>(st)));
   }
   check(cudaMemcpy(out.data(), acc.p, d * d * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
   return out;

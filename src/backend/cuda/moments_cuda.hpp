@@ -36,7 +36,7 @@ exact_moments column_moments_exact(const T* X, std::int64_t n, std::int64_t d, s
                                    const T* w);
 
 // Σ (x - mean)(x - mean)ᵀ of a device matrix (d x d, column-major, upper triangle valid), in
-// double: the rows are centred into a double buffer chunk by chunk and added with cuBLAS dsyrk.
+// double: the rows are centred into a double buffer chunk by chunk and added with cuBLAS dgemm.
 template <class T>
 std::vector<double> centered_cross(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
                                    const std::vector<double>& mean);
