@@ -90,6 +90,10 @@ nb::dict bs_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host
     nb::gil_scoped_release nogil;
     auto c = comm_from(comm);
     if (!to_device) {
+      // Every variant of this call (host, device, host copied to the device) makes the same
+      // collective calls -- one agreement on the local preparation, then partial_fit -- so ranks
+      // may mix host and device blocks without falling out of step.
+      sl::agree(*c, nullptr);
       sl::basic_statistics::partial_fit<T>(*c, s, view(X), view(w), caller.c_str());
     } else {
       // device="cuda" with host data: one copy to this rank's GPU, then the GPU path. A failed
@@ -201,6 +205,7 @@ nb::dict cov_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, hos
   {
     nb::gil_scoped_release nogil;
     auto c = comm_from(comm);
+    sl::agree(*c, nullptr);  // the same collective sequence as the device variant below
     sl::covariance::partial_fit<T>(*c, s, view(X));
   }
   return cov_state_to(std::move(s));
