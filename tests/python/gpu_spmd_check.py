@@ -191,6 +191,8 @@ def run_case(cp, kind, shape, dtype, empty_last):
     bs = BasicStatistics().fit(Xl)
     bsw = BasicStatistics().fit(Xl, sample_weight=wl)
     bs_host = BasicStatistics(device="cuda").fit(X[lo:hi])
+    # Ranks may mix host and device blocks: even ranks pass numpy, odd ranks cupy.
+    bs_mixed = BasicStatistics().fit(X[lo:hi] if RANK % 2 == 0 else Xl)
     inc = IncrementalBasicStatistics()
     mid_lo, mid_hi = bounds(n // 2, empty_last=False, seed=1)  # round 1: rows [0, n/2)
     inc.partial_fit(cp.asarray(X[mid_lo:mid_hi]))
@@ -202,6 +204,7 @@ def run_case(cp, kind, shape, dtype, empty_last):
         "BasicStatistics": (gather(bs, BS_ATTRS), BS_ATTRS),
         "weighted BasicStatistics": (gather(bsw, BS_ATTRS), BS_ATTRS),
         'BasicStatistics(device="cuda") on numpy': (gather(bs_host, BS_ATTRS), BS_ATTRS),
+        "BasicStatistics, host and device blocks mixed": (gather(bs_mixed, BS_ATTRS), BS_ATTRS),
         "IncrementalBasicStatistics": (gather(inc, BS_ATTRS), BS_ATTRS),
         "StandardScaler": (gather(ss, SS_ATTRS), SS_ATTRS),
         "MaxAbsScaler": (gather(ma, MA_ATTRS), MA_ATTRS),
@@ -212,7 +215,8 @@ def run_case(cp, kind, shape, dtype, empty_last):
     ref, refw = reference(X), reference(X, w)
     worst = 0.0
     for est, r, name in ((bs, ref, "BasicStatistics"), (bsw, refw, "weighted BasicStatistics"),
-                         (bs_host, ref, 'device="cuda"'), (inc, ref, "IncrementalBasicStatistics")):
+                         (bs_host, ref, 'device="cuda"'), (bs_mixed, ref, "host/device mixed"),
+                         (inc, ref, "IncrementalBasicStatistics")):
         check_numpy_attrs(est, [s + "_" for s in NAMES], f"{what} {name}")
         for s in NAMES:
             got = getattr(est, s + "_")
