@@ -31,6 +31,11 @@ std::int64_t cov_chunk_rows(std::int64_t d) {
   return std::clamp<std::int64_t>(r, 64, 8192);
 }
 
+// One pass per chunk: rows are shifted (by the running mean, or the block's first row before there
+// is one) into a double buffer while the shifted sums and squares are taken; BLAS syrk adds the
+// buffer's cross-products, and rank-1 updates turn them into centred ones (-n u uᵀ, u = chunk mean
+// - shift) and merge the chunk (Chan). If the shift was poor for a column (shifted squares > 64x
+// the centred ones), the buffer is re-centred on the chunk mean first (from cache): exact always.
 template <class T>
 void accumulate(const char* what, matrix_view<const T> X, local_cross& acc) {
   const std::int64_t n = X.rows, d = X.cols;
@@ -39,27 +44,50 @@ void accumulate(const char* what, matrix_view<const T> X, local_cross& acc) {
   acc.weight = 0.0;
   if (n == 0) return;
   const std::int64_t B = cov_chunk_rows(d);
-  std::vector<double> buf(B * d), s(d), mb(d), delta(d);
-  double* __restrict sp = s.data();
+  std::vector<double> buf(B * d), s1(d), s2(d), shift(d), u(d), mb(d), delta(d);
+  for (std::int64_t j = 0; j < d; ++j) {
+    shift[j] = static_cast<double>(X(0, j));
+    if (!std::isfinite(shift[j])) shift[j] = 0.0;  // reported by the pass below
+  }
+  double* __restrict p1 = s1.data();
+  double* __restrict p2 = s2.data();
   for (std::int64_t i0 = 0; i0 < n; i0 += B) {
     const std::int64_t nb = std::min(B, n - i0);
-    std::fill(s.begin(), s.end(), 0.0);
-    for (std::int64_t i = i0; i < i0 + nb; ++i) {
-      const T* __restrict x = X.row(i);
-      for (std::int64_t j = 0; j < d; ++j) sp[j] += static_cast<double>(x[j]);
-    }
-    for (std::int64_t j = 0; j < d; ++j)
-      if (!std::isfinite(sp[j])) {
-        detail::throw_if_nonfinite(what, X, i0, nb);
-        break;
-      }
-    for (std::int64_t j = 0; j < d; ++j) mb[j] = sp[j] / static_cast<double>(nb);
+    if (acc.weight > 0.0) shift = acc.mean;
+    const double* __restrict sh = shift.data();
+    std::fill(s1.begin(), s1.end(), 0.0);
+    std::fill(s2.begin(), s2.end(), 0.0);
     for (std::int64_t i = 0; i < nb; ++i) {
       const T* __restrict x = X.row(i0 + i);
       double* __restrict out = buf.data() + i * d;
-      for (std::int64_t j = 0; j < d; ++j) out[j] = static_cast<double>(x[j]) - mb[j];
+      for (std::int64_t j = 0; j < d; ++j) {
+        const double t = static_cast<double>(x[j]) - sh[j];
+        out[j] = t;
+        p1[j] += t;
+        p2[j] += t * t;
+      }
+    }
+    for (std::int64_t j = 0; j < d; ++j)
+      if (!std::isfinite(p1[j]) || !std::isfinite(p2[j])) {
+        detail::throw_if_nonfinite(what, X, i0, nb);
+        break;
+      }
+    const double inv = 1.0 / static_cast<double>(nb);
+    bool poor_shift = false, shifted = false;
+    for (std::int64_t j = 0; j < d; ++j) {
+      u[j] = p1[j] * inv;
+      mb[j] = sh[j] + u[j];
+      const double centred = p2[j] - p1[j] * u[j];
+      poor_shift |= p2[j] > 64.0 * centred && p2[j] > 0.0;
+      shifted |= u[j] != 0.0;
+    }
+    if (poor_shift) {
+      for (std::int64_t i = 0; i < nb; ++i)
+        for (std::int64_t j = 0; j < d; ++j) buf[i * d + j] -= u[j];
+      shifted = false;
     }
     cpu::syrk_acc(static_cast<int>(d), static_cast<int>(nb), buf.data(), acc.cross.data());
+    if (shifted) cpu::syr(static_cast<int>(d), -static_cast<double>(nb), u.data(), acc.cross.data());
     const double f = detail::merge_mean(acc.weight, acc.mean, static_cast<double>(nb), mb, delta);
     if (f != 0.0) cpu::syr(static_cast<int>(d), f, delta.data(), acc.cross.data());
   }

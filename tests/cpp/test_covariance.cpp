@@ -269,6 +269,25 @@ TYPED_TEST(CovarianceThreads, LargeMeanSmallSpread) {
   }
 }
 
+TEST(CovarianceShift, OutlierFirstRowAndDriftStayExact) {
+  // The local pass shifts each chunk by the running mean (the first row before there is one). A
+  // far outlier as the first row and a mean that jumps by 1e6 along the rows put that shift far
+  // from the chunk's mean; the covariance must stay exact (Chan terms, and the re-centring of a
+  // chunk whose shift was poor).
+  // d = 40: chunks of ~3300 rows, so every rank streams several chunks.
+  const std::int64_t n = 20000, d = 40;
+  auto x = tu::make_data(n, d, 5150);
+  for (std::int64_t j = 0; j < d; ++j) x[j] += 1e7;             // row 0: an outlier
+  for (std::int64_t i = n / 2; i < n; ++i)
+    for (std::int64_t j = 0; j < d; ++j) x[i * d + j] += 1e6;   // second half: a shifted mean
+  const auto ref = tu::reference_cov(x, n, d);
+  for (int p : {1, 3}) {
+    const auto res = compute_on_threads<double>(p, x, d, tu::split_rows(n, p), false);
+    EXPECT_TRUE(tu::near_cov(res[0].covariance, ref.covariance, d, 1e-10)) << p;
+    EXPECT_TRUE(tu::near_rel(res[0].location, ref.location, 1e-13)) << p;
+  }
+}
+
 TYPED_TEST(CovarianceThreads, MahalanobisMatchesDirectFormula) {
   using T = TypeParam;
   const auto xt = tu::cast<T>(tu::make_data(N, D, 21));
