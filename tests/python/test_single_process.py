@@ -147,5 +147,23 @@ def test_weighted_statistics_match_repeated_rows():
     assert sc.n_samples_seen_ == ref.n_samples_seen_
 
 
-def test_cuda_request_without_cuda_is_clear():
-    assert isinstance(spmdlearn.built_with_cuda(), bool)
+@pytest.mark.parametrize(
+    "make", [BasicStatistics, IncrementalBasicStatistics, StandardScaler, MaxAbsScaler]
+)
+def test_device_cuda_without_cuda_support_is_clear(make):
+    if spmdlearn.built_with_cuda():
+        pytest.skip("this build has CUDA; tests/python/test_gpu.py covers device='cuda'")
+    with pytest.raises(NotImplementedError, match="without CUDA support"):
+        make(device="cuda").fit(_data())
+    # device="cpu" and "auto" are the host path
+    for device in ("cpu", "auto"):
+        est = make(device=device).fit(_data())
+        assert est.n_features_in_ == _data().shape[1]
+
+
+@pytest.mark.parametrize(
+    "make", [BasicStatistics, StandardScaler, MaxAbsScaler, EmpiricalCovariance]
+)
+def test_bad_device_value_is_rejected(make):
+    with pytest.raises(ValueError, match="device"):
+        make(device="tpu").fit(_data())
