@@ -6,6 +6,7 @@
 #include <exception>
 #include <limits>
 #include <string>
+#include <thread>
 
 #include "backend/cuda/moments_cuda.hpp"
 #include "basic_statistics/moments_kernel.hpp"
@@ -95,6 +96,59 @@ void accumulate(matrix_view<const T> X, const T* w, local_moments& acc) {
   }
 }
 
+// b's rows join a (Chan), in this order: the result depends only on the order of the parts.
+void merge_into(local_moments& a, const local_moments& b) {
+  const std::size_t d = a.mean.size();
+  std::vector<double> delta(d);
+  a.rows += b.rows;
+  const double f = detail::merge_mean(a.weight, a.mean, b.weight, b.mean, delta);
+  for (std::size_t j = 0; j < d; ++j) {
+    a.m2[j] += b.m2[j] + f * delta[j] * delta[j];
+    a.min[j] = std::min(a.min[j], b.min[j]);
+    a.max[j] = std::max(a.max[j], b.max[j]);
+  }
+}
+
+// The local pass on `nt` threads: contiguous row ranges, one partial each, merged in range order
+// (so a given thread count always gives the same bits). Small blocks stay on one thread.
+template <class T>
+void accumulate_threaded(matrix_view<const T> X, const T* w, local_moments& acc, int nt) {
+  constexpr std::int64_t min_rows_per_thread = 1 << 15;
+  nt = static_cast<int>(std::min<std::int64_t>(nt, std::max<std::int64_t>(1, X.rows / min_rows_per_thread)));
+  if (nt <= 1) {
+    accumulate<T>(X, w, acc);
+    return;
+  }
+  std::vector<local_moments> part(nt);
+  std::vector<std::exception_ptr> errors(nt);
+  auto work = [&](int t) {
+    const std::int64_t lo = X.rows * t / nt, hi = X.rows * (t + 1) / nt;
+    part[t].reset(X.cols);
+    try {
+      matrix_view<const T> sub(X.row(lo), hi - lo, X.cols, X.stride(), X.device);
+      accumulate<T>(sub, w ? w + lo : nullptr, part[t]);
+    } catch (...) {
+      errors[t] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < nt; ++t) pool.emplace_back(work, t);
+  work(0);
+  for (auto& th : pool) th.join();
+  for (int t = 0; t < nt; ++t) {
+    // A NaN in a later range: report it with its row in the whole block, as one thread would.
+    if (errors[t]) {
+      try {
+        std::rethrow_exception(errors[t]);
+      } catch (const invalid_argument&) {
+        detail::throw_if_nonfinite("X", X, X.rows * t / nt, X.rows * (t + 1) / nt - X.rows * t / nt);
+        throw;
+      }
+    }
+  }
+  for (int t = 0; t < nt; ++t) merge_into(acc, part[t]);
+}
+
 #ifdef SPMDLEARN_WITH_CUDA
 // The same moments from a device matrix (cuda::column_moments_exact: one GPU pass, a second only
 // when the first row was a poor shift).
@@ -165,7 +219,7 @@ void partial_fit(const comm& c, state& s, matrix_view<const T> X,
       accumulate_cuda<T>(X, w, loc);
     else
 #endif
-      accumulate<T>(X, w, loc);
+      accumulate_threaded<T>(X, w, loc, detail::threads_per_rank(c));
   } catch (...) {
     err = std::current_exception();
   }

@@ -35,4 +35,13 @@ void configure_blas_threads(const comm& c) {
   set_blas_threads(std::max(1, cores_available() / local));
 }
 
+int threads_per_rank(const comm& c) {
+  for (const char* v : {"SPMDLEARN_NUM_THREADS", "OMP_NUM_THREADS"})
+    if (const char* s = std::getenv(v)) {
+      const int n = std::atoi(s);
+      if (n > 0) return n;
+    }
+  return std::max(1, cores_available() / std::max(1, c.local_size()));
+}
+
 }  // namespace spmdlearn::detail

@@ -449,3 +449,36 @@ TEST(MpiBasicStatistics, NaNOnLastRankRaisesEverywhere) {
   // The communicator is still usable afterwards.
   EXPECT_EQ(c->allreduce_value<std::int64_t>(1, sl::reduce_op::sum), p);
 }
+
+namespace {
+struct scoped_env {
+  std::string name;
+  scoped_env(const char* n, const char* v) : name(n) { setenv(n, v, 1); }
+  ~scoped_env() { unsetenv(name.c_str()); }
+};
+}  // namespace
+
+TEST(BasicStatisticsThreadsPerRank, SameStatisticsOnOneOrManyThreads) {
+  // Blocks of >= 2^15 rows per thread are split over SPMDLEARN_NUM_THREADS threads inside a rank.
+  const std::int64_t n = 200003, d = 9;
+  const auto x = tu::make_data(n, d, 4242);
+  const auto ref = tu::reference_stats(x, n, d);
+  auto self = sl::make_self_comm();
+  for (const char* nt : {"1", "2", "5"}) {
+    scoped_env env("SPMDLEARN_NUM_THREADS", nt);
+    const auto r = bs::compute<double>(*self, sl::matrix_view<const double>(x.data(), n, d));
+    expect_matches(r, ref, 1e-12, std::string("threads=") + nt);
+  }
+  // A NaN deep in the block is reported at its row of the whole block, whatever the thread count.
+  auto bad = x;
+  bad[180000 * d + 4] = std::numeric_limits<double>::quiet_NaN();
+  for (const char* nt : {"1", "5"}) {
+    scoped_env env("SPMDLEARN_NUM_THREADS", nt);
+    try {
+      bs::compute<double>(*self, sl::matrix_view<const double>(bad.data(), n, d));
+      FAIL() << "no error with threads=" << nt;
+    } catch (const sl::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("local row 180000, column 4"), std::string::npos) << e.what();
+    }
+  }
+}
