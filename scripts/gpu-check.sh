@@ -8,13 +8,15 @@
 #   pytest-cpu  tests/python/test_single_process.py on the CUDA build (only if pandas imports)
 #   spmd      tests/python/gpu_spmd_check.py under mpirun -n 2 (and -n 4) when there are >= 2 GPUs
 #   bench     bench/gpu_bench.py on one GPU (copy bandwidth; spmdlearn vs PyTorch vs CuPy)
+#   covbench  bench/gpu_cov_bench.py: EmpiricalCovariance on one GPU vs cuBLAS (cov-1gpu.md)
 #   scaling   bench/gpu_bench.py weak and strong scaling at 1, 2, 4 GPUs (as many as there are)
 #
 # usage: bash scripts/gpu-check.sh [OUTDIR]      OUTDIR default: $OUT if set, else ./gpu-results
 #
 # Writes into OUTDIR: SUMMARY.md (card, date, versions, every step with its status, time and
 # commands, the tail of each failing log, the benchmark tables), gpu-check.log (everything this
-# script printed), logs.tar.gz (one log per step), bench-1gpu.md/.json, scaling.jsonl, scaling.md.
+# script printed), logs.tar.gz (one log per step), bench-1gpu.md/.json, cov-1gpu.md, scaling.jsonl,
+# scaling.md (8 files: the most the device tool brings back).
 # Per-step logs live in OUTDIR/logs, except when OUTDIR is the device tool's $OUT (at most 8 files
 # come back from there): then they stay in /tmp and only logs.tar.gz (refreshed after every step)
 # is in OUTDIR. A failing step does not stop the later ones; the exit status is 1 if any failed.
@@ -75,7 +77,7 @@ export SCALING_ROWS_PER_GPU=${SCALING_ROWS_PER_GPU:-200000000}
 export SCALING_TOTAL_ROWS=${SCALING_TOTAL_ROWS:-400000000}
 # CuPy's axis-0 reductions on 200M x 16 take minutes per repeat; compare against PyTorch by default.
 export BENCH_ARGS=${BENCH_ARGS:---libs spmdlearn torch}
-STEPS=${GPU_CHECK_STEPS:-build ctest pytest pytest-cpu spmd bench scaling}
+STEPS=${GPU_CHECK_STEPS:-build ctest pytest pytest-cpu spmd bench covbench scaling}
 
 NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
 NGPU=${NGPU:-0}
@@ -259,6 +261,12 @@ step_bench() {
     --json "$OUTDIR/bench-1gpu.json" $BENCH_ARGS
 }
 
+step_covbench() {
+  cd "$ROOT"
+  if (( NGPU < 1 )); then echo "nvidia-smi lists no GPU"; exit 1; fi
+  PYTHONPATH="$SITE" x "$PY" bench/gpu_cov_bench.py | tee "$OUTDIR/cov-1gpu.md"
+}
+
 step_scaling() {
   local mode=$1 n=$2
   cd "$ROOT"
@@ -395,6 +403,8 @@ for step in $STEPS; do
       done ;;
     bench)
       run_step bench 300 "$PY bench/gpu_bench.py --out bench-1gpu.md --json bench-1gpu.json $BENCH_ARGS" step_bench ;;
+    covbench)
+      run_step covbench 240 "$PY bench/gpu_cov_bench.py > cov-1gpu.md" step_covbench ;;
     scaling)
       for n in 1 2 4; do
         (( n == 1 || NGPU >= n )) || continue
@@ -404,7 +414,7 @@ for step in $STEPS; do
       done
       run_step scaling-table 60 "$PY bench/gpu_bench.py --assemble scaling.jsonl --out scaling.md" step_scaling_table ;;
     *)
-      echo "unknown step '$step' (known: build ctest pytest pytest-cpu spmd bench scaling)"
+      echo "unknown step '$step' (known: build ctest pytest pytest-cpu spmd bench covbench scaling)"
       record "$step" FAIL 0 "" "/dev/null" "unknown step"
       ANY_FAILED=1 ;;
   esac
