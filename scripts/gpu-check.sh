@@ -53,7 +53,7 @@ else
   mkdir -p "$LOGDIR"
 fi
 rm -f "$OUTDIR/SUMMARY.md" "$OUTDIR/gpu-check.log" "$OUTDIR/logs.tar.gz" "$OUTDIR/scaling.jsonl" \
-      "$OUTDIR/scaling.md" "$OUTDIR/bench-1gpu.md" "$OUTDIR/bench-1gpu.json"
+      "$OUTDIR/scaling.md" "$OUTDIR/bench-1gpu.md" "$OUTDIR/bench-1gpu.json" "$OUTDIR/cov-1gpu.md"
 exec > >(tee -a "$OUTDIR/gpu-check.log") 2>&1
 
 # Never let NCCL, PyTorch or NVSHMEM use NVLink multicast on the lent machines (KINDS.md).
