@@ -126,6 +126,18 @@ using cuda_matrix = nb::ndarray<const T, nb::ndim<2>, nb::device::cuda>;
 template <class T>
 using cuda_vector = nb::ndarray<const T, nb::ndim<1>, nb::device::cuda>;
 
+// The view of a device array; throws invalid_argument when its rows are not contiguous.
+template <class T, class Array>
+sl::matrix_view<const T> device_view(const Array& X, const std::string& who) {
+  const std::int64_t n = X.shape(0), d = X.shape(1);
+  if (n > 0 && d > 1 && X.stride(1) != 1)
+    throw sl::invalid_argument(who + ": the device array's rows are not contiguous (column stride " +
+                               std::to_string(X.stride(1)) + "); pass a C-contiguous copy");
+  if (n > 1 && X.stride(0) < d)
+    throw sl::invalid_argument(who + ": the device array is not row-major; pass a C-contiguous copy");
+  return {X.data(), n, d, n > 1 ? static_cast<std::int64_t>(X.stride(0)) : d, sl::device_kind::cuda};
+}
+
 template <class T>
 nb::dict bs_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state, cuda_matrix<T> X,
                              std::optional<cuda_vector<T>> w, const std::string& caller, bool) {
@@ -134,22 +146,15 @@ nb::dict bs_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state,
     nb::gil_scoped_release nogil;
     auto c = comm_from(comm);
     std::exception_ptr err;
-    const std::int64_t n = X.shape(0), d = X.shape(1);
+    sl::matrix_view<const T> xv;
     try {
-      if (n > 0 && d > 1 && X.stride(1) != 1)
-        throw sl::invalid_argument(caller + ": the device array's rows are not contiguous "
-                                            "(column stride " + std::to_string(X.stride(1)) +
-                                   "); pass a C-contiguous copy");
-      if (n > 1 && X.stride(0) < d)
-        throw sl::invalid_argument(caller + ": the device array is not row-major; pass a "
-                                            "C-contiguous copy");
+      xv = device_view<T>(X, caller);
       if (w && w->shape(0) > 1 && w->stride(0) != 1)
         throw sl::invalid_argument(caller + ": sample_weight on the device is not contiguous");
     } catch (...) {
       err = std::current_exception();
     }
     sl::agree(*c, err);
-    sl::matrix_view<const T> xv(X.data(), n, d, n > 1 ? X.stride(0) : d, sl::device_kind::cuda);
     std::optional<sl::vector_view<const T>> wv;
     if (w)
       wv = sl::vector_view<const T>{w->data(), static_cast<std::int64_t>(w->shape(0)),
@@ -218,16 +223,13 @@ nb::dict cov_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state
     nb::gil_scoped_release nogil;
     auto c = comm_from(comm);
     std::exception_ptr err;
-    const std::int64_t n = X.shape(0), d = X.shape(1);
+    sl::matrix_view<const T> xv;
     try {
-      if (n > 0 && d > 1 && X.stride(1) != 1)
-        throw sl::invalid_argument("EmpiricalCovariance: the device array's rows are not "
-                                   "contiguous; pass a C-contiguous copy");
+      xv = device_view<T>(X, "EmpiricalCovariance");
     } catch (...) {
       err = std::current_exception();
     }
     sl::agree(*c, err);
-    sl::matrix_view<const T> xv(X.data(), n, d, n > 1 ? X.stride(0) : d, sl::device_kind::cuda);
     sl::covariance::partial_fit<T>(*c, s, xv);
   }
   return cov_state_to(std::move(s));
@@ -300,10 +302,7 @@ template <class T>
 void scale_columns_cuda(cuda_matrix<T> X, nb::ndarray<T, nb::ndim<2>, nb::c_contig, nb::device::cuda> out,
                         host_vector<double> a, host_vector<double> b) {
   nb::gil_scoped_release nogil;
-  const std::int64_t n = X.shape(0), d = X.shape(1);
-  if (n > 0 && d > 1 && X.stride(1) != 1)
-    throw sl::invalid_argument("the device array's rows are not contiguous; pass a C-contiguous copy");
-  sl::matrix_view<const T> xv(X.data(), n, d, n > 1 ? X.stride(0) : d, sl::device_kind::cuda);
+  const sl::matrix_view<const T> xv = device_view<T>(X, "transform");
   sl::matrix_view<T> ov(out.data(), out.shape(0), out.shape(1), -1, sl::device_kind::cuda);
   sl::preprocessing::scale_columns<T>(xv, ov, {a.data(), a.size()}, {b.data(), b.size()});
 }
