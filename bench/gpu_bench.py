@@ -24,7 +24,14 @@ Usage (on the GPU machine, spmdlearn built with CUDA importable):
     mpirun -n 2 python bench/gpu_bench.py --mode strong --total-rows 200000000 --jsonl s.jsonl
     python bench/gpu_bench.py --assemble s.jsonl --out scaling.md        # table, no GPU needed
 
-Exit status: 0 when everything ran and spmdlearn's results matched the reference, 1 otherwise.
+The CuPy baseline is the same ten statistics with CuPy's axis-0 reductions on the same device
+memory. Those can take seconds to minutes a call at full size and need about 2x X of temporaries,
+so it is guarded: a probe on a slice of X predicts the full-size time and skips it over
+``--cupy-budget-s``; out of GPU memory or any other CuPy failure prints a ``failed: why`` row (and
+a line under the table) instead of stopping the benchmark.
+
+Exit status: 0 when everything ran and spmdlearn's results matched the reference, 1 otherwise; a
+failed CuPy baseline is reported but does not count.
 """
 from __future__ import annotations
 
@@ -68,6 +75,10 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--libs", nargs="+", default=["spmdlearn", "torch", "cupy"],
                    choices=["spmdlearn", "torch", "cupy"])
+    p.add_argument("--cupy-budget-s", type=float, default=120.0,
+                   help="CuPy baseline: skip it (reported as a failed row) when a probe on a slice of X "
+                        "predicts its warm-up + repeats at full size would take longer than this "
+                        "(its axis-0 reductions can take seconds to minutes a call; 0: no limit)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", choices=["single", "weak", "strong"], default="single",
                    help="single: (a)+(b) on one GPU; weak/strong: scaling run (c) under mpirun")
@@ -289,6 +300,58 @@ def cupy_stats(X):
     }
 
 
+class BaselineFailed(Exception):
+    """A baseline library could not be timed (out of memory, too slow, ...): reported in its row,
+    the benchmark goes on."""
+
+
+def _cupy_oom_types(cp):
+    types = []
+    for mod, name in ((getattr(cp.cuda, "memory", None), "OutOfMemoryError"),
+                      (cp.cuda, "OutOfMemoryError")):
+        t = getattr(mod, name, None) if mod is not None else None
+        if isinstance(t, type) and issubclass(t, BaseException):
+            types.append(t)
+    return tuple(types) or (MemoryError,)
+
+
+def cupy_baseline(cp, X, args):
+    """Time ``cupy_stats`` on X as ``time_gpu`` times the others (warm-up, median of the repeats).
+
+    CuPy's axis-0 reductions of a tall, narrow matrix are slow (few blocks, strided reads), so a
+    first call on a slice of X (which also compiles CuPy's kernels) predicts the full-size cost; if
+    warm-up + repeats would take longer than ``--cupy-budget-s`` it raises BaselineFailed instead of
+    running for minutes. Out of GPU memory (temporaries of about 2x X on top of X) also becomes a
+    BaselineFailed. Returns (timing, host statistics of the last call)."""
+    oom = _cupy_oom_types(cp)
+    dev = cp.cuda.Device()
+    n = X.shape[0]
+    calls = args.warmup + args.repeats + 1
+    try:
+        cupy_stats(X[: min(n, 4096)])  # compiles every reduction kernel once, off the clock
+        dev.synchronize()
+        if args.cupy_budget_s > 0 and n > 4096:
+            rows = max(4096, n // 16)
+            t0 = time.perf_counter()
+            cupy_stats(X[:rows])
+            dev.synchronize()
+            per_call = (time.perf_counter() - t0) * n / rows
+            if per_call * calls > args.cupy_budget_s:
+                raise BaselineFailed(
+                    f"too slow: a call on {rows:,} rows took {per_call * rows / n:.2f} s, so about "
+                    f"{per_call:.1f} s a call at full size and {per_call * calls:.0f} s for "
+                    f"{args.warmup} warm-up + {args.repeats} repeats + 1, over --cupy-budget-s "
+                    f"{args.cupy_budget_s:g} (raise it to run CuPy anyway)")
+        free_pools(cp)
+        timing = time_gpu(cp, lambda: cupy_stats(X), args.repeats, args.warmup)
+        stats = to_host_stats(cupy_stats(X))
+        return timing, stats
+    except oom as exc:
+        raise BaselineFailed(f"out of GPU memory ({type(exc).__module__}.{type(exc).__name__}: {exc})") from exc
+    finally:
+        free_pools(cp)
+
+
 def reference64(cp, X):
     """The ten statistics in float64, in row blocks (two passes), with torch (cupy without it)."""
     n, d = X.shape
@@ -369,8 +432,11 @@ def bench_case(cp, args, dtype, rows_wanted, ceilings):
     copy_Bps = ceilings["copy_GBps"] * 1e9
     floor_ms = case["bytes"] / copy_Bps * 1e3
 
-    def record(lib, timing, stats, error=None):
+    def record(lib, timing, stats, error=None, baseline=False):
         entry = {"error": error}
+        if error and baseline:
+            # a baseline that could not run: its row says so; the exit status does not change
+            entry["baseline_failed"] = True
         if timing is not None:
             ms = timing["median_events_ms"]
             gbps = case["bytes"] / (ms * 1e-3) / 1e9
@@ -380,7 +446,9 @@ def bench_case(cp, args, dtype, rows_wanted, ceilings):
         if stats is not None:
             entry["max_rel_diff_vs_ref"] = max_rel_diff(stats, ref)
         case["libs"][lib] = entry
-        if error:
+        if error and baseline:
+            print(f"   {lib}: FAILED (baseline; the benchmark goes on): {error}", flush=True)
+        elif error:
             print(f"   {lib}: ERROR {error}", flush=True)
         else:
             print(f"   {lib}: {entry['median_events_ms']:.3f} ms (events), {entry['median_wall_ms']:.3f} ms "
@@ -423,12 +491,24 @@ def bench_case(cp, args, dtype, rows_wanted, ceilings):
         free_pools(cp)
     if "cupy" in args.libs:
         try:
-            timing = time_gpu(cp, lambda: cupy_stats(X), args.repeats, args.warmup)
-            record("cupy", timing, to_host_stats(cupy_stats(X)))
-        except Exception as exc:  # noqa: BLE001
-            record("cupy", None, None, f"{type(exc).__name__}: {exc}")
+            timing, stats = cupy_baseline(cp, X, args)
+            record("cupy", timing, stats)
+        except BaselineFailed as exc:
+            record("cupy", None, None, str(exc), baseline=True)
+        except Exception as exc:  # noqa: BLE001 - any CuPy failure is reported, the benchmark goes on
+            traceback.print_exc()
+            record("cupy", None, None, f"{type(exc).__name__}: {exc}", baseline=True)
         free_pools(cp)
     case["floor_ms"] = floor_ms
+    # spmdlearn's speedup against each baseline that ran (events ms; > 1: spmdlearn is faster)
+    s_ms = case["libs"].get("spmdlearn", {}).get("median_events_ms")
+    case["speedup"] = {}
+    for lib, e in case["libs"].items():
+        if lib == "spmdlearn":
+            continue
+        o_ms = e.get("median_events_ms")
+        e["spmdlearn_speedup"] = (o_ms / s_ms) if (s_ms and o_ms) else None
+        case["speedup"][lib] = e["spmdlearn_speedup"]
     del X
     free_pools(cp)
     return case
@@ -480,6 +560,11 @@ def single_report(info, vers, ceilings, cases, elapsed):
     for case in cases:
         for lib, e in case["libs"].items():
             shape = f"{case['rows']:,} x {case['cols']}"
+            if e.get("error") and e.get("baseline_failed"):
+                why = e["error"].replace("|", "/").replace("\n", " ")[:240]
+                lines.append(f"| {lib} | {case['dtype']} | {shape} | {case['bytes'] / 1e9:.2f} | failed: "
+                             f"{why} | | | | | | | baseline not timed |")
+                continue
             if e.get("error"):
                 lines.append(f"| {lib} | {case['dtype']} | {shape} | {case['bytes'] / 1e9:.2f} | error: "
                              f"{e['error'][:120]} | | | | | | | **fail** |")
@@ -504,6 +589,10 @@ def single_report(info, vers, ceilings, cases, elapsed):
         if parts:
             lines.append(f"- {case['dtype']} {case['rows']:,} x {case['cols']}: spmdlearn is " + ", ".join(parts)
                          + " (events ms; > 1 means spmdlearn is faster).")
+        for other, o in case["libs"].items():
+            if o.get("baseline_failed"):
+                lines.append(f"- {case['dtype']}: the {other} baseline failed and was not timed (no speedup "
+                             f"against it; the exit status does not count it): {o['error']}")
         if case.get("note"):
             lines.append(f"- {case['dtype']}: {case['note']}.")
         if "torch_zero_copy" in case:
@@ -541,7 +630,8 @@ def run_single(args):
             json.dump({"card": info, "versions": vers, "ceilings": ceilings, "cases": cases,
                        "command": command_line(), "date": now_utc()}, f, indent=1, default=str)
     ok = all(c["libs"].get("spmdlearn", {}).get("check", True) for c in cases)
-    ok = ok and all(not e.get("error") for c in cases for e in c["libs"].values())
+    # a failed baseline (CuPy out of memory or over its time budget) is reported, not counted
+    ok = ok and all(not e.get("error") or e.get("baseline_failed") for c in cases for e in c["libs"].values())
     return 0 if ok else 1
 
 

@@ -75,8 +75,9 @@ export JOBS=${GPU_CHECK_JOBS:-$(nproc)}
 export CTEST_EXCLUDE=${CTEST_EXCLUDE:-install_and_example}
 export SCALING_ROWS_PER_GPU=${SCALING_ROWS_PER_GPU:-200000000}
 export SCALING_TOTAL_ROWS=${SCALING_TOTAL_ROWS:-400000000}
-# CuPy's axis-0 reductions on 200M x 16 take minutes per repeat; compare against PyTorch by default.
-export BENCH_ARGS=${BENCH_ARGS:---libs spmdlearn torch}
+# CuPy's axis-0 reductions on 200M x 16 take ~23 s a call: bench/gpu_bench.py times it at 1/16 of
+# the rows and skips it (with the estimate, in the table) when it would exceed --cupy-budget-s.
+export BENCH_ARGS=${BENCH_ARGS:---libs spmdlearn torch cupy}
 STEPS=${GPU_CHECK_STEPS:-build ctest pytest pytest-cpu spmd bench covbench scaling}
 
 NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
@@ -198,6 +199,26 @@ step_ctest() {
   x cmake --build "$WORK/ctest" -j"$JOBS"
   cd "$WORK/ctest"
   x ctest --output-on-failure --timeout 300 ${CTEST_EXCLUDE:+-E "$CTEST_EXCLUDE"}
+  # The CUDA tests by name, so the log shows they ran (not skipped): one process, then NCCL at
+  # 2 and 4 ranks (one GPU each).
+  local t=$WORK/ctest/tests/cpp/spmdlearn_tests out rc np
+  out=$(mktemp)
+  rc=0
+  echo "+ $t --gtest_filter='Cuda*'"
+  "$t" --gtest_filter='Cuda*' >"$out" 2>&1 || rc=$?
+  grep -E '^\[ +(OK|FAILED|SKIPPED|PASSED) +\]' "$out" || true
+  if (( rc != 0 )); then tail -60 "$out"; exit 1; fi
+  if grep -q SKIPPED "$out"; then echo "CUDA tests were skipped on the GPU machine"; exit 1; fi
+  for np in 2 4; do
+    (( NGPU >= np )) || continue
+    echo "+ timeout 300 $MPIRUN_LINE -n $np $t --gtest_filter='MpiCuda*'"
+    rc=0
+    timeout 300 $MPIRUN_LINE -n "$np" "$t" --gtest_filter='MpiCuda*' >"$out" 2>&1 || rc=$?
+    grep -E '^\[ +(OK|FAILED|SKIPPED) +\]' "$out" | sed 's/ (.*//' | sort | uniq -c || true
+    tail -4 "$out"
+    if (( rc != 0 )); then tail -80 "$out"; exit 1; fi
+  done
+  rm -f "$out"
 }
 
 step_pytest() {
@@ -264,7 +285,11 @@ step_bench() {
 step_covbench() {
   cd "$ROOT"
   if (( NGPU < 1 )); then echo "nvidia-smi lists no GPU"; exit 1; fi
+  # The shape, a wider one (fused 64-wide tiles) and float64.
   PYTHONPATH="$SITE" x "$PY" bench/gpu_cov_bench.py | tee "$OUTDIR/cov-1gpu.md"
+  PYTHONPATH="$SITE" x "$PY" bench/gpu_cov_bench.py --rows 20000000 --cols 64 | tee -a "$OUTDIR/cov-1gpu.md"
+  PYTHONPATH="$SITE" x "$PY" bench/gpu_cov_bench.py --rows 100000000 --cols 16 --dtype float64 \
+    | tee -a "$OUTDIR/cov-1gpu.md"
 }
 
 step_scaling() {
@@ -384,7 +409,7 @@ echo "$ENV_MD"
 write_summary
 
 export -f x have_gtest step_build step_ctest step_pytest step_pytest_cpu step_spmd step_bench \
-  step_scaling step_scaling_table
+  step_covbench step_scaling step_scaling_table
 for step in $STEPS; do
   case $step in
     build)

@@ -58,6 +58,11 @@ std::vector<double> pinvh(std::span<const double> a, std::int64_t d, dtype eps_d
 template <class T>
 std::vector<double> mahalanobis(std::span<const double> location, std::span<const double> precision,
                                 matrix_view<const T> X);
+// The same for X in CUDA device memory: the n distances are written to `out`, n doubles on X's
+// GPU (centred chunks, cuBLAS dgemm with the precision, a row-wise dot product).
+template <class T>
+void mahalanobis(std::span<const double> location, std::span<const double> precision,
+                 matrix_view<const T> X, vector_view<double> out);
 
 // Collective: Gaussian log-likelihood of all ranks' rows of X under (location, precision), as
 // scikit-learn's EmpiricalCovariance.score.

@@ -145,6 +145,24 @@ def to_host(X):
     raise TypeError(f"cannot bring a {type(X).__name__} to the host; pass a numpy array")
 
 
+def device_empty(X, shape, dtype=None):
+    """An uninitialised C-contiguous array on X's GPU from X's own library (cupy or torch), so
+    that local outputs of device input are arrays of the input's kind."""
+    lib = type(X).__module__.split(".")[0]
+    dtype = _dtype_name(X) if dtype is None else dtype
+    if lib == "cupy":
+        import cupy
+
+        with cupy.cuda.Device(X.device.id):
+            return cupy.empty(tuple(shape), dtype=dtype)
+    if lib == "torch":
+        import torch
+
+        return torch.empty(tuple(shape), dtype=getattr(torch, dtype), device=X.device)
+    raise TypeError(f"local outputs of a {type(X).__name__} device array are not supported; "
+                    "pass a cupy array or a torch CUDA tensor")
+
+
 def device_weights(sample_weight, X):
     """sample_weight for a CUDA X: must be a 1-D CUDA array of X's dtype (checked in C++)."""
     if sample_weight is None:

@@ -81,6 +81,27 @@ nb::dict bs_state_to(sl::basic_statistics::state&& s) {
   return d;
 }
 
+// device="cuda" with host data: one copy of X (and w) to this rank's GPU, then the GPU path. A
+// failed copy (no CUDA, out of GPU memory) is kept in `err`: it must still reach the collective
+// guard, so that every rank raises.
+template <class T>
+struct host_on_device {
+  std::unique_ptr<sl::device_copy> x, w;
+  std::exception_ptr err;
+  host_on_device(const host_matrix<T>& X, const std::optional<host_vector<T>>& W) {
+    try {
+      x = std::make_unique<sl::device_copy>(X.data(), X.size() * sizeof(T));
+      if (W) w = std::make_unique<sl::device_copy>(W->data(), W->size() * sizeof(T));
+    } catch (...) {
+      err = std::current_exception();
+    }
+  }
+  sl::matrix_view<const T> view(const host_matrix<T>& X) const {
+    return {static_cast<const T*>(x->data()), static_cast<std::int64_t>(X.shape(0)),
+            static_cast<std::int64_t>(X.shape(1)), -1, sl::device_kind::cuda};
+  }
+};
+
 template <class T>
 nb::dict bs_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host_matrix<T> X,
                         std::optional<host_vector<T>> w, const std::string& caller,
@@ -96,24 +117,13 @@ nb::dict bs_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host
       sl::agree(*c, nullptr);
       sl::basic_statistics::partial_fit<T>(*c, s, view(X), view(w), caller.c_str());
     } else {
-      // device="cuda" with host data: one copy to this rank's GPU, then the GPU path. A failed
-      // copy (no CUDA, out of GPU memory) must still reach the collective guard.
-      std::exception_ptr err;
-      std::unique_ptr<sl::device_copy> dx, dw;
-      try {
-        dx = std::make_unique<sl::device_copy>(X.data(), X.size() * sizeof(T));
-        if (w) dw = std::make_unique<sl::device_copy>(w->data(), w->size() * sizeof(T));
-      } catch (...) {
-        err = std::current_exception();
-      }
-      sl::agree(*c, err);
-      sl::matrix_view<const T> xv(static_cast<const T*>(dx->data()), X.shape(0), X.shape(1), -1,
-                                  sl::device_kind::cuda);
+      host_on_device<T> h(X, w);
+      sl::agree(*c, h.err);
       std::optional<sl::vector_view<const T>> wv;
       if (w)
-        wv = sl::vector_view<const T>{static_cast<const T*>(dw->data()),
+        wv = sl::vector_view<const T>{static_cast<const T*>(h.w->data()),
                                       static_cast<std::int64_t>(w->shape(0)), sl::device_kind::cuda};
-      sl::basic_statistics::partial_fit<T>(*c, s, xv, wv, caller.c_str());
+      sl::basic_statistics::partial_fit<T>(*c, s, h.view(X), wv, caller.c_str());
     }
   }
   return bs_state_to(std::move(s));
@@ -205,19 +215,27 @@ nb::dict cov_state_to(sl::covariance::state&& s) {
 }
 
 template <class T>
-nb::dict cov_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host_matrix<T> X) {
+nb::dict cov_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host_matrix<T> X,
+                         bool to_device) {
   auto s = cov_state_from(state);
   {
     nb::gil_scoped_release nogil;
     auto c = comm_from(comm);
-    sl::agree(*c, nullptr);  // the same collective sequence as the device variant below
-    sl::covariance::partial_fit<T>(*c, s, view(X));
+    if (!to_device) {
+      sl::agree(*c, nullptr);  // the same collective sequence as the device variants
+      sl::covariance::partial_fit<T>(*c, s, view(X));
+    } else {
+      host_on_device<T> h(X, std::nullopt);
+      sl::agree(*c, h.err);
+      sl::covariance::partial_fit<T>(*c, s, h.view(X));
+    }
   }
   return cov_state_to(std::move(s));
 }
 
 template <class T>
-nb::dict cov_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state, cuda_matrix<T> X) {
+nb::dict cov_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state, cuda_matrix<T> X,
+                              bool) {
   auto s = cov_state_from(state);
   {
     nb::gil_scoped_release nogil;
@@ -269,8 +287,39 @@ double cov_score(std::uintptr_t comm, host_vector<double> location, host_matrix<
                  host_matrix<T> X) {
   nb::gil_scoped_release nogil;
   auto c = comm_from(comm);
+  sl::agree(*c, nullptr);  // the same collective sequence as the device variant
   return sl::covariance::score<T>(*c, {location.data(), location.size()},
                                   {precision.data(), precision.size()}, view(X));
+}
+
+template <class T>
+double cov_score_cuda(std::uintptr_t comm, host_vector<double> location,
+                      host_matrix<double> precision, cuda_matrix<T> X) {
+  nb::gil_scoped_release nogil;
+  auto c = comm_from(comm);
+  std::exception_ptr err;
+  sl::matrix_view<const T> xv;
+  try {
+    xv = device_view<T>(X, "EmpiricalCovariance.score");
+  } catch (...) {
+    err = std::current_exception();
+  }
+  sl::agree(*c, err);
+  return sl::covariance::score<T>(*c, {location.data(), location.size()},
+                                  {precision.data(), precision.size()}, xv);
+}
+
+// Local; `out` (n doubles) was allocated on X's GPU by X's library (cupy or torch).
+template <class T>
+void cov_mahalanobis_cuda(host_vector<double> location, host_matrix<double> precision,
+                          cuda_matrix<T> X, nb::ndarray<double, nb::ndim<1>, nb::c_contig, nb::device::cuda> out) {
+  const sl::matrix_view<const T> xv = device_view<T>(X, "EmpiricalCovariance.mahalanobis");
+  if (static_cast<std::int64_t>(out.shape(0)) != xv.rows)
+    throw sl::invalid_argument("mahalanobis: output length does not match X");
+  nb::gil_scoped_release nogil;
+  sl::covariance::mahalanobis<T>({location.data(), location.size()},
+                                 {precision.data(), precision.size()}, xv,
+                                 {out.data(), static_cast<std::int64_t>(out.shape(0)), sl::device_kind::cuda});
 }
 
 // The collective guard for work done in Python (conversion, validation): every rank calls it
@@ -350,15 +399,23 @@ NB_MODULE(_core, m) {
   m.def("scale_columns", &scale_columns_cuda<float>);
   m.def("bs_finalize", &bs_finalize, "state"_a, "options"_a);
 
-  m.def("cov_partial_fit", &cov_partial_fit<double>, "comm"_a, "state"_a.none(), "X"_a);
-  m.def("cov_partial_fit", &cov_partial_fit<float>, "comm"_a, "state"_a.none(), "X"_a);
-  m.def("cov_partial_fit", &cov_partial_fit_cuda<double>, "comm"_a, "state"_a.none(), "X"_a);
-  m.def("cov_partial_fit", &cov_partial_fit_cuda<float>, "comm"_a, "state"_a.none(), "X"_a);
+  m.def("cov_partial_fit", &cov_partial_fit<double>, "comm"_a, "state"_a.none(), "X"_a,
+        "to_device"_a = false);
+  m.def("cov_partial_fit", &cov_partial_fit<float>, "comm"_a, "state"_a.none(), "X"_a,
+        "to_device"_a = false);
+  m.def("cov_partial_fit", &cov_partial_fit_cuda<double>, "comm"_a, "state"_a.none(), "X"_a,
+        "to_device"_a = false);
+  m.def("cov_partial_fit", &cov_partial_fit_cuda<float>, "comm"_a, "state"_a.none(), "X"_a,
+        "to_device"_a = false);
   m.def("cov_finalize", &cov_finalize, "state"_a, "assume_centered"_a, "store_precision"_a, "float32"_a);
   m.def("cov_mahalanobis", &cov_mahalanobis<double>);
   m.def("cov_mahalanobis", &cov_mahalanobis<float>);
   m.def("cov_score", &cov_score<double>);
   m.def("cov_score", &cov_score<float>);
+  m.def("cov_score", &cov_score_cuda<double>);
+  m.def("cov_score", &cov_score_cuda<float>);
+  m.def("cov_mahalanobis", &cov_mahalanobis_cuda<double>);
+  m.def("cov_mahalanobis", &cov_mahalanobis_cuda<float>);
   m.def("pinvh", [](host_matrix<double> a, bool float32) {
     const std::size_t d = a.shape(0);
     auto out = sl::covariance::pinvh({a.data(), a.size()}, static_cast<std::int64_t>(d),

@@ -1,7 +1,11 @@
 #include <algorithm>
 #include <cstdint>
 
+#include <vector>
+
+#include "backend/cuda/memory.hpp"
 #include "core/comm_detail.hpp"
+#include "spmdlearn/core/error.hpp"
 
 namespace spmdlearn {
 namespace {
@@ -29,6 +33,20 @@ void reduce_into(void* acc, const void* in, std::size_t n, comm_type t, reduce_o
     case comm_type::float32: reduce_typed(static_cast<float*>(acc), static_cast<const float*>(in), n, op); break;
     case comm_type::float64: reduce_typed(static_cast<double*>(acc), static_cast<const double*>(in), n, op); break;
   }
+}
+
+void comm::device_allreduce(void* device_buf, std::size_t count, comm_type t, reduce_op op) const {
+#ifdef SPMDLEARN_WITH_CUDA
+  if (count == 0 || size() == 1) return;
+  // Staged through the host: correct everywhere, and cheap for the small buffers it serves.
+  std::vector<char> host(count * element_size(t));
+  cuda::copy_device_to_host(host.data(), device_buf, host.size());
+  allreduce(host.data(), count, t, op);
+  cuda::copy_host_to_device(device_buf, host.data(), host.size());
+#else
+  (void)device_buf, (void)count, (void)t, (void)op;
+  throw not_implemented("device_allreduce: spmdlearn was built without CUDA support");
+#endif
 }
 
 }  // namespace spmdlearn

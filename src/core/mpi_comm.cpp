@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/comm_detail.hpp"
+#include "core/nccl_comm.hpp"
 #include "spmdlearn/core/error.hpp"
 
 namespace spmdlearn {
@@ -114,6 +115,13 @@ class mpi_comm final : public comm {
     }
   }
   void barrier() const override { check(MPI_Barrier(c_), "MPI_Barrier"); }
+  void device_allreduce(void* buf, std::size_t count, comm_type t, reduce_op op) const override {
+    if (count == 0 || size_ == 1) return;
+#ifdef SPMDLEARN_WITH_NCCL
+    if (detail::nccl_allreduce(&c_, buf, count, t, op)) return;
+#endif
+    comm::device_allreduce(buf, count, t, op);
+  }
   std::unique_ptr<comm> split(int color, int key) const override {
     MPI_Comm out = MPI_COMM_NULL;
     check(MPI_Comm_split(c_, color, key, &out), "MPI_Comm_split");

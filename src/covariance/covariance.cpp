@@ -8,12 +8,13 @@
 #include <string>
 
 #include "backend/cpu/lapack.hpp"
-#include "backend/cuda/moments_cuda.hpp"
+#include "backend/cuda/cross_cuda.hpp"
 #include "core/merge.hpp"
 #include "core/threads.hpp"
 #include "core/validate.hpp"
 #include "spmdlearn/core/error.hpp"
 #include "spmdlearn/core/guard.hpp"
+#include "spmdlearn/core/device.hpp"
 
 namespace spmdlearn::covariance {
 
@@ -98,9 +99,12 @@ template <class T>
 void merge_block(const comm& c, state& s, matrix_view<const T> X, const char* what) {
   detail::configure_blas_threads(c);
   local_cross loc;
+  const bool on_device = X.device == device_kind::cuda;
+#ifdef SPMDLEARN_WITH_CUDA
+  cuda::local_cross dev;  // the device path keeps its cross-products on the GPU until merged
+#endif
   std::exception_ptr err;
   try {
-    const bool on_device = X.device == device_kind::cuda;
     if (on_device)
       detail::check_device_matrix(what, X);
     else
@@ -111,11 +115,9 @@ void merge_block(const comm& c, state& s, matrix_view<const T> X, const char* wh
                              std::to_string(s.n_features));
 #ifdef SPMDLEARN_WITH_CUDA
     if (on_device) {
-      // Exact mean (and the NaN check) in one pass, then the centred cross-products by cuBLAS.
-      const auto m = cuda::column_moments_exact<T>(X.data, X.rows, X.cols, X.stride(), nullptr);
-      loc.weight = static_cast<double>(X.rows);
-      loc.mean = X.rows > 0 ? m.mean : std::vector<double>(X.cols, 0.0);
-      loc.cross = cuda::centered_cross<T>(X.data, X.rows, X.cols, X.stride(), loc.mean);
+      dev = cuda::centered_cross<T>(X.data, X.rows, X.cols, X.stride());
+      loc.weight = dev.weight;
+      loc.mean = dev.mean;
     } else
 #endif
       accumulate(what, X, loc);
@@ -136,19 +138,35 @@ void merge_block(const comm& c, state& s, matrix_view<const T> X, const char* wh
     throw invalid_argument(std::string(what) +
                            ": no rank holds any row (0 samples in total); at least one sample is "
                            "required");
-  if (loc.weight > 0)
-    cpu::syr(static_cast<int>(d), loc.weight, g.local_delta.data(), loc.cross.data());
-  // Reduce the upper triangle only.
-  std::vector<double> packed;
-  packed.reserve(d * (d + 1) / 2);
-  for (std::int64_t j = 0; j < d; ++j)
-    for (std::int64_t i = 0; i <= j; ++i) packed.push_back(loc.cross[i + j * d]);
-  c.allreduce<double>(packed, reduce_op::sum);
-
   std::vector<double> block(d * d);
-  std::size_t k = 0;
-  for (std::int64_t j = 0; j < d; ++j)
-    for (std::int64_t i = 0; i <= j; ++i, ++k) block[i + j * d] = block[j + i * d] = packed[k];
+#ifdef SPMDLEARN_WITH_CUDA
+  // When every rank's block is on a GPU, the d x d matrices are merged there (NCCL for MPI);
+  // ranks that mix host and device data merge on the host. Decided together: one int allreduce.
+  const bool all_device = c.allreduce_value<std::int32_t>(on_device ? 1 : 0, reduce_op::min) == 1;
+  if (all_device) {
+    if (dev.cross.size() != static_cast<std::size_t>(d * d))
+      dev.cross = cuda::device_doubles(static_cast<std::size_t>(d * d));  // a rank without columns
+    if (loc.weight > 0) cuda::add_outer(dev.cross, d, loc.weight, g.local_delta);
+    c.device_allreduce(dev.cross.data(), static_cast<std::size_t>(d * d), comm_type::float64,
+                       reduce_op::sum);
+    block = dev.cross.to_host();
+  } else {
+    if (on_device) loc.cross = dev.cross.to_host();
+#else
+  {
+#endif
+    if (loc.weight > 0)
+      cpu::syr(static_cast<int>(d), loc.weight, g.local_delta.data(), loc.cross.data());
+    // Reduce the upper triangle only.
+    std::vector<double> packed;
+    packed.reserve(d * (d + 1) / 2);
+    for (std::int64_t j = 0; j < d; ++j)
+      for (std::int64_t i = 0; i <= j; ++i) packed.push_back(loc.cross[i + j * d]);
+    c.allreduce<double>(packed, reduce_op::sum);
+    std::size_t k = 0;
+    for (std::int64_t j = 0; j < d; ++j)
+      for (std::int64_t i = 0; i <= j; ++i, ++k) block[i + j * d] = block[j + i * d] = packed[k];
+  }
 
   if (s.n_features == 0) {
     s.n_features = d;
@@ -264,6 +282,26 @@ std::vector<double> mahalanobis(std::span<const double> location, std::span<cons
 }
 
 template <class T>
+void mahalanobis(std::span<const double> location, std::span<const double> precision,
+                 matrix_view<const T> X, vector_view<double> out) {
+  detail::check_device_matrix("EmpiricalCovariance.mahalanobis", X);
+  if (static_cast<std::int64_t>(location.size()) != X.cols ||
+      static_cast<std::int64_t>(precision.size()) != X.cols * X.cols)
+    throw invalid_argument("mahalanobis: X has " + std::to_string(X.cols) +
+                           " features, but the covariance was fitted with " +
+                           std::to_string(location.size()));
+  if (out.size != X.rows || (X.rows > 0 && out.device != device_kind::cuda))
+    throw invalid_argument("mahalanobis: the output must be a device array of X.rows doubles");
+#ifdef SPMDLEARN_WITH_CUDA
+  cuda::mahalanobis<T>(X.data, X.rows, X.cols, X.stride(),
+                       std::vector<double>(location.begin(), location.end()),
+                       std::vector<double>(precision.begin(), precision.end()), out.data);
+#else
+  require_cpu(X.device, "EmpiricalCovariance.mahalanobis");
+#endif
+}
+
+template <class T>
 double score(const comm& c, std::span<const double> location, std::span<const double> precision,
              matrix_view<const T> X) {
   state s;
@@ -299,6 +337,8 @@ double score(const comm& c, std::span<const double> location, std::span<const do
   template result compute<T>(const comm&, matrix_view<const T>, const params&);                \
   template std::vector<double> mahalanobis<T>(std::span<const double>, std::span<const double>, \
                                               matrix_view<const T>);                           \
+  template void mahalanobis<T>(std::span<const double>, std::span<const double>,                \
+                               matrix_view<const T>, vector_view<double>);                      \
   template double score<T>(const comm&, std::span<const double>, std::span<const double>,      \
                            matrix_view<const T>);
 SPMDLEARN_INSTANTIATE(float)

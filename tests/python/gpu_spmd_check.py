@@ -13,7 +13,11 @@ Checks, on every rank:
 - the fitted statistics equal numpy (scikit-learn for the scalers) on the full matrix, in float64:
   rtol 1e-10 for float64 data, 1e-5 for float32 data;
 - every fitted attribute is a numpy array and is bitwise identical on all ranks (allgather);
-- NaN on one rank's GPU block makes every rank raise ValueError naming that rank (no hang).
+- NaN on one rank's GPU block makes every rank raise ValueError naming that rank (no hang);
+- out of GPU memory on the last rank only (its card filled with raw cudaMalloc, about 64 MiB
+  left) makes BasicStatistics(device="cuda").fit of every rank's 512 MiB host block raise
+  MemoryError on every rank, naming the last rank and the bytes it asked for; once the memory is
+  freed the same fit works (and every case above runs after it).
 
 Rank 0 prints one line per case and, at the end, ``GPU SPMD CHECK OK ranks=N``. Any failure on
 any rank prints the reason and calls ``MPI.COMM_WORLD.Abort(1)``, so no rank waits forever and
@@ -22,6 +26,7 @@ mpirun exits non-zero. Run it under a timeout all the same (scripts/gpu-check.sh
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 
@@ -200,7 +205,17 @@ def run_case(cp, kind, shape, dtype, empty_last):
     inc.partial_fit(cp.asarray(X[n // 2 + r2_lo: n // 2 + r2_hi]))
     ss = StandardScaler().fit(Xl)
     ma = MaxAbsScaler().fit(Xl)
+    from spmdlearn.covariance import EmpiricalCovariance
+
+    # all ranks on GPUs: the d x d matrices merge over NCCL; mixed ranks merge on the host
+    cov = EmpiricalCovariance(store_precision=False).fit(Xl)
+    cov_host = EmpiricalCovariance(store_precision=False, device="cuda").fit(X[lo:hi])
+    cov_mixed = EmpiricalCovariance(store_precision=False).fit(X[lo:hi] if RANK % 2 == 0 else Xl)
+    COV_ATTRS = ["covariance_", "location_"]
     gathered = {
+        "EmpiricalCovariance": (gather(cov, COV_ATTRS), COV_ATTRS),
+        'EmpiricalCovariance(device="cuda") on numpy': (gather(cov_host, COV_ATTRS), COV_ATTRS),
+        "EmpiricalCovariance, host and device blocks mixed": (gather(cov_mixed, COV_ATTRS), COV_ATTRS),
         "BasicStatistics": (gather(bs, BS_ATTRS), BS_ATTRS),
         "weighted BasicStatistics": (gather(bsw, BS_ATTRS), BS_ATTRS),
         'BasicStatistics(device="cuda") on numpy': (gather(bs_host, BS_ATTRS), BS_ATTRS),
@@ -226,6 +241,15 @@ def run_case(cp, kind, shape, dtype, empty_last):
         if est is not bsw and est.n_samples_seen_ != n:
             raise AssertionError(f"{what} {name}: n_samples_seen_ {est.n_samples_seen_} != {n}")
 
+    ref_cov = np.cov(X.astype(np.float64), rowvar=False, bias=True)
+    cscale = np.sqrt(np.outer(np.diag(ref_cov), np.diag(ref_cov)))
+    for est, name in ((cov, "EmpiricalCovariance"), (cov_host, 'EmpiricalCovariance(device="cuda")'),
+                      (cov_mixed, "EmpiricalCovariance mixed")):
+        check_numpy_attrs(est, COV_ATTRS, f"{what} {name}")
+        err = float((np.abs(est.covariance_ - ref_cov) / cscale).max())
+        if err > max(rtol, 1e-10):
+            raise AssertionError(f"{what} {name}: covariance_ off by {err:.3g} of sqrt(c_ii c_jj)")
+        worst = max(worst, err)
     sk_ss, sk_ma = SkStandard().fit(X), SkMaxAbs().fit(X)
     check_numpy_attrs(ss, SS_ATTRS, f"{what} StandardScaler")
     check_numpy_attrs(ma, MA_ATTRS, f"{what} MaxAbsScaler")
@@ -270,6 +294,93 @@ def check_nan_on_one_rank(cp):
     log(f"ok  NaN on rank {bad}'s GPU block: every rank raised ValueError: {outcomes[0][2]}")
 
 
+OOM_LEAVE = 64 << 20        # bytes left free on the exhausted GPU
+OOM_SHAPE = (4_194_304, 16)  # every rank's host block: 512 MiB of float64
+
+
+from gpu_memory import grab_gpu_memory, release_gpu_memory  # noqa: E402 (tests/python)
+
+
+def check_oom_on_last_rank(cp):
+    """The last rank's GPU is full: every rank's device="cuda" fit raises MemoryError naming the
+    last rank; afterwards (memory freed) the same fit works on every rank."""
+    from spmdlearn import _core
+    from spmdlearn.basic_statistics import BasicStatistics
+
+    bad = SIZE - 1
+    rng = np.random.default_rng([4242, RANK])
+    Xl = rng.standard_normal(OOM_SHAPE)
+    Xl += np.arange(OOM_SHAPE[1]) + 1.0
+    nbytes = Xl.nbytes
+    gpu = _core.select_local_gpu()  # the GPU device="cuda" copies to on this rank
+    where = COMM.allgather((MPI.Get_processor_name(), gpu, cp.cuda.runtime.getDevice()))
+    if any(g < 0 for _, g, _ in where):
+        raise AssertionError(f"out-of-memory case: spmdlearn selects no GPU on some rank: {where}")
+    if any(g != c for _, g, c in where):
+        log(f"note: spmdlearn's GPU differs from cupy's current GPU on some rank: {where}")
+    # Ranks on the last rank's GPU fail too; the message names the first of them, the others after.
+    sharing = [r for r, (h, g, _) in enumerate(where) if (h, g) == where[bad][:2]]
+    first = sharing[0]
+
+    ptrs, outcome = [], None
+    try:
+        free_left = None
+        if RANK == bad:
+            ptrs, free_left = grab_gpu_memory(cp, gpu, OOM_LEAVE)
+        # also makes every fit start only once the last rank's memory is taken
+        left = COMM.allgather(free_left)[bad]
+        if left >= nbytes // 2:
+            raise AssertionError(f"rank {bad} could not exhaust GPU {where[bad][1]}: {left} bytes still free")
+        try:
+            BasicStatistics(device="cuda").fit(Xl)
+        except Exception as exc:  # noqa: BLE001
+            outcome = (type(exc).__name__, isinstance(exc, MemoryError), str(exc))
+    finally:
+        if ptrs:
+            release_gpu_memory(cp, gpu, ptrs)
+    outcomes = COMM.allgather(outcome)
+    what = f"GPU memory exhausted on rank {bad} (GPU {where[bad][1]}, {left} bytes left)"
+    for r, o in enumerate(outcomes):
+        if o is None:
+            raise AssertionError(f"{what}: rank {r} did not raise")
+        if not o[1]:
+            raise AssertionError(f"{what}: rank {r} raised {o[0]}, not MemoryError: {o[2]}")
+        msg = o[2]
+        if msg != outcomes[0][2]:
+            raise AssertionError(f"{what}: rank {r}'s message differs from rank 0's: {msg!r} vs {outcomes[0][2]!r}")
+        if not msg.startswith(f"rank {first}: "):
+            raise AssertionError(f"{what}: rank {r}'s message does not start with 'rank {first}: ': {msg!r}")
+        if "out of GPU memory" not in msg:
+            raise AssertionError(f"{what}: rank {r}'s message does not say 'out of GPU memory': {msg!r}")
+        asked = re.search(r"asking for (\d+) bytes", msg)
+        if asked is None or int(asked.group(1)) != nbytes:
+            raise AssertionError(f"{what}: rank {r}'s message does not give the {nbytes} bytes asked: {msg!r}")
+        too = re.search(r"\(ranks? ([0-9, ]+) failed too\)", msg)
+        if first == bad and too is not None:
+            raise AssertionError(f"{what}: rank {r}'s message names other failing ranks: {msg!r}")
+        if first != bad and (too is None or str(bad) not in too.group(1).replace(" ", "").split(",")):
+            raise AssertionError(f"{what}: rank {r}'s message does not name rank {bad}: {msg!r}")
+
+    # The memory is back: the same fit works, is replicated and equals numpy on all blocks.
+    est = BasicStatistics(device="cuda").fit(Xl)
+    g = gather(est, BS_ATTRS)
+    n = COMM.allreduce(len(Xl))
+    total, lo, hi = np.empty(OOM_SHAPE[1]), np.empty(OOM_SHAPE[1]), np.empty(OOM_SHAPE[1])
+    COMM.Allreduce(np.ascontiguousarray(Xl.sum(axis=0)), total, op=MPI.SUM)
+    COMM.Allreduce(np.ascontiguousarray(Xl.min(axis=0)), lo, op=MPI.MIN)
+    COMM.Allreduce(np.ascontiguousarray(Xl.max(axis=0)), hi, op=MPI.MAX)
+    check_replicated(g, BS_ATTRS, "after the out-of-memory case")
+    check_numpy_attrs(est, [s + "_" for s in NAMES], "after the out-of-memory case")
+    if est.n_samples_seen_ != n:
+        raise AssertionError(f"after the out-of-memory case: n_samples_seen_ {est.n_samples_seen_} != {n}")
+    worst = check_close(est.mean_, total / n, 1e-12, "after the out-of-memory case: mean_")
+    check_close(est.min_, lo, 0.0, "after the out-of-memory case: min_")
+    check_close(est.max_, hi, 0.0, "after the out-of-memory case: max_")
+    log(f"ok  {what}: every rank raised MemoryError: {outcomes[0][2]}")
+    log(f"ok  after freeing it: device='cuda' fit of {n:,} x {OOM_SHAPE[1]} works, max rel diff of mean_ "
+        f"vs numpy {worst:.2e}")
+
+
 def main():
     import spmdlearn
 
@@ -279,6 +390,8 @@ def main():
     names = COMM.allgather((MPI.Get_processor_name(), dev, cp.cuda.runtime.getDeviceProperties(dev)["name"].decode()))
     log(f"GPU SPMD check: {SIZE} rank(s), {count} visible GPU(s) per node; rank -> (host, GPU, card): {names}")
     log(f"NCCL_NVLS_ENABLE={os.environ.get('NCCL_NVLS_ENABLE', '<unset>')}")
+    # first, so that every case after it shows the GPUs work once the memory is back
+    check_oom_on_last_rank(cp)
     cases = [("mean1e4", (100_003, 16)), ("normal", (7_919, 130)), ("normal", (1_001, 13))]
     for dtype in (np.float64, np.float32):
         for kind, shape in cases:

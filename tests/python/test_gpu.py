@@ -1,8 +1,10 @@
 """CUDA path of the statistics kernel, one process: device input must give the CPU path's numbers.
 
 Covers BasicStatistics, IncrementalBasicStatistics, StandardScaler and MaxAbsScaler (which share
-the statistics kernel), and EmpiricalCovariance where its GPU path exists. Inputs: cupy arrays,
+the statistics kernel), and EmpiricalCovariance (fit, score, mahalanobis). Inputs: cupy arrays,
 torch CUDA tensors, numpy with ``device="cuda"``. Every fitted attribute must be a numpy array.
+Out of GPU memory (the card filled with raw cudaMalloc) must raise MemoryError, and the GPU must
+work again once the memory is back.
 
 Run on a machine with a GPU and a CUDA build of spmdlearn:
 
@@ -14,7 +16,10 @@ tests/python/gpu_spmd_check.py (run under mpirun), the timings in bench/gpu_benc
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -462,21 +467,9 @@ def test_scaler_transform_of_device_array_rejects_nan_and_width():
         sc.transform(cp.asarray(X[:, :5]))
 
 
-# --- EmpiricalCovariance (GPU path optional) ---------------------------------------------------
+# --- EmpiricalCovariance ------------------------------------------------------------------------
 
-def _covariance_gpu_or_skip(fit):
-    try:
-        return fit()
-    except NotImplementedError as exc:
-        pytest.skip(f"EmpiricalCovariance has no GPU path in this build (NotImplementedError: {exc})")
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("shape", [(100000, 16), (5000, 130)], ids=["100000x16", "5000x130"])
-def test_empirical_covariance_cupy(shape, dtype):
-    X = get_data(shape, dtype)
-    gpu = _covariance_gpu_or_skip(lambda: EmpiricalCovariance().fit(cp.asarray(X)))
-    cpu = EmpiricalCovariance().fit(X)
+def _assert_cov_close(gpu, cpu, X, dtype):
     rtol = rtol_cpu(dtype)
     for name in ("covariance_", "location_", "precision_"):
         got, exp = getattr(gpu, name), getattr(cpu, name)
@@ -494,15 +487,151 @@ def test_empirical_covariance_cupy(shape, dtype):
     assert worst_ref <= rtol_ref(dtype), f"covariance_ vs numpy float64: {worst_ref:.3g}"
 
 
-def test_empirical_covariance_device_cuda_numpy():
-    if "device" not in EmpiricalCovariance().get_params():
-        pytest.skip("EmpiricalCovariance has no device parameter in this build")
-    X = get_data((100000, 16), np.float64)
-    gpu = _covariance_gpu_or_skip(lambda: EmpiricalCovariance(device="cuda").fit(X))
+# 16 and 40 columns take the fused pass (16- and 64-wide tiles), 130 the mean pass + dgemm.
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", [(100000, 16), (100000, 40), (5000, 130)],
+                         ids=["100000x16", "100000x40", "5000x130"])
+def test_empirical_covariance_cupy(shape, dtype):
+    X = get_data(shape, dtype)
+    _assert_cov_close(EmpiricalCovariance().fit(cp.asarray(X)), EmpiricalCovariance().fit(X), X, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_empirical_covariance_torch_and_device_cuda_numpy(dtype):
+    import torch
+
+    X = get_data((100000, 24), dtype)
     cpu = EmpiricalCovariance().fit(X)
-    diag = np.sqrt(np.diag(cpu.covariance_))
-    worst = float((np.abs(gpu.covariance_ - cpu.covariance_) / np.outer(diag, diag)).max())
-    assert worst <= 1e-10, worst
+    _assert_cov_close(EmpiricalCovariance().fit(torch.as_tensor(X, device="cuda")), cpu, X, dtype)
+    _assert_cov_close(EmpiricalCovariance(device="cuda").fit(X), cpu, X, dtype)
+
+
+def test_empirical_covariance_far_first_row():
+    # The fused pass shifts by the first row; a first row far from the mean must not cost digits.
+    X = get_data((50000, 12), np.float64) * 1e-3 + 1e4
+    X[0] += 50.0
+    gpu = EmpiricalCovariance().fit(cp.asarray(X))
+    ref = np.cov(X, rowvar=False, bias=True)
+    diag = np.sqrt(np.diag(ref))
+    assert float((np.abs(gpu.covariance_ - ref) / np.outer(diag, diag)).max()) <= 1e-9
+
+
+def test_empirical_covariance_score_and_mahalanobis_on_device():
+    import torch
+
+    X = get_data((20000, 40), np.float64)
+    model = EmpiricalCovariance().fit(X)
+    Xt = get_data((3000, 40), np.float64) * 1.1
+    assert model.score(cp.asarray(Xt)) == pytest.approx(model.score(Xt), rel=1e-10)
+    host = model.mahalanobis(Xt)
+    for dev in (cp.asarray(Xt), torch.as_tensor(Xt, device="cuda"), cp.asarray(Xt, dtype=cp.float32)):
+        got = model.mahalanobis(dev)
+        assert type(got).__module__.split(".")[0] == type(dev).__module__.split(".")[0]
+        got = cp.asnumpy(got) if isinstance(got, cp.ndarray) else got.cpu().numpy()
+        assert got.dtype == np.float64 and got.shape == (3000,)
+        tol = 1e-10 if dev.dtype in (cp.float64, torch.float64) else 1e-5
+        assert_allclose(got, host, rtol=tol)
+    with pytest.raises(ValueError, match="features"):
+        model.mahalanobis(cp.asarray(Xt[:, :5]))
+
+
+def test_incremental_covariance_mixed_host_and_device_blocks():
+    from spmdlearn.covariance import IncrementalEmpiricalCovariance
+
+    X = get_data((30000, 20), np.float64)
+    inc = IncrementalEmpiricalCovariance()
+    inc.partial_fit(cp.asarray(X[:10000]))
+    inc.partial_fit(X[10000:20000])
+    inc.partial_fit(cp.asarray(X[20000:]))
+    ref = np.cov(X, rowvar=False, bias=True)
+    diag = np.sqrt(np.diag(ref))
+    assert float((np.abs(inc.covariance_ - ref) / np.outer(diag, diag)).max()) <= 1e-10
+
+
+# --- out of GPU memory ------------------------------------------------------------------------
+
+OOM_LEAVE = 64 << 20  # bytes left free while the GPU is exhausted
+OOM_SHAPE = (4_194_304, 16)  # float64: 512 MiB, eight times what is left
+
+
+def spmdlearn_gpu():
+    """The GPU spmdlearn copies host data to with device="cuda" (local rank % visible GPUs)."""
+    select = getattr(_core, "select_local_gpu", None)
+    gpu = select() if select is not None else 0
+    if gpu < 0:
+        pytest.skip("spmdlearn selects no GPU (select_local_gpu() < 0)")
+    return gpu
+
+
+def release_gpu_caches():
+    """Give cached device memory back (cupy's pool, torch's cache), so that it can be exhausted."""
+    cp.get_default_memory_pool().free_all_blocks()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    cp.cuda.Device().synchronize()
+
+
+@contextlib.contextmanager
+def exhausted_gpu(device, leave=OOM_LEAVE):
+    """Take all but about `leave` bytes of the GPU's free memory with raw cudaMalloc (bypassing
+    cupy's pool), in chunks; yields (free, total) bytes as they are then; frees it all on exit."""
+    from gpu_memory import grab_gpu_memory, release_gpu_memory
+
+    release_gpu_caches()
+    ptrs, _ = grab_gpu_memory(cp, device, leave)
+    try:
+        with cp.cuda.Device(device):
+            yield cp.cuda.runtime.memGetInfo()
+    finally:
+        release_gpu_memory(cp, device, ptrs)
+
+
+@pytest.fixture(scope="module")
+def oom_matrix():
+    """512 MiB of float64 on the host; column j ~ N(j + 1, 1)."""
+    rng = np.random.default_rng(20261127)
+    X = rng.standard_normal(OOM_SHAPE)
+    X += np.arange(OOM_SHAPE[1]) + 1.0
+    X.setflags(write=False)
+    return X
+
+
+@pytest.mark.parametrize("cls", [BasicStatistics, EmpiricalCovariance], ids=["basic_statistics", "covariance"])
+def test_out_of_gpu_memory_raises_memory_error_then_recovers(cls, oom_matrix):
+    """device="cuda" on host data with the GPU all but full: MemoryError naming the bytes asked
+    (never a crash or a hang); once the memory is back, the same fit works and matches numpy."""
+    X = oom_matrix
+    nbytes = X.nbytes
+    # The path works on a small block first (and whatever spmdlearn sets up lazily is set up).
+    cls(device="cuda").fit(X[:1000])
+    gpu = spmdlearn_gpu()
+    with exhausted_gpu(gpu) as (free, total):
+        assert free < nbytes // 2, (
+            f"could not exhaust GPU {gpu}: {free} of {total} bytes still free (the test needs < {nbytes // 2})")
+        with pytest.raises(MemoryError) as info:
+            cls(device="cuda").fit(X)
+    msg = str(info.value)
+    assert "out of GPU memory" in msg, f"{cls.__name__}: MemoryError does not say 'out of GPU memory': {msg!r}"
+    asked = re.search(r"asking for (\d+) bytes", msg)
+    assert asked is not None, f"{cls.__name__}: MemoryError does not give the bytes asked: {msg!r}"
+    assert int(asked.group(1)) == nbytes, f"{cls.__name__}: asked for {asked.group(1)} bytes, X has {nbytes}: {msg!r}"
+
+    # the memory is back: the same fit works and equals numpy
+    est = cls(device="cuda").fit(X)
+    mean = X.mean(axis=0)
+    if cls is BasicStatistics:
+        assert est.n_samples_seen_ == X.shape[0]
+        assert type(est.mean_) is np.ndarray
+        assert_allclose(est.mean_, mean, rtol=1e-12, atol=0, err_msg="mean_ after the memory came back")
+        assert_allclose(est.variance_, X.var(axis=0, ddof=1), rtol=1e-10, atol=0,
+                        err_msg="variance_ after the memory came back")
+    else:
+        assert_allclose(est.location_, mean, rtol=1e-12, atol=0, err_msg="location_ after the memory came back")
+        ref = np.cov(X, rowvar=False, bias=True)
+        diag = np.sqrt(np.diag(ref))
+        worst = float((np.abs(est.covariance_ - ref) / np.outer(diag, diag)).max())
+        assert worst <= 1e-10, f"covariance_ after the memory came back: {worst:.3g} of sqrt(c_ii c_jj)"
 
 
 # --- bad device input -------------------------------------------------------------------------

@@ -45,6 +45,12 @@ class comm {
   virtual void allgather(const void* send, void* recv, std::size_t count, comm_type t) const = 0;
   virtual void bcast(void* buf, std::size_t count, comm_type t, int root) const = 0;
   virtual void barrier() const = 0;
+  // In place, on a buffer in CUDA device memory; identical result on every rank. MPI
+  // communicators use NCCL (one NCCL communicator per MPI communicator and device, created on
+  // first use by broadcasting NCCL's id over MPI, cached with the MPI communicator, aborted with
+  // an error on every rank instead of hanging); the others, and MPI where NCCL cannot be set up
+  // (e.g. two ranks on one GPU), stage through host memory. Throws not_implemented without CUDA.
+  virtual void device_allreduce(void* device_buf, std::size_t count, comm_type t, reduce_op op) const;
   // Collective. Ranks with the same color form a new communicator, ordered by (key, old rank).
   virtual std::unique_ptr<comm> split(int color, int key) const = 0;
   // Ends every process of the communicator (the last resort when a rank cannot continue).

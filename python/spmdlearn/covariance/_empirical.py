@@ -7,7 +7,14 @@ from sklearn.utils.validation import check_is_fitted
 from .. import _core
 from sklearn.utils._param_validation import StrOptions
 
-from .._base import SPMDMixin, _dtype_name, finish_features, is_cuda_array
+from .._base import (
+    SPMDMixin,
+    _dtype_name,
+    check_cuda_array,
+    device_empty,
+    finish_features,
+    is_cuda_array,
+)
 from .._comm import collective
 
 
@@ -27,9 +34,12 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
     comm : mpi4py communicator or None
         None means :func:`spmdlearn.default_comm` (``MPI.COMM_WORLD``).
     device : {"auto", "cpu", "cuda"}, default="auto"
-        "auto": a CUDA array (cupy, torch) is fitted on its GPU in place (one pass for the mean,
-        then cuBLAS dgemm on centred chunks); "cpu" brings it to the host. ("cuda" with host data
-        is not supported yet.) ``score`` and ``mahalanobis`` take host data.
+        "auto": a CUDA array (cupy, torch) is fitted on its GPU in place -- one fused pass over the
+        data for up to 64 features, a mean pass then cuBLAS dgemm on centred chunks above -- and
+        the ranks' d x d matrices are merged on the GPUs (NCCL); "cuda" copies host data to this
+        rank's GPU first; "cpu" brings a CUDA array to the host. ``score`` and ``mahalanobis``
+        follow their input: on a CUDA array they run on its GPU, and ``mahalanobis`` returns an
+        array of the input's kind (float64).
     """
 
     _parameter_constraints = {
@@ -49,12 +59,7 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
             self._validate_params()
             first = reset or not hasattr(self, "_partial_state")
             X, to_device = self._device_X(X, reset=first)
-            if to_device:
-                raise NotImplementedError(
-                    f"{type(self).__name__}(device='cuda') with host data is not supported yet: "
-                    "pass a cupy array or a torch CUDA tensor"
-                )
-        state = _core.cov_partial_fit(addr, None if first else self._partial_state, X)
+        state = _core.cov_partial_fit(addr, None if first else self._partial_state, X, to_device)
         self._partial_state = state
         # scikit-learn's dtypes: centred, location_ has X's dtype and covariance_/precision_ are
         # float64 (np.cov); assume_centered, location_ is float64 zeros and covariance_/precision_
@@ -87,18 +92,28 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
         with collective(addr, self):
             check_is_fitted(self)
             if is_cuda_array(X_test):
-                raise NotImplementedError("score of a CUDA array is not supported yet: pass numpy data")
-            X = self._local_X(X_test, reset=False)
+                check_cuda_array(X_test, "X")
+                X = X_test
+            else:
+                X = self._local_X(X_test, reset=False)
             loc, prec = self._model64()
         return float(_core.cov_score(addr, loc, prec, X))
 
     def mahalanobis(self, X):
         """Squared Mahalanobis distances of this rank's rows (local)."""
         check_is_fitted(self)
-        if is_cuda_array(X):
-            raise NotImplementedError("mahalanobis of a CUDA array is not supported yet: pass numpy data")
-        X = self._local_X(X, reset=False, finite=True)
         loc, prec = self._model64()
+        if is_cuda_array(X):
+            check_cuda_array(X, "X")
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+            out = device_empty(X, (X.shape[0],), "float64")
+            _core.cov_mahalanobis(loc, prec, X, out)
+            return out
+        X = self._local_X(X, reset=False, finite=True)
         return _core.cov_mahalanobis(loc, prec, X)
 
 

@@ -13,6 +13,7 @@ from .._base import (
     SPMDMixin,
     _dtype_name,
     check_cuda_array,
+    device_empty,
     device_weights,
     finish_features,
     is_cuda_array,
@@ -56,7 +57,7 @@ class _ScalerMixin(SPMDMixin):
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
-        out = _empty_like(X)
+        out = device_empty(X, X.shape)
         d = X.shape[1]
         a = np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float64), (d,)))
         b = np.ascontiguousarray(np.broadcast_to(np.asarray(b, dtype=np.float64), (d,)))
@@ -67,21 +68,6 @@ class _ScalerMixin(SPMDMixin):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
-
-
-def _empty_like(X):
-    """A C-contiguous uninitialised array like X from X's own library (cupy or torch)."""
-    lib = type(X).__module__.split(".")[0]
-    if lib == "cupy":
-        import cupy
-
-        return cupy.empty(X.shape, dtype=X.dtype)
-    if lib == "torch":
-        import torch
-
-        return torch.empty(tuple(X.shape), dtype=X.dtype, device=X.device)
-    raise TypeError(f"transform of a {type(X).__name__} device array is not supported; "
-                    "pass a cupy array or a torch CUDA tensor")
 
 
 def _no_rows(X):

@@ -7,14 +7,14 @@
 // per-block partials are combined in a fixed order by a second kernel: the result is bitwise
 // reproducible. All blocks use the same shift, so partials add without Chan corrections; the host
 // checks the shift was good enough (and re-runs about the mean when it was not).
-#include <cublas_v2.h>
-#include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
 
+#include "backend/cuda/cuda_common.hpp"
+#include "backend/cuda/work_type.cuh"
 #include "backend/cuda/moments_cuda.hpp"
 #include "spmdlearn/core/error.hpp"
 
@@ -22,65 +22,8 @@ namespace spmdlearn::cuda {
 
 namespace {
 
-[[noreturn]] void fail(cudaError_t e, const char* what, std::size_t bytes = 0) {
-  cudaGetLastError();
-  if (e == cudaErrorMemoryAllocation) {
-    std::size_t free_b = 0, total_b = 0;
-    cudaMemGetInfo(&free_b, &total_b);
-    throw out_of_memory(std::string(what) + ": out of GPU memory asking for " +
-                        std::to_string(bytes) + " bytes (" + std::to_string(free_b) + " of " +
-                        std::to_string(total_b) + " bytes free)");
-  }
-  throw runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
-void check(cudaError_t e, const char* what, std::size_t bytes = 0) {
-  if (e != cudaSuccess) fail(e, what, bytes);
-}
-
-// Scratch from the stream-ordered pool (cudaMallocAsync): no device-wide synchronisation per call.
-template <class T>
-struct dev_array {
-  T* p = nullptr;
-  explicit dev_array(std::size_t n) {
-    check(cudaMallocAsync(reinterpret_cast<void**>(&p), n * sizeof(T), 0), "cudaMallocAsync",
-          n * sizeof(T));
-  }
-  ~dev_array() {
-    if (p) cudaFreeAsync(p, 0);
-  }
-};
-
 constexpr int threads = 256;
 
-// Which device a pointer lives on; the kernels run there.
-struct device_scope {
-  int previous = -1;
-  int device = -1;
-  explicit device_scope(const void* ptr) {
-    cudaPointerAttributes a{};
-    check(cudaPointerGetAttributes(&a, ptr), "cudaPointerGetAttributes");
-    if (a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged)
-      throw invalid_argument("the array is not in CUDA device memory");
-    check(cudaGetDevice(&previous), "cudaGetDevice");
-    device = a.device;
-    if (a.device != previous) check(cudaSetDevice(a.device), "cudaSetDevice");
-  }
-  ~device_scope() {
-    if (previous >= 0) cudaSetDevice(previous);
-  }
-};
-
-// Arithmetic type of the per-row work: float data is shifted, squared and min/maxed in float and
-// only each group of four rows' sums go to the double accumulators -- FP64 throughput (half of
-// FP32 on Hopper) would otherwise cap the pass below memory speed. Double data works in double.
-template <class T>
-struct work_type {
-  using type = double;
-};
-template <>
-struct work_type<float> {
-  using type = float;
-};
 
 template <class T, bool Weighted>
 __global__ void __launch_bounds__(threads)
@@ -244,13 +187,6 @@ __global__ void find_nonfinite(const T* __restrict__ X, std::int64_t n, int d, s
   }
 }
 
-int multiprocessors() {
-  int dev = 0, sms = 0;
-  check(cudaGetDevice(&dev), "cudaGetDevice");
-  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
-  return sms;
-}
-
 }  // namespace
 
 template <class T>
@@ -266,16 +202,8 @@ column_moments moments(const T* X, std::int64_t n, std::int64_t d, std::int64_t 
     out.shift_used[j] = static_cast<double>(static_cast<typename work_type<T>::type>(shift[j]));
   if (n == 0 || d == 0) return out;
   device_scope scope(X);
-  if (w) {
-    cudaPointerAttributes a{};
-    check(cudaPointerGetAttributes(&a, w), "cudaPointerGetAttributes");
-    if ((a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged) ||
-        (a.type == cudaMemoryTypeDevice && a.device != scope.device))
-      throw invalid_argument("sample_weight must be on the same CUDA device as X (device " +
-                             std::to_string(scope.device) + ")");
-  }
-  // Data written by other libraries on their streams must be complete before we read it.
-  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  if (w) require_same_device(w, scope.device, "sample_weight");
+  const cudaStream_t st = scope.stream();
   const int col_tiles = static_cast<int>((d + threads - 1) / threads);
   // One full wave: as many blocks as can be resident at once, each with a contiguous run of rows
   // (no tail of half-empty waves).
@@ -291,18 +219,18 @@ column_moments moments(const T* X, std::int64_t n, std::int64_t d, std::int64_t 
   const std::int64_t rows_per_block = std::max<std::int64_t>(64, (n + target - 1) / target);
   const int blocks = static_cast<int>((n + rows_per_block - 1) / rows_per_block);
 
-  dev_array<double> dshift(d), dpart(static_cast<std::size_t>(blocks) * 6 * d), dout(6 * d);
+  dev_array<double> dshift(d, st), dpart(static_cast<std::size_t>(blocks) * 6 * d, st), dout(6 * d, st);
   check(cudaMemcpy(dshift.p, out.shift_used.data(), d * sizeof(double), cudaMemcpyHostToDevice),
         "cudaMemcpy");
   const dim3 grid(blocks, col_tiles);
   if (w)
-    partial_kernel<T, true><<<grid, threads>>>(X, n, static_cast<int>(d), stride, w, dshift.p,
+    partial_kernel<T, true><<<grid, threads, 0, st>>>(X, n, static_cast<int>(d), stride, w, dshift.p,
                                                rows_per_block, dpart.p);
   else
-    partial_kernel<T, false><<<grid, threads>>>(X, n, static_cast<int>(d), stride, w, dshift.p,
+    partial_kernel<T, false><<<grid, threads, 0, st>>>(X, n, static_cast<int>(d), stride, w, dshift.p,
                                                 rows_per_block, dpart.p);
   check(cudaGetLastError(), "moments kernel launch");
-  combine_kernel<<<static_cast<int>(d), threads>>>(dpart.p, blocks, static_cast<int>(d), dout.p);
+  combine_kernel<<<static_cast<int>(d), threads, 0, st>>>(dpart.p, blocks, static_cast<int>(d), dout.p);
   check(cudaGetLastError(), "combine kernel launch");
   std::vector<double> host(6 * d);
   check(cudaMemcpy(host.data(), dout.p, 6 * d * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
@@ -324,29 +252,36 @@ column_moments moments(const T* X, std::int64_t n, std::int64_t d, std::int64_t 
 
   bool finite = true;
   for (std::int64_t j = 0; j < d; ++j) finite &= std::isfinite(out.s1[j]) && std::isfinite(out.s2[j]);
-  if (!finite) {
-    dev_array<unsigned long long> first(1);
-    const unsigned long long none = ~0ULL;
-    check(cudaMemcpy(first.p, &none, sizeof(none), cudaMemcpyHostToDevice), "cudaMemcpy");
-    find_nonfinite<T><<<8 * multiprocessors(), 256>>>(X, n, static_cast<int>(d), stride, first.p);
-    check(cudaGetLastError(), "find_nonfinite launch");
-    unsigned long long e = none;
-    check(cudaMemcpy(&e, first.p, sizeof(e), cudaMemcpyDeviceToHost), "cudaMemcpy");
-    if (e != none) {
-      T v;
-      const std::int64_t i = static_cast<std::int64_t>(e) / d, j = static_cast<std::int64_t>(e) % d;
-      check(cudaMemcpy(&v, X + i * stride + j, sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
-      throw invalid_argument(std::string("X contains ") + (std::isnan(v) ? "NaN" : "infinity") +
-                             " (local row " + std::to_string(i) + ", column " + std::to_string(j) +
-                             "); remove or impute non-finite values first");
-    }
-  }
+  if (!finite) throw_first_nonfinite(X, n, d, stride);
   return out;
 }
 
 template <class T>
+void throw_first_nonfinite(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride) {
+  if (n == 0 || d == 0) return;
+  device_scope scope(X, false);
+  const cudaStream_t st = scope.stream();
+  dev_array<unsigned long long> first(1, st);
+  const unsigned long long none = ~0ULL;
+  check(cudaMemcpy(first.p, &none, sizeof(none), cudaMemcpyHostToDevice), "cudaMemcpy");
+  find_nonfinite<T><<<8 * multiprocessors(), 256, 0, st>>>(X, n, static_cast<int>(d), stride, first.p);
+  check(cudaGetLastError(), "find_nonfinite launch");
+  unsigned long long e = none;
+  check(cudaMemcpy(&e, first.p, sizeof(e), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  if (e == none) return;
+  T v;
+  const std::int64_t i = static_cast<std::int64_t>(e) / d, j = static_cast<std::int64_t>(e) % d;
+  check(cudaMemcpy(&v, X + i * stride + j, sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  throw invalid_argument(std::string("X contains ") + (std::isnan(v) ? "NaN" : "infinity") +
+                         " (local row " + std::to_string(i) + ", column " + std::to_string(j) +
+                         "); remove or impute non-finite values first");
+}
+template void throw_first_nonfinite<float>(const float*, std::int64_t, std::int64_t, std::int64_t);
+template void throw_first_nonfinite<double>(const double*, std::int64_t, std::int64_t, std::int64_t);
+
+template <class T>
 std::vector<double> first_row(const T* X, std::int64_t d) {
-  device_scope scope(X);
+  device_scope scope(X, false);
   std::vector<T> row(d);
   check(cudaMemcpy(row.data(), X, d * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
   return std::vector<double>(row.begin(), row.end());
@@ -388,14 +323,14 @@ void scale_columns(const T* X, T* out, std::int64_t n, std::int64_t d, std::int6
                    const std::vector<double>& a, const std::vector<double>& b) {
   if (n == 0 || d == 0) return;
   device_scope scope(X);
-  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-  dev_array<double> da(d), db(d);
-  dev_array<int> bad(1);
+  const cudaStream_t st = scope.stream();
+  dev_array<double> da(d, st), db(d, st);
+  dev_array<int> bad(1, st);
   const int zero = 0;
   check(cudaMemcpy(da.p, a.data(), d * sizeof(double), cudaMemcpyHostToDevice), "cudaMemcpy");
   check(cudaMemcpy(db.p, b.data(), d * sizeof(double), cudaMemcpyHostToDevice), "cudaMemcpy");
   check(cudaMemcpy(bad.p, &zero, sizeof(int), cudaMemcpyHostToDevice), "cudaMemcpy");
-  scale_kernel<T><<<8 * multiprocessors(), threads>>>(X, out, n, static_cast<int>(d), stride, da.p,
+  scale_kernel<T><<<8 * multiprocessors(), threads, 0, st>>>(X, out, n, static_cast<int>(d), stride, da.p,
                                                       db.p, bad.p);
   check(cudaGetLastError(), "scale kernel launch");
   int flag = 0;
@@ -445,72 +380,10 @@ exact_moments column_moments_exact(const T* X, std::int64_t n, std::int64_t d, s
   return r;
 }
 
-template <class T>
-__global__ void center_kernel(const T* __restrict__ X, std::int64_t rows, int d, std::int64_t stride,
-                              const double* __restrict__ mean, double* __restrict__ out) {
-  const std::int64_t total = rows * d;
-  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    const std::int64_t i = e / d;
-    const int j = static_cast<int>(e - i * d);
-    out[e] = static_cast<double>(X[i * stride + j]) - mean[j];
-  }
-}
-
-namespace {
-// One cuBLAS handle per device, created on first use, on the legacy default stream.
-cublasHandle_t blas_handle(int device) {
-  static cublasHandle_t handles[64] = {};
-  if (device < 0 || device >= 64) throw runtime_error("CUDA device index out of range");
-  if (!handles[device]) {
-    if (cublasCreate(&handles[device]) != CUBLAS_STATUS_SUCCESS)
-      throw runtime_error("cublasCreate failed");
-  }
-  cublasSetStream(handles[device], 0);
-  return handles[device];
-}
-}  // namespace
-
-template <class T>
-std::vector<double> centered_cross(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
-                                   const std::vector<double>& mean) {
-  std::vector<double> out(d * d, 0.0);
-  if (n == 0 || d == 0) return out;
-  device_scope scope(X);
-  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-  cublasHandle_t h = blas_handle(scope.device);
-  // Chunks of ~64 MiB of centred doubles: syrk gets long k, and the buffer stays small.
-  const std::int64_t B = std::max<std::int64_t>(1, std::min<std::int64_t>(n, (64LL << 20) / (8 * d)));
-  dev_array<double> buf(static_cast<std::size_t>(B) * d), acc(static_cast<std::size_t>(d) * d), dmean(d);
-  check(cudaMemsetAsync(acc.p, 0, d * d * sizeof(double), 0), "cudaMemsetAsync");
-  check(cudaMemcpy(dmean.p, mean.data(), d * sizeof(double), cudaMemcpyHostToDevice), "cudaMemcpy");
-  const double one = 1.0;
-  for (std::int64_t i0 = 0; i0 < n; i0 += B) {
-    const std::int64_t nb = std::min(B, n - i0);
-    center_kernel<T><<<8 * multiprocessors(), threads>>>(X + i0 * stride, nb, static_cast<int>(d), stride,
-                                                        dmean.p, buf.p);
-    check(cudaGetLastError(), "center kernel launch");
-    // Column-major: buf is d x nb (lda = d); acc += buf bufᵀ. dgemm, not dsyrk: for a small d and
-    // a long k cuBLAS's syrk was ~100x slower than its gemm on an H100 (bench/gpu_cov_bench.py).
-    const int di = static_cast<int>(d), ki = static_cast<int>(nb);
-    const cublasStatus_t st = cublasDgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, di, di, ki, &one, buf.p, di,
-                                          buf.p, di, &one, acc.p, di);
-    if (st != CUBLAS_STATUS_SUCCESS)
-      throw runtime_error("cublasDgemm failed with status " + std::to_string(static_cast<int>(st)));
-  }
-  check(cudaMemcpy(out.data(), acc.p, d * d * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
-  return out;
-}
-
 template exact_moments column_moments_exact<float>(const float*, std::int64_t, std::int64_t,
                                                    std::int64_t, const float*);
 template exact_moments column_moments_exact<double>(const double*, std::int64_t, std::int64_t,
                                                     std::int64_t, const double*);
-template std::vector<double> centered_cross<float>(const float*, std::int64_t, std::int64_t,
-                                                   std::int64_t, const std::vector<double>&);
-template std::vector<double> centered_cross<double>(const double*, std::int64_t, std::int64_t,
-                                                    std::int64_t, const std::vector<double>&);
-
 template column_moments moments<float>(const float*, std::int64_t, std::int64_t, std::int64_t,
                                        const float*, const std::vector<double>&);
 template column_moments moments<double>(const double*, std::int64_t, std::int64_t, std::int64_t,

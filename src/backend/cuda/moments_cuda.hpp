@@ -35,11 +35,9 @@ template <class T>
 exact_moments column_moments_exact(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
                                    const T* w);
 
-// Σ (x - mean)(x - mean)ᵀ of a device matrix (d x d, column-major, upper triangle valid), in
-// double: the rows are centred into a double buffer chunk by chunk and added with cuBLAS dgemm.
+// Throws invalid_argument naming the first NaN/inf (row, column) of a device matrix, if any.
 template <class T>
-std::vector<double> centered_cross(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
-                                   const std::vector<double>& mean);
+void throw_first_nonfinite(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride);
 
 // Row 0 of a device matrix, as double on the host.
 template <class T>

@@ -1,0 +1,400 @@
+// CUDA cross-products: the fused covariance pass for small d, the centred-chunk + dgemm path for
+// larger d, and the Mahalanobis distances. See cross_cuda.hpp for the math.
+//
+// Why a hand-written kernel for small d: X^T X of a tall, narrow matrix (e.g. 200M x 16) is
+// memory-bound (16 flops per byte), but cuBLAS's syrk/gemm for k >> m = n = 16 reaches a fraction
+// of the memory bandwidth (gemm ~30%, syrk ~0.1% on an H100: bench/results), and centring first
+// costs another write and read of the data. The fused pass reads X once.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "backend/cuda/cross_cuda.hpp"
+#include "backend/cuda/cuda_common.hpp"
+#include "backend/cuda/work_type.cuh"
+#include "backend/cuda/moments_cuda.hpp"
+
+namespace spmdlearn::cuda {
+
+// ---- device_doubles -------------------------------------------------------------------------
+device_doubles::device_doubles(std::size_t n) : n_(n) {
+  check(cudaGetDevice(&dev_), "cudaGetDevice");
+  if (n == 0) return;
+  check(cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(double)), "cudaMalloc", n * sizeof(double));
+  const cudaError_t e = cudaMemset(p_, 0, n * sizeof(double));
+  if (e != cudaSuccess) {
+    cudaFree(p_);
+    p_ = nullptr;
+    fail(e, "cudaMemset");
+  }
+}
+device_doubles::~device_doubles() {
+  if (p_) cudaFree(p_);
+}
+device_doubles::device_doubles(device_doubles&& o) noexcept
+    : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)), dev_(o.dev_) {}
+device_doubles& device_doubles::operator=(device_doubles&& o) noexcept {
+  if (this != &o) {
+    if (p_) cudaFree(p_);
+    p_ = std::exchange(o.p_, nullptr);
+    n_ = std::exchange(o.n_, 0);
+    dev_ = o.dev_;
+  }
+  return *this;
+}
+std::vector<double> device_doubles::to_host() const {
+  std::vector<double> h(n_);
+  if (n_) check(cudaMemcpy(h.data(), p_, n_ * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  return h;
+}
+void device_doubles::from_host(const std::vector<double>& v) {
+  if (v.size() != n_) throw runtime_error("device_doubles::from_host: size mismatch");
+  if (n_) check(cudaMemcpy(p_, v.data(), n_ * sizeof(double), cudaMemcpyHostToDevice), "cudaMemcpy");
+}
+
+namespace {
+
+constexpr int threads = 256;
+
+
+__device__ __forceinline__ void load4(const float* p, float (&a)[4]) {
+  const float4 v = *reinterpret_cast<const float4*>(p);
+  a[0] = v.x;
+  a[1] = v.y;
+  a[2] = v.z;
+  a[3] = v.w;
+}
+__device__ __forceinline__ void load4(const double* p, double (&a)[4]) {
+  const double2 v0 = *reinterpret_cast<const double2*>(p);
+  const double2 v1 = *reinterpret_cast<const double2*>(p + 2);
+  a[0] = v0.x;
+  a[1] = v0.y;
+  a[2] = v1.x;
+  a[3] = v1.y;
+}
+
+// Widths up to this take the fused pass.
+constexpr std::int64_t max_fused_d = 64;
+
+// Tile geometry for a padded width D (16, 32 or 64): 4 x 4 register blocks, SB per dimension, NSB in
+// all (the whole D x D output: the lower blocks cost FMAs only, which are not the limit for D <= 32);
+// G groups of threads share the tile's rows; a tile holds R = 4096 / D rows, so every thread
+// loads PER = 16 elements of it, always of the same column (256 is a multiple of D).
+template <int D>
+struct geometry {
+  static constexpr int SB = D / 4, NSB = SB * SB, G = threads / NSB, R = 4096 / D,
+                       PER = R * D / threads;
+  static_assert(threads % NSB == 0 && threads % D == 0, "geometry");
+};
+
+template <class T, int D>
+__global__ void __launch_bounds__(threads, 2)
+    cross_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
+                 const double* __restrict__ shift, std::int64_t tiles, double* __restrict__ part) {
+  using W = typename work_type<T>::type;
+  using g_t = geometry<D>;
+  constexpr int G = g_t::G, R = g_t::R, PER = g_t::PER, SB = g_t::SB, NSB = g_t::NSB;
+  constexpr std::size_t tile_bytes = sizeof(W) * R * D, red_bytes = sizeof(double) * G * D * D;
+  __shared__ __align__(16) unsigned char smem[tile_bytes > red_bytes ? tile_bytes : red_bytes];
+  __shared__ double red1[G * D];
+  W* tile = reinterpret_cast<W*>(smem);
+  const int t = threadIdx.x;
+  const int sb = t % NSB, g = t / NSB, bi = sb / SB, bj = sb % SB;
+  const int jl = t % D;  // the column this thread loads
+  const bool col_ok = jl < d;
+  const W s = col_ok ? static_cast<W>(shift[jl]) : W(0);
+
+  W v[PER];
+  auto load = [&](std::int64_t tile_i) {
+    const std::int64_t row0 = tile_i * R;
+#pragma unroll
+    for (int k = 0; k < PER; ++k) {
+      const std::int64_t i = row0 + (t + k * threads) / D;
+      v[k] = (col_ok && i < n) ? static_cast<W>(X[i * stride + jl]) - s : W(0);
+    }
+  };
+
+  double acc[4][4], acc1[4];
+#pragma unroll
+  for (int p = 0; p < 4; ++p) {
+    acc1[p] = 0.0;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) acc[p][q] = 0.0;
+  }
+  if (static_cast<std::int64_t>(blockIdx.x) < tiles) load(blockIdx.x);
+  for (std::int64_t ti = blockIdx.x; ti < tiles; ti += gridDim.x) {
+    __syncthreads();  // the previous tile is consumed
+#pragma unroll
+    for (int k = 0; k < PER; ++k) tile[t + k * threads] = v[k];
+    __syncthreads();
+    // The next tile's loads are in flight while this one is multiplied.
+    if (ti + gridDim.x < tiles) load(ti + gridDim.x);
+    W a_acc[4][4], s_acc[4];
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      s_acc[p] = W(0);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) a_acc[p][q] = W(0);
+    }
+#pragma unroll 4
+    for (int r = g; r < R; r += G) {
+      W a[4], b[4];
+      load4(tile + r * D + 4 * bi, a);
+      load4(tile + r * D + 4 * bj, b);
+#pragma unroll
+      for (int p = 0; p < 4; ++p) {
+        s_acc[p] += a[p];
+#pragma unroll
+        for (int q = 0; q < 4; ++q) a_acc[p][q] = fma(a[p], b[q], a_acc[p][q]);
+      }
+    }
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      acc1[p] += static_cast<double>(s_acc[p]);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc[p][q] += static_cast<double>(a_acc[p][q]);
+    }
+  }
+  __syncthreads();
+  // Combine the G row groups in a fixed order.
+  double* red = reinterpret_cast<double*>(smem);
+#pragma unroll
+  for (int p = 0; p < 4; ++p)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) red[(g * D + 4 * bi + p) * D + 4 * bj + q] = acc[p][q];
+  if (bj == 0)
+#pragma unroll
+    for (int p = 0; p < 4; ++p) red1[g * D + 4 * bi + p] = acc1[p];
+  __syncthreads();
+  double* out = part + static_cast<std::int64_t>(blockIdx.x) * (D * D + D);
+  for (int e = t; e < D * D; e += threads) {
+    double sum = 0.0;
+    for (int q = 0; q < G; ++q) sum += red[q * D * D + e];
+    out[e] = sum;
+  }
+  for (int e = t; e < D; e += threads) {
+    double sum = 0.0;
+    for (int q = 0; q < G; ++q) sum += red1[q * D + e];
+    out[D * D + e] = sum;
+  }
+}
+
+// out[e] = Σ_b part[b][e] in block order (bitwise reproducible).
+__global__ void sum_parts(const double* __restrict__ part, int blocks, int width, double* __restrict__ out) {
+  const int e = blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= width) return;
+  double s = 0.0;
+  for (int b = 0; b < blocks; ++b) s += part[static_cast<std::int64_t>(b) * width + e];
+  out[e] = s;
+}
+
+// Shifted sums of one fused pass: S (d x d) and s (d) about `shift` (as rounded to the work type).
+struct shifted_sums {
+  std::vector<double> S, s, shift_used;
+};
+
+template <class T, int D>
+shifted_sums fused_pass(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
+                        const std::vector<double>& shift, cudaStream_t st) {
+  using W = typename work_type<T>::type;
+  shifted_sums r;
+  r.shift_used.resize(d);
+  for (std::int64_t j = 0; j < d; ++j) r.shift_used[j] = static_cast<double>(static_cast<W>(shift[j]));
+  const std::int64_t tiles = (n + geometry<D>::R - 1) / geometry<D>::R;
+  int per_sm = 0;
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, cross_kernel<T, D>, threads, 0),
+        "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  const int blocks = static_cast<int>(
+      std::min<std::int64_t>(tiles, static_cast<std::int64_t>(std::max(per_sm, 1)) * multiprocessors()));
+  constexpr int width = D * D + D;
+  dev_array<double> dshift(D, st), part(static_cast<std::size_t>(blocks) * width, st), out(width, st);
+  std::vector<double> sh(D, 0.0);
+  std::copy(r.shift_used.begin(), r.shift_used.end(), sh.begin());
+  check(cudaMemcpyAsync(dshift.p, sh.data(), D * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  cross_kernel<T, D><<<blocks, threads, 0, st>>>(X, n, static_cast<int>(d), stride, dshift.p, tiles, part.p);
+  check(cudaGetLastError(), "cross kernel launch");
+  sum_parts<<<(width + threads - 1) / threads, threads, 0, st>>>(part.p, blocks, width, out.p);
+  check(cudaGetLastError(), "sum_parts launch");
+  std::vector<double> h(width);
+  check(cudaMemcpyAsync(h.data(), out.p, width * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  r.S.resize(d * d);
+  r.s.resize(d);
+  for (std::int64_t i = 0; i < d; ++i) {
+    r.s[i] = h[D * D + i];
+    for (std::int64_t j = 0; j < d; ++j) r.S[i * d + j] = h[i * D + j];
+  }
+  return r;
+}
+
+template <class T>
+shifted_sums fused(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
+                   const std::vector<double>& shift, cudaStream_t st) {
+  if (d <= 16) return fused_pass<T, 16>(X, n, d, stride, shift, st);
+  if (d <= 32) return fused_pass<T, 32>(X, n, d, stride, shift, st);
+  return fused_pass<T, 64>(X, n, d, stride, shift, st);
+}
+
+template <class T>
+__global__ void center_kernel(const T* __restrict__ X, std::int64_t rows, int d, std::int64_t stride,
+                              const double* __restrict__ mean, double* __restrict__ out) {
+  const std::int64_t total = rows * d;
+  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t i = e / d;
+    const int j = static_cast<int>(e - i * d);
+    out[e] = static_cast<double>(X[i * stride + j]) - mean[j];
+  }
+}
+
+// Rows of ~64 MiB of centred doubles per chunk: the gemm gets a long k, the buffer stays small.
+std::int64_t chunk_rows(std::int64_t n, std::int64_t d) {
+  return std::max<std::int64_t>(1, std::min<std::int64_t>(n, (64LL << 20) / (8 * std::max<std::int64_t>(d, 1))));
+}
+
+}  // namespace
+
+template <class T>
+local_cross centered_cross(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride) {
+  local_cross r;
+  r.weight = static_cast<double>(n);
+  r.mean.assign(d, 0.0);
+  if (n == 0 || d == 0) {
+    r.cross = device_doubles(static_cast<std::size_t>(d * d));
+    return r;
+  }
+  device_scope scope(X);
+  const cudaStream_t st = scope.stream();
+  if (d <= max_fused_d) {
+    std::vector<double> shift = first_row(X, d);
+    for (auto& v : shift)
+      if (!std::isfinite(v)) v = 0.0;  // reported by the pass itself
+    shifted_sums f = fused(X, n, d, stride, shift, st);
+    bool finite = true;
+    for (double v : f.S) finite &= std::isfinite(v);
+    if (!finite) throw_first_nonfinite(X, n, d, stride);
+    const double N = static_cast<double>(n);
+    bool poor_shift = false;
+    for (std::int64_t j = 0; j < d; ++j) {
+      const double centred = f.S[j * d + j] - f.s[j] * f.s[j] / N;
+      poor_shift |= f.S[j * d + j] > 64.0 * std::max(centred, 0.0) && f.S[j * d + j] > 0.0;
+    }
+    if (poor_shift) {
+      // The first row was far from the mean for some column: cancellation could cost digits.
+      std::vector<double> mean(d);
+      for (std::int64_t j = 0; j < d; ++j) mean[j] = f.shift_used[j] + f.s[j] / N;
+      f = fused(X, n, d, stride, mean, st);
+    }
+    std::vector<double> C(d * d);
+    for (std::int64_t j = 0; j < d; ++j) r.mean[j] = f.shift_used[j] + f.s[j] / N;
+    for (std::int64_t i = 0; i < d; ++i)
+      for (std::int64_t j = 0; j < d; ++j) {
+        // Symmetrise: the lower blocks were summed in another order.
+        const double sij = i <= j ? f.S[i * d + j] : f.S[j * d + i];
+        const double si = i <= j ? f.s[i] : f.s[j], sj = i <= j ? f.s[j] : f.s[i];
+        C[i * d + j] = sij - si * sj / N;
+      }
+    r.cross = device_doubles(static_cast<std::size_t>(d * d));
+    r.cross.from_host(C);
+    return r;
+  }
+  // Larger d: exact mean (and the NaN check), then centred chunks by cuBLAS dgemm. dgemm, not
+  // dsyrk: for a small d and a long k cuBLAS's syrk was ~100x slower than its gemm on an H100.
+  const auto m = column_moments_exact<T>(X, n, d, stride, nullptr);
+  r.mean = m.mean;
+  r.cross = device_doubles(static_cast<std::size_t>(d * d));
+  const std::int64_t B = chunk_rows(n, d);
+  dev_array<double> buf(static_cast<std::size_t>(B) * d, st), dmean(d, st);
+  check(cudaMemcpyAsync(dmean.p, r.mean.data(), d * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  const double one = 1.0;
+  for (std::int64_t i0 = 0; i0 < n; i0 += B) {
+    const std::int64_t nb = std::min(B, n - i0);
+    center_kernel<T><<<8 * multiprocessors(), threads, 0, st>>>(X + i0 * stride, nb, static_cast<int>(d),
+                                                               stride, dmean.p, buf.p);
+    check(cudaGetLastError(), "center kernel launch");
+    // Column-major: buf is d x nb (lda = d); cross += buf bufᵀ (symmetric, so row-major too).
+    const int di = static_cast<int>(d), ki = static_cast<int>(nb);
+    check_blas(cublasDgemm(scope.ctx->blas, CUBLAS_OP_N, CUBLAS_OP_T, di, di, ki, &one, buf.p, di,
+                           buf.p, di, &one, r.cross.data(), di),
+               "cublasDgemm");
+  }
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  return r;
+}
+
+namespace {
+__global__ void outer_kernel(double* C, int d, double f, const double* v) {
+  const int e = blockIdx.x * blockDim.x + threadIdx.x;
+  if (e < d * d) C[e] += f * v[e / d] * v[e % d];
+}
+}  // namespace
+
+void add_outer(device_doubles& C, std::int64_t d, double f, const std::vector<double>& v) {
+  if (d == 0 || f == 0.0) return;
+  int prev = -1;
+  check(cudaGetDevice(&prev), "cudaGetDevice");
+  if (prev != C.device()) check(cudaSetDevice(C.device()), "cudaSetDevice");
+  context& ctx = context_for(C.device());
+  {
+    dev_array<double> dv(d, ctx.stream);
+    check(cudaMemcpyAsync(dv.p, v.data(), d * sizeof(double), cudaMemcpyHostToDevice, ctx.stream), "cudaMemcpyAsync");
+    const int total = static_cast<int>(d * d);
+    outer_kernel<<<(total + threads - 1) / threads, threads, 0, ctx.stream>>>(C.data(), static_cast<int>(d), f, dv.p);
+    check(cudaGetLastError(), "outer kernel launch");
+    check(cudaStreamSynchronize(ctx.stream), "cudaStreamSynchronize");
+  }
+  if (prev != C.device()) cudaSetDevice(prev);
+}
+
+namespace {
+// out[i] = Σ_j buf[i, j] y[i, j] (rows of d doubles).
+__global__ void row_dot(const double* __restrict__ a, const double* __restrict__ b, std::int64_t rows, int d,
+                        double* __restrict__ out) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < rows;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    double s = 0.0;
+    for (int j = 0; j < d; ++j) s += a[i * d + j] * b[i * d + j];
+    out[i] = s;
+  }
+}
+}  // namespace
+
+template <class T>
+void mahalanobis(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
+                 const std::vector<double>& location, const std::vector<double>& precision, double* out) {
+  if (n == 0 || d == 0) return;
+  device_scope scope(X);
+  require_same_device(out, scope.device, "the output");
+  const cudaStream_t st = scope.stream();
+  const std::int64_t B = chunk_rows(n, d);
+  dev_array<double> buf(static_cast<std::size_t>(B) * d, st), y(static_cast<std::size_t>(B) * d, st),
+      dloc(d, st), dp(d * d, st);
+  check(cudaMemcpyAsync(dloc.p, location.data(), d * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  check(cudaMemcpyAsync(dp.p, precision.data(), d * d * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  const double one = 1.0, zero = 0.0;
+  for (std::int64_t i0 = 0; i0 < n; i0 += B) {
+    const std::int64_t nb = std::min(B, n - i0);
+    center_kernel<T><<<8 * multiprocessors(), threads, 0, st>>>(X + i0 * stride, nb, static_cast<int>(d),
+                                                               stride, dloc.p, buf.p);
+    check(cudaGetLastError(), "center kernel launch");
+    // Column-major: buf is d x nb; y = P buf (P symmetric).
+    const int di = static_cast<int>(d), ki = static_cast<int>(nb);
+    check_blas(cublasDgemm(scope.ctx->blas, CUBLAS_OP_N, CUBLAS_OP_N, di, ki, di, &one, dp.p, di, buf.p,
+                           di, &zero, y.p, di),
+               "cublasDgemm");
+    row_dot<<<8 * multiprocessors(), threads, 0, st>>>(buf.p, y.p, nb, di, out + i0);
+    check(cudaGetLastError(), "row_dot launch");
+  }
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+}
+
+template local_cross centered_cross<float>(const float*, std::int64_t, std::int64_t, std::int64_t);
+template local_cross centered_cross<double>(const double*, std::int64_t, std::int64_t, std::int64_t);
+template void mahalanobis<float>(const float*, std::int64_t, std::int64_t, std::int64_t,
+                                 const std::vector<double>&, const std::vector<double>&, double*);
+template void mahalanobis<double>(const double*, std::int64_t, std::int64_t, std::int64_t,
+                                  const std::vector<double>&, const std::vector<double>&, double*);
+
+}  // namespace spmdlearn::cuda

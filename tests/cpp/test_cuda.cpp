@@ -1,0 +1,205 @@
+// CUDA backend tests: the fused covariance pass and the device Mahalanobis distances against the
+// CPU path (one process), and device-buffer collectives (NCCL) under mpirun. Every test skips
+// when no GPU is visible (CI has none); scripts/gpu-check.sh runs them on the lent GPU machine.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "backend/cuda/cross_cuda.hpp"
+#include "backend/cuda/memory.hpp"
+#ifdef SPMDLEARN_TEST_NCCL
+#define OMPI_SKIP_MPICXX 1
+#include <mpi.h>
+
+#include "core/nccl_comm.hpp"
+#endif
+#include "spmdlearn/spmdlearn.hpp"
+#include "test_util.hpp"
+
+namespace sl = spmdlearn;
+
+namespace {
+
+#define SKIP_WITHOUT_GPU()                                                  \
+  if (sl::cuda_device_count() == 0 || sl::select_local_gpu() < 0) GTEST_SKIP() << "no CUDA device"
+
+template <class T>
+struct on_gpu {
+  std::vector<T> host;
+  std::unique_ptr<sl::device_copy> dev;
+  std::int64_t n, d;
+  on_gpu(const std::vector<double>& x, std::int64_t rows, std::int64_t cols)
+      : host(x.begin(), x.end()), n(rows), d(cols) {
+    if (!host.empty()) dev = std::make_unique<sl::device_copy>(host.data(), host.size() * sizeof(T));
+  }
+  sl::matrix_view<const T> host_view() const { return {host.data(), n, d}; }
+  sl::matrix_view<const T> device_view() const {
+    return {dev ? static_cast<const T*>(dev->data()) : nullptr, n, d, -1, sl::device_kind::cuda};
+  }
+};
+
+template <class T>
+void covariance_matches_cpu(std::int64_t n, std::int64_t d, bool outlier_first_row) {
+  std::vector<double> x = tu::make_data(n, d, 7 + d);
+  if (outlier_first_row)  // a poor shift for the fused pass: the second pass must rescue it
+    for (std::int64_t j = 0; j < d; ++j) x[j] += 1e4;
+  on_gpu<T> a(x, n, d);
+  auto self = sl::make_self_comm();
+  const auto cpu = sl::covariance::compute<T>(*self, a.host_view(), {false, false});
+  const auto gpu = sl::covariance::compute<T>(*self, a.device_view(), {false, false});
+  const double tol = std::is_same_v<T, float> ? 2e-5 : 1e-11;
+  for (std::int64_t i = 0; i < d; ++i) {
+    EXPECT_NEAR(gpu.location[i], cpu.location[i], tol * (1.0 + std::abs(cpu.location[i])))
+        << "n=" << n << " d=" << d << " i=" << i;
+    for (std::int64_t j = 0; j < d; ++j) {
+      const double scale = std::sqrt(cpu.covariance[i * d + i] * cpu.covariance[j * d + j]);
+      EXPECT_NEAR(gpu.covariance[i * d + j], cpu.covariance[i * d + j], tol * scale)
+          << "n=" << n << " d=" << d << " (" << i << "," << j << ")";
+      EXPECT_EQ(gpu.covariance[i * d + j], gpu.covariance[j * d + i]);  // exactly symmetric
+    }
+  }
+}
+
+}  // namespace
+
+TEST(CudaCovariance, FusedAndGemmPathsMatchCpu) {
+  SKIP_WITHOUT_GPU();
+  // d <= 64 takes the fused kernel (16-, 32- and 64-wide tiles), d > 64 the dgemm path;
+  // row counts that are not multiples of a tile.
+  for (std::int64_t d : {1, 3, 16, 17, 32, 33, 64, 65, 70}) {
+    covariance_matches_cpu<double>(100003, d, false);
+    covariance_matches_cpu<float>(100003, d, false);
+  }
+  covariance_matches_cpu<double>(5, 16, false);  // fewer rows than one tile
+  covariance_matches_cpu<double>(50001, 12, true);
+  covariance_matches_cpu<float>(50001, 12, true);
+}
+
+TEST(CudaCovariance, NaNIsReportedWithItsPosition) {
+  SKIP_WITHOUT_GPU();
+  std::vector<double> x = tu::make_data(1000, 8, 3);
+  x[517 * 8 + 5] = std::nan("");
+  on_gpu<float> a(x, 1000, 8);
+  auto self = sl::make_self_comm();
+  try {
+    sl::covariance::compute<float>(*self, a.device_view(), {});
+    FAIL() << "no exception";
+  } catch (const sl::error& e) {
+    EXPECT_NE(std::string(e.what()).find("row 517, column 5"), std::string::npos) << e.what();
+  }
+}
+
+TEST(CudaCovariance, MahalanobisMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  const std::int64_t n = 20011, d = 40;
+  std::vector<double> x = tu::make_data(n, d, 11);
+  on_gpu<double> a(x, n, d);
+  auto self = sl::make_self_comm();
+  const auto fit = sl::covariance::compute<double>(*self, a.host_view(), {});
+  const auto cpu = sl::covariance::mahalanobis<double>(fit.location, fit.precision, a.host_view());
+  sl::cuda::device_doubles out(n);
+  sl::covariance::mahalanobis<double>(fit.location, fit.precision, a.device_view(),
+                                      {out.data(), n, sl::device_kind::cuda});
+  const auto gpu = out.to_host();
+  for (std::int64_t i = 0; i < n; ++i) ASSERT_NEAR(gpu[i], cpu[i], 1e-9 * (1.0 + cpu[i])) << i;
+}
+
+// ---- under mpirun ------------------------------------------------------------------------------
+
+TEST(MpiCuda, DeviceAllreduceSumMinMaxIdenticalOnEveryRank) {
+  SKIP_WITHOUT_GPU();
+  auto c = sl::make_world_comm();
+  const int me = c->rank(), p = c->size();
+  const std::size_t n = 3001;
+  for (auto op : {sl::reduce_op::sum, sl::reduce_op::min, sl::reduce_op::max}) {
+    std::vector<double> v(n), expect(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = std::sin(0.1 * i + me) * (1 + me) + 1e-3 * i;
+    expect = v;
+    c->allreduce(expect.data(), n, sl::comm_type::float64, op);
+    sl::cuda::device_doubles buf(n);
+    buf.from_host(v);
+    c->device_allreduce(buf.data(), n, sl::comm_type::float64, op);
+    const auto got = buf.to_host();
+    for (std::size_t i = 0; i < n; ++i)
+      ASSERT_NEAR(got[i], expect[i], 1e-12 * (std::abs(expect[i]) + p)) << i;
+    // The same bits on every rank.
+    std::vector<double> all(n * p);
+    c->allgather(got.data(), all.data(), n, sl::comm_type::float64);
+    for (int r = 0; r < p; ++r)
+      ASSERT_EQ(std::memcmp(all.data() + r * n, got.data(), n * sizeof(double)), 0) << "rank " << r;
+  }
+  // 64-bit integers through the same buffer type.
+  sl::cuda::device_doubles ib(4);
+  std::vector<std::int64_t> iv{me, 1, -me, std::int64_t(1) << 40};
+  sl::cuda::copy_host_to_device(ib.data(), iv.data(), sizeof(std::int64_t) * 4);
+  c->device_allreduce(ib.data(), 4, sl::comm_type::int64, sl::reduce_op::sum);
+  sl::cuda::copy_device_to_host(iv.data(), ib.data(), sizeof(std::int64_t) * 4);
+  EXPECT_EQ(iv[0], static_cast<std::int64_t>(p) * (p - 1) / 2);
+  EXPECT_EQ(iv[1], p);
+  EXPECT_EQ(iv[3], static_cast<std::int64_t>(p) << 40);
+}
+
+#ifdef SPMDLEARN_TEST_NCCL
+TEST(MpiCuda, CollectiveLeftByOneRankTimesOutAndRecovers) {
+  SKIP_WITHOUT_GPU();
+  auto c = sl::make_world_comm();
+  if (c->size() < 2) GTEST_SKIP() << "needs two ranks";
+  const int me = c->rank();
+  MPI_Comm world = MPI_COMM_WORLD;
+  sl::cuda::device_doubles buf(16);
+  std::vector<double> ones(16, 1.0);
+  buf.from_host(ones);
+  // Creates the NCCL communicator; false (on every rank) when NCCL cannot serve these ranks,
+  // e.g. when they share a GPU.
+  if (!sl::detail::nccl_allreduce(&world, buf.data(), 16, sl::comm_type::float64, sl::reduce_op::sum))
+    GTEST_SKIP() << "NCCL unusable here (ranks share a GPU?)";
+  setenv("SPMDLEARN_NCCL_TIMEOUT", "3", 1);
+  if (me == 0) {
+    // Rank 0 enters a collective the others never join: it must come back with an error.
+    const auto t0 = std::chrono::steady_clock::now();
+    bool threw = false;
+    try {
+      sl::detail::nccl_allreduce(&world, buf.data(), 16, sl::comm_type::float64, sl::reduce_op::sum,
+                                 /*agree_first=*/false);
+    } catch (const sl::error& e) {
+      threw = true;
+      EXPECT_NE(std::string(e.what()).find("did not complete"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(threw);
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_LT(waited, 60.0);
+  }
+  unsetenv("SPMDLEARN_NCCL_TIMEOUT");
+  c->barrier();
+  // Everyone recreates the NCCL communicator together and carries on.
+  buf.from_host(ones);
+  c->device_allreduce(buf.data(), 16, sl::comm_type::float64, sl::reduce_op::sum);
+  const auto got = buf.to_host();
+  for (double v : got) EXPECT_EQ(v, static_cast<double>(c->size()));
+}
+#endif
+
+TEST(MpiCuda, CovarianceOfDeviceShardsEqualsHost) {
+  SKIP_WITHOUT_GPU();
+  auto c = sl::make_world_comm();
+  const int me = c->rank(), p = c->size();
+  for (std::int64_t d : {5, 24, 40}) {
+    const std::int64_t n = 30011;
+    std::vector<double> x = tu::make_data(n, d, 21);
+    const auto rows = tu::split_rows(n, p, p > 2 ? 1 : -1);
+    std::vector<double> mine(x.begin() + rows[me] * d, x.begin() + rows[me + 1] * d);
+    on_gpu<double> a(mine, rows[me + 1] - rows[me], d);
+    const auto gpu = sl::covariance::compute<double>(*c, a.device_view(), {false, false});
+    const auto cpu = sl::covariance::compute<double>(*c, a.host_view(), {false, false});
+    for (std::int64_t k = 0; k < d * d; ++k)
+      ASSERT_NEAR(gpu.covariance[k], cpu.covariance[k], 1e-11 * (1 + std::abs(cpu.covariance[k]))) << k;
+    std::vector<double> all(d * d * p);
+    c->allgather(gpu.covariance.data(), all.data(), d * d, sl::comm_type::float64);
+    for (int r = 0; r < p; ++r)
+      ASSERT_EQ(std::memcmp(all.data() + r * d * d, gpu.covariance.data(), d * d * sizeof(double)), 0);
+  }
+}
