@@ -7,4 +7,5 @@
 #include "spmdlearn/core/table.hpp"
 #include "spmdlearn/basic_statistics.hpp"
 #include "spmdlearn/covariance.hpp"
+#include "spmdlearn/linear_model.hpp"
 #include "spmdlearn/preprocessing.hpp"

@@ -322,6 +322,79 @@ void cov_mahalanobis_cuda(host_vector<double> location, host_matrix<double> prec
                                  {out.data(), static_cast<std::int64_t>(out.shape(0)), sl::device_kind::cuda});
 }
 
+// --- linear models ------------------------------------------------------------------------------
+sl::linear_model::normal_state lr_state_from(const std::optional<nb::dict>& d) {
+  sl::linear_model::normal_state s;
+  if (!d) return s;
+  s.n_features = nb::cast<std::int64_t>((*d)["n_features"]);
+  s.n_targets = nb::cast<std::int64_t>((*d)["n_targets"]);
+  s.n_rows = nb::cast<std::int64_t>((*d)["n_rows"]);
+  s.weight = nb::cast<double>((*d)["weight"]);
+  s.mean = from_numpy((*d)["mean"]);
+  s.cross = from_numpy((*d)["cross"]);
+  return s;
+}
+nb::dict lr_state_to(sl::linear_model::normal_state&& s) {
+  nb::dict d;
+  const std::size_t p = s.mean.size();
+  d["n_features"] = s.n_features;
+  d["n_targets"] = s.n_targets;
+  d["n_rows"] = s.n_rows;
+  d["weight"] = s.weight;
+  d["mean"] = to_numpy(std::move(s.mean));
+  d["cross"] = to_numpy(std::move(s.cross), {p, p});
+  return d;
+}
+
+template <class T>
+nb::dict lr_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host_matrix<T> X,
+                        host_matrix<T> Y, std::optional<host_vector<T>> w, const std::string& caller) {
+  auto s = lr_state_from(state);
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    sl::linear_model::partial_fit<T>(*c, s, view(X), view(Y), view(w), caller.c_str());
+  }
+  return lr_state_to(std::move(s));
+}
+
+nb::dict lr_solve(const nb::dict& state, host_vector<double> alpha, bool fit_intercept, double rcond) {
+  auto s = lr_state_from(state);
+  sl::linear_model::solution r;
+  {
+    nb::gil_scoped_release nogil;
+    r = sl::linear_model::solve(s, {alpha.data(), alpha.size()}, fit_intercept, rcond);
+  }
+  const std::size_t t = static_cast<std::size_t>(s.n_targets), d = static_cast<std::size_t>(s.n_features);
+  nb::dict out;
+  out["coef"] = to_numpy(std::move(r.coef), {t, d});
+  out["intercept"] = to_numpy(std::move(r.intercept));
+  out["singular"] = to_numpy(std::move(r.singular));
+  out["rank"] = r.rank;
+  return out;
+}
+
+template <class T>
+f64_array r2_score(std::uintptr_t comm, host_matrix<T> Y, host_matrix<T> P, std::optional<host_vector<T>> w) {
+  std::vector<double> r;
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    r = sl::linear_model::r2_score<T>(*c, view(Y), view(P), view(w));
+  }
+  return to_numpy(std::move(r));
+}
+
+// In-place sum/min/max of a float64 or int64 numpy array over the ranks (the Python layer's global
+// metrics and counts); identical on every rank.
+template <class T>
+void allreduce_array(std::uintptr_t comm, nb::ndarray<T, nb::c_contig, nb::device::cpu> a, const std::string& op) {
+  const sl::reduce_op o = op == "sum" ? sl::reduce_op::sum : op == "min" ? sl::reduce_op::min : sl::reduce_op::max;
+  nb::gil_scoped_release nogil;
+  auto c = comm_from(comm);
+  c->allreduce(a.data(), a.size(), sl::comm_type_of<T>(), o);
+}
+
 // The collective guard for work done in Python (conversion, validation): every rank calls it
 // once per public call; kind 0 means this rank succeeded. `params` is a checksum of the
 // estimator's parameters (-1: none), which must match on every rank. Returns (0, "") when all is
@@ -416,6 +489,15 @@ NB_MODULE(_core, m) {
   m.def("cov_score", &cov_score_cuda<float>);
   m.def("cov_mahalanobis", &cov_mahalanobis_cuda<double>);
   m.def("cov_mahalanobis", &cov_mahalanobis_cuda<float>);
+  m.def("lr_partial_fit", &lr_partial_fit<double>, "comm"_a, "state"_a.none(), "X"_a, "Y"_a,
+        "w"_a.none(), "caller"_a);
+  m.def("lr_partial_fit", &lr_partial_fit<float>, "comm"_a, "state"_a.none(), "X"_a, "Y"_a,
+        "w"_a.none(), "caller"_a);
+  m.def("lr_solve", &lr_solve, "state"_a, "alpha"_a, "fit_intercept"_a, "rcond"_a);
+  m.def("r2_score", &r2_score<double>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());
+  m.def("r2_score", &r2_score<float>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());
+  m.def("allreduce", &allreduce_array<double>, "comm"_a, "a"_a, "op"_a = "sum");
+  m.def("allreduce", &allreduce_array<std::int64_t>, "comm"_a, "a"_a, "op"_a = "sum");
   m.def("pinvh", [](host_matrix<double> a, bool float32) {
     const std::size_t d = a.shape(0);
     auto out = sl::covariance::pinvh({a.data(), a.size()}, static_cast<std::int64_t>(d),

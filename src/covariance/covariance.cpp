@@ -182,22 +182,6 @@ void merge_block(const comm& c, state& s, matrix_view<const T> X, const char* wh
       s.cross[i * d + j] += block[i * d + j] + f * delta[i] * delta[j];
 }
 
-// Symmetric eigen-decomposition (LAPACK dsyevd): a is overwritten by the eigenvectors (columns).
-std::vector<double> eigh(std::vector<double>& a, int n) {
-  std::vector<double> w(n);
-  if (n == 0) return w;
-  int info = 0, lwork = -1, liwork = -1, iwork_q = 0;
-  double work_q = 0;
-  dsyevd_("V", "U", &n, a.data(), &n, w.data(), &work_q, &lwork, &iwork_q, &liwork, &info);
-  lwork = static_cast<int>(work_q);
-  liwork = iwork_q;
-  std::vector<double> work(std::max(1, lwork));
-  std::vector<int> iwork(std::max(1, liwork));
-  dsyevd_("V", "U", &n, a.data(), &n, w.data(), work.data(), &lwork, iwork.data(), &liwork, &info);
-  if (info != 0)
-    throw runtime_error("symmetric eigen-solver (dsyevd) failed with info=" + std::to_string(info));
-  return w;
-}
 
 }  // namespace
 
@@ -208,7 +192,7 @@ void partial_fit(const comm& c, state& s, matrix_view<const T> X) {
 
 std::vector<double> pinvh(std::span<const double> a, std::int64_t d, dtype eps_dtype) {
   std::vector<double> v(a.begin(), a.end());
-  std::vector<double> lam = eigh(v, static_cast<int>(d));
+  std::vector<double> lam = cpu::eigh(v, static_cast<int>(d));
   double maxabs = 0.0;
   for (double l : lam) maxabs = std::max(maxabs, std::abs(l));
   const double eps = eps_dtype == dtype::float32 ? std::numeric_limits<float>::epsilon()
@@ -320,7 +304,7 @@ double score(const comm& c, std::span<const double> location, std::span<const do
       tr += tc * precision[i * d + j];
     }
   std::vector<double> p(precision.begin(), precision.end());
-  std::vector<double> lam = eigh(p, static_cast<int>(d));
+  std::vector<double> lam = cpu::eigh(p, static_cast<int>(d));
   double logdet = 0.0;
   for (double l : lam) {
     if (!(l > 0.0)) {

@@ -18,9 +18,19 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import spmdlearn
 from spmdlearn.basic_statistics import BasicStatistics, IncrementalBasicStatistics
 from spmdlearn.covariance import EmpiricalCovariance, IncrementalEmpiricalCovariance
+from spmdlearn.linear_model import (
+    IncrementalLinearRegression,
+    IncrementalRidge,
+    LinearRegression,
+    Ridge,
+)
 from spmdlearn.preprocessing import MaxAbsScaler, StandardScaler
 
 ESTIMATORS = [
+    LinearRegression(),
+    Ridge(),
+    IncrementalLinearRegression(),
+    IncrementalRidge(),
     BasicStatistics(),
     IncrementalBasicStatistics(),
     EmpiricalCovariance(),

@@ -4,6 +4,12 @@
 // transpose, and a row-major n x d block is a column-major d x n matrix with leading dimension d.
 #pragma once
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "spmdlearn/core/error.hpp"
+
 extern "C" {
 void dsyrk_(const char* uplo, const char* trans, const int* n, const int* k, const double* alpha,
             const double* a, const int* lda, const double* beta, double* c, const int* ldc);
@@ -34,6 +40,34 @@ inline void syr(int n, double alpha, const double* x, double* c) {
 inline void symmetrize_upper(int n, double* c) {
   for (int j = 0; j < n; ++j)
     for (int i = 0; i < j; ++i) c[j + i * n] = c[i + j * n];
+}
+
+}  // namespace spmdlearn::cpu
+
+extern "C" {
+void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+void dpotrs_(const char* uplo, const int* n, const int* nrhs, const double* a, const int* lda,
+             double* b, const int* ldb, int* info);
+}
+
+namespace spmdlearn::cpu {
+
+// Symmetric eigen-decomposition (LAPACK dsyevd) of the n x n matrix a, eigenvalues ascending;
+// a is overwritten by the eigenvectors (columns, column-major).
+inline std::vector<double> eigh(std::vector<double>& a, int n) {
+  std::vector<double> lam(n);
+  if (n == 0) return lam;
+  int info = 0, lwork = -1, liwork = -1, iwork_q = 0;
+  double work_q = 0;
+  dsyevd_("V", "U", &n, a.data(), &n, lam.data(), &work_q, &lwork, &iwork_q, &liwork, &info);
+  lwork = static_cast<int>(work_q);
+  liwork = iwork_q;
+  std::vector<double> work(std::max(1, lwork));
+  std::vector<int> iwork(std::max(1, liwork));
+  dsyevd_("V", "U", &n, a.data(), &n, lam.data(), work.data(), &lwork, iwork.data(), &liwork, &info);
+  if (info != 0)
+    throw runtime_error("symmetric eigen-solver (dsyevd) failed with info=" + std::to_string(info));
+  return lam;
 }
 
 }  // namespace spmdlearn::cpu

@@ -1,0 +1,69 @@
+// Distributed linear models: least squares and ridge by normal equations (scikit-learn's
+// LinearRegression, Ridge), and L2-penalised logistic regression (LogisticRegression).
+//
+// Normal equations. Every rank accumulates, for its rows z = [x | y] (d features, t targets) and
+// weights w >= 0, the weighted mean and the centred cross-products Σ w (z - mean)(z - mean)ᵀ
+// (cache-sized chunks centred on their own mean, BLAS syrk, Chan merges); ranks merge them with the
+// same correction against the global mean, so X^T X and X^T y are never formed from raw sums.
+// `solve` then finds, with A = Xc^T Xc and B = Xc^T Yc (centred when fit_intercept, raw otherwise):
+//   ridge (alpha > 0):  (A + alpha I) coef = B     Cholesky; eigen fallback if not positive definite
+//   least squares:      A coef = B                 Cholesky when A has full numerical rank, else the
+//                                                  minimum-norm solution V diag(1/lambda) V^T B over
+//                                                  the eigenvalues above the cutoff (scikit-learn's
+//                                                  lstsq answer for rank-deficient X, same cutoff)
+//   intercept = mean_y - mean_x^T coef.
+//
+//   spmdlearn::linear_model::normal_state s;
+//   spmdlearn::linear_model::partial_fit<double>(comm, s, X, Y, std::nullopt);   // collective
+//   auto r = spmdlearn::linear_model::solve(s, {}, true);                           // local
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "spmdlearn/core/comm.hpp"
+#include "spmdlearn/core/table.hpp"
+
+namespace spmdlearn::linear_model {
+
+// Replicated on every rank: all rows of all ranks seen so far.
+struct normal_state {
+  std::int64_t n_features = 0;
+  std::int64_t n_targets = 0;
+  std::int64_t n_rows = 0;
+  double weight = 0.0;         // Σ w (n without weights)
+  std::vector<double> mean;    // p = d + t weighted means of [X | Y]
+  std::vector<double> cross;   // p x p row-major, Σ w (z - mean)(z - mean)ᵀ
+};
+
+// Collective. Merges every rank's rows (X: n x d, Y: n x t, w: n, >= 0) into s. Every rank throws
+// the same error for NaN/inf in X or Y, a Y or w of the wrong length, negative weights, d, t or
+// dtype differing between ranks or from s, and when no rank holds a row (`what` names the caller).
+template <class T>
+void partial_fit(const comm& c, normal_state& s, matrix_view<const T> X, matrix_view<const T> Y,
+                 std::optional<vector_view<const T>> w, const char* what = "LinearRegression");
+
+struct solution {
+  std::vector<double> coef;       // t x d row-major
+  std::vector<double> intercept;  // t (zeros without fit_intercept)
+  std::vector<double> singular;   // d singular values of the (centred, sqrt(w)-scaled) X, descending
+  std::int64_t rank = 0;          // numerical rank of X
+};
+
+// Local. `alpha`: empty for least squares, else one value or one per target (all >= 0).
+// `rcond`: singular values of X below rcond * s_max count as zero (scikit-learn's LinearRegression
+// passes its `tol`, 1e-6 by default, to lstsq as this cutoff); the cutoff never goes below the
+// rounding of the normal equations themselves (~16 d eps relative to the largest eigenvalue).
+solution solve(const normal_state& s, std::span<const double> alpha, bool fit_intercept,
+               double rcond = 1e-6);
+
+// Collective: the coefficient of determination of all ranks' rows, per target (scikit-learn's
+// r2_score with multioutput="raw_values"): 1 - Σ w (y - p)² / Σ w (y - ȳ)², ȳ the global weighted
+// mean (Chan-merged); 1.0 where both sums are 0 and 0.0 where only the second is (force_finite).
+template <class T>
+std::vector<double> r2_score(const comm& c, matrix_view<const T> Y, matrix_view<const T> P,
+                             std::optional<vector_view<const T>> w);
+
+}  // namespace spmdlearn::linear_model

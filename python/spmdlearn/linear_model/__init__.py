@@ -1,0 +1,4 @@
+"""Distributed linear models: LinearRegression, Ridge, their incremental forms, LogisticRegression."""
+from ._linear import IncrementalLinearRegression, IncrementalRidge, LinearRegression, Ridge
+
+__all__ = ["LinearRegression", "Ridge", "IncrementalLinearRegression", "IncrementalRidge"]

@@ -1,0 +1,279 @@
+// LinearRegression / Ridge: local weighted centred cross-products of [X | Y] -> merge -> solve.
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <string>
+
+#include "backend/cpu/lapack.hpp"
+#include "core/cross_merge.hpp"
+#include "core/merge.hpp"
+#include "core/threads.hpp"
+#include "core/validate.hpp"
+#include "spmdlearn/core/error.hpp"
+#include "spmdlearn/core/guard.hpp"
+#include "spmdlearn/linear_model.hpp"
+
+namespace spmdlearn::linear_model {
+
+namespace {
+
+template <class T>
+void check_inputs(const char* what, matrix_view<const T> X, matrix_view<const T> Y,
+                  const std::optional<vector_view<const T>>& w) {
+  detail::check_host_matrix(what, X);
+  require_cpu(Y.device, what);
+  if (Y.rows != X.rows)
+    throw invalid_argument(std::string(what) + ": y has " + std::to_string(Y.rows) +
+                           " samples but X has " + std::to_string(X.rows) +
+                           " (inconsistent numbers of samples)");
+  detail::check_sample_weight(what, X.rows, w);
+}
+
+template <class T>
+detail::cross_moments local_moments(const char* what, matrix_view<const T> X, matrix_view<const T> Y,
+                                    const std::optional<vector_view<const T>>& w) {
+  const std::int64_t d = X.cols, t = Y.cols, p = d + t;
+  detail::cross_moments acc;
+  acc.reset(p);
+  const std::int64_t bad = detail::accumulate_rows(
+      acc, X.rows, p, [&](std::int64_t i0, std::int64_t nb, double* z, double* wt) {
+        for (std::int64_t i = 0; i < nb; ++i) {
+          const T* x = X.row(i0 + i);
+          const T* y = Y.row(i0 + i);
+          double* r = z + i * p;
+          for (std::int64_t j = 0; j < d; ++j) r[j] = static_cast<double>(x[j]);
+          for (std::int64_t k = 0; k < t; ++k) r[d + k] = static_cast<double>(y[k]);
+          wt[i] = w ? static_cast<double>((*w)[i0 + i]) : 1.0;
+        }
+      });
+  if (bad >= 0) {
+    const std::int64_t nb = std::min(detail::cross_chunk_rows(p), X.rows - bad);
+    detail::throw_if_nonfinite("X", X, bad, nb);
+    detail::throw_if_nonfinite("y", Y, bad, nb);
+    throw invalid_argument(std::string(what) + ": the weighted sums overflow (values too large)");
+  }
+  return acc;
+}
+
+
+// Solves A x = b for the nrhs columns of b (d x nrhs, column-major) by Cholesky; false when A is
+// not numerically positive definite.
+bool cholesky_solve(std::vector<double> A, int d, std::vector<double>& b, int nrhs) {
+  int info = 0;
+  dpotrf_("U", &d, A.data(), &d, &info);
+  if (info != 0) return false;
+  dpotrs_("U", &d, &nrhs, A.data(), &d, b.data(), &d, &info);
+  return info == 0;
+}
+
+// x = V diag(1/λ, λ > cutoff) Vᵀ b (the minimum-norm least-squares solution).
+void eigen_solve(const std::vector<double>& V, const std::vector<double>& lam, double cutoff, int d,
+                 std::vector<double>& b, int nrhs) {
+  std::vector<double> c(d);
+  for (int r = 0; r < nrhs; ++r) {
+    double* x = b.data() + static_cast<std::size_t>(r) * d;
+    for (int k = 0; k < d; ++k) {
+      double s = 0.0;
+      const double* v = V.data() + static_cast<std::size_t>(k) * d;
+      for (int i = 0; i < d; ++i) s += v[i] * x[i];
+      c[k] = lam[k] > cutoff ? s / lam[k] : 0.0;
+    }
+    std::fill(x, x + d, 0.0);
+    for (int k = 0; k < d; ++k) {
+      const double* v = V.data() + static_cast<std::size_t>(k) * d;
+      for (int i = 0; i < d; ++i) x[i] += c[k] * v[i];
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void partial_fit(const comm& c, normal_state& s, matrix_view<const T> X, matrix_view<const T> Y,
+                 std::optional<vector_view<const T>> w, const char* what) {
+  detail::configure_blas_threads(c);
+  detail::cross_moments loc;
+  std::exception_ptr err;
+  try {
+    check_inputs(what, X, Y, w);
+    if (s.n_features > 0 && detail::declared_features(X) >= 0 && X.cols != s.n_features)
+      throw invalid_argument(std::string(what) + ": X has " + std::to_string(X.cols) +
+                             " features, but the model was fitted with " + std::to_string(s.n_features));
+    loc = local_moments(what, X, Y, w);
+  } catch (...) {
+    err = std::current_exception();
+  }
+  const auto agreed = agree(c, err,
+                            {{"n_features", detail::declared_features(X)},
+                             {"the number of targets", X.rows == 0 && X.cols == 0 ? -1 : Y.cols},
+                             {"dtype", static_cast<std::int64_t>(dtype_of<T>()), dtype_labels}});
+  const std::int64_t d = std::max<std::int64_t>(agreed[0], 0), t = std::max<std::int64_t>(agreed[1], 0);
+  if (static_cast<std::int64_t>(loc.mean.size()) != d + t) loc.reset(d + t);
+  detail::cross_moments g = detail::merge_across(c, std::move(loc));
+  if (g.rows == 0)
+    throw invalid_argument(std::string(what) +
+                           ": no rank holds any row (0 samples in total); at least one sample is required");
+  if (!(g.weight > 0.0))
+    throw invalid_argument(std::string(what) +
+                           ": Sample weights must contain at least one non-zero number (the "
+                           "weights of all ranks' rows sum to zero)");
+  if (s.n_features > 0 && s.n_targets != t)
+    throw invalid_argument(std::string(what) + ": y has " + std::to_string(t) +
+                           " targets, but the model was fitted with " + std::to_string(s.n_targets));
+  detail::cross_moments acc;
+  acc.weight = s.weight;
+  acc.rows = s.n_rows;
+  acc.mean = s.mean;
+  acc.cross = s.cross;
+  if (s.n_features == 0) acc.reset(d + t);
+  detail::merge_into(acc, g);
+  s.n_features = d;
+  s.n_targets = t;
+  s.n_rows = acc.rows;
+  s.weight = acc.weight;
+  s.mean = std::move(acc.mean);
+  s.cross = std::move(acc.cross);
+}
+
+solution solve(const normal_state& s, std::span<const double> alpha, bool fit_intercept, double rcond) {
+  const std::int64_t d = s.n_features, t = s.n_targets, p = d + t;
+  if (!alpha.empty() && alpha.size() != 1 && static_cast<std::int64_t>(alpha.size()) != t)
+    throw invalid_argument("Number of targets and number of penalties do not correspond: " +
+                           std::to_string(t) + " != " + std::to_string(alpha.size()));
+  for (double a : alpha)
+    if (!(a >= 0.0) || !std::isfinite(a))
+      throw invalid_argument("alpha must be a finite number >= 0, got " + std::to_string(a));
+  // A (d x d) and B (d x t), column-major; centred, or raw (Σ w z zᵀ = M + W μ μᵀ).
+  std::vector<double> A(d * d), B(d * t);
+  const double W = s.weight;
+  auto m = [&](std::int64_t i, std::int64_t j) {
+    double v = s.cross[i * p + j];
+    if (!fit_intercept) v += W * s.mean[i] * s.mean[j];
+    return v;
+  };
+  for (std::int64_t i = 0; i < d; ++i)
+    for (std::int64_t j = 0; j < d; ++j) A[i + j * d] = m(i, j);
+  for (std::int64_t k = 0; k < t; ++k)
+    for (std::int64_t i = 0; i < d; ++i) B[i + k * d] = m(i, d + k);
+
+  solution r;
+  // Singular values of X from the eigenvalues of A. lstsq drops s < rcond s_max, i.e.
+  // λ < rcond² λ_max; A itself carries rounding of ~d eps64 λ_max, so never below that.
+  std::vector<double> V = A;
+  std::vector<double> lam = cpu::eigh(V, static_cast<int>(d));
+  const double lam_max = d > 0 ? std::max(lam.back(), 0.0) : 0.0;
+  const double cutoff =
+      lam_max * std::max(rcond * rcond, 16.0 * static_cast<double>(std::max<std::int64_t>(d, 1)) *
+                                            std::numeric_limits<double>::epsilon());
+  r.singular.resize(d);
+  for (std::int64_t k = 0; k < d; ++k) {
+    const double l = lam[d - 1 - k];
+    r.singular[k] = std::sqrt(std::max(l, 0.0));
+    if (l > cutoff) ++r.rank;
+  }
+
+  std::vector<double> X = B;  // solution, d x t column-major
+  const int di = static_cast<int>(d);
+  auto alpha_of = [&](std::int64_t k) { return alpha.empty() ? 0.0 : alpha[alpha.size() == 1 ? 0 : k]; };
+  bool same_alpha = true;
+  for (std::int64_t k = 1; k < t; ++k) same_alpha &= alpha_of(k) == alpha_of(0);
+  auto solve_group = [&](std::int64_t k0, std::int64_t nk, double a) {
+    std::vector<double> b(X.begin() + k0 * d, X.begin() + (k0 + nk) * d);
+    bool done = false;
+    if (a > 0.0 || r.rank == d) {
+      std::vector<double> Aa = A;
+      for (std::int64_t i = 0; i < d; ++i) Aa[i + i * d] += a;
+      done = cholesky_solve(std::move(Aa), di, b, static_cast<int>(nk));
+    }
+    if (!done) {
+      // Rank-deficient least squares (or a ridge system that is not numerically positive
+      // definite): the minimum-norm solution over the eigenvalues above the cutoff.
+      std::vector<double> la(lam);
+      for (auto& l : la) l += a;
+      eigen_solve(V, la, a > 0.0 ? 0.0 : cutoff, di, b, static_cast<int>(nk));
+    }
+    std::copy(b.begin(), b.end(), X.begin() + k0 * d);
+  };
+  if (d > 0 && t > 0) {
+    if (same_alpha)
+      solve_group(0, t, alpha_of(0));
+    else
+      for (std::int64_t k = 0; k < t; ++k) solve_group(k, 1, alpha_of(k));
+  }
+  r.coef.assign(t * d, 0.0);
+  r.intercept.assign(t, 0.0);
+  for (std::int64_t k = 0; k < t; ++k) {
+    double icpt = fit_intercept ? s.mean[d + k] : 0.0;
+    for (std::int64_t i = 0; i < d; ++i) {
+      r.coef[k * d + i] = X[i + k * d];
+      if (fit_intercept) icpt -= s.mean[i] * X[i + k * d];
+    }
+    r.intercept[k] = icpt;
+  }
+  return r;
+}
+
+template <class T>
+std::vector<double> r2_score(const comm& c, matrix_view<const T> Y, matrix_view<const T> P,
+                             std::optional<vector_view<const T>> w) {
+  const std::int64_t t = Y.cols;
+  double W = 0.0;
+  std::vector<double> mean(t, 0.0), m2(t, 0.0), ssr(t, 0.0);
+  std::exception_ptr err;
+  try {
+    require_cpu(Y.device, "score");
+    if (P.rows != Y.rows || P.cols != Y.cols)
+      throw invalid_argument("score: y has shape (" + std::to_string(Y.rows) + ", " +
+                             std::to_string(Y.cols) + ") but the predictions have (" +
+                             std::to_string(P.rows) + ", " + std::to_string(P.cols) + ")");
+    detail::check_sample_weight("score", Y.rows, w);
+    // Local weighted mean, centred squares (two passes over the local rows) and residual squares.
+    for (std::int64_t i = 0; i < Y.rows; ++i) {
+      const double wi = w ? static_cast<double>((*w)[i]) : 1.0;
+      W += wi;
+      for (std::int64_t k = 0; k < t; ++k) mean[k] += wi * static_cast<double>(Y(i, k));
+    }
+    if (W > 0.0)
+      for (auto& v : mean) v /= W;
+    for (std::int64_t i = 0; i < Y.rows; ++i) {
+      const double wi = w ? static_cast<double>((*w)[i]) : 1.0;
+      for (std::int64_t k = 0; k < t; ++k) {
+        const double y = static_cast<double>(Y(i, k)), e = y - static_cast<double>(P(i, k));
+        m2[k] += wi * (y - mean[k]) * (y - mean[k]);
+        ssr[k] += wi * e * e;
+      }
+    }
+    for (std::int64_t k = 0; k < t; ++k)
+      if (!std::isfinite(m2[k]) || !std::isfinite(ssr[k]))
+        throw invalid_argument("score: y or the predictions contain NaN or infinity");
+  } catch (...) {
+    err = std::current_exception();
+  }
+  agree(c, err, {{"the number of targets", Y.rows == 0 && Y.cols == 0 ? -1 : t}});
+  const detail::global_mean g = detail::merge_means_across(c, W, Y.rows, mean);
+  std::vector<double> sums(2 * t);
+  for (std::int64_t k = 0; k < t; ++k) {
+    sums[k] = m2[k] + W * g.local_delta[k] * g.local_delta[k];
+    sums[t + k] = ssr[k];
+  }
+  c.allreduce<double>(sums, reduce_op::sum);
+  std::vector<double> r2(t);
+  for (std::int64_t k = 0; k < t; ++k) {
+    const double sst = sums[k], sr = sums[t + k];
+    r2[k] = sst != 0.0 ? 1.0 - sr / sst : (sr == 0.0 ? 1.0 : 0.0);
+  }
+  return r2;
+}
+
+#define SPMDLEARN_INSTANTIATE(T)                                                                 \
+  template void partial_fit<T>(const comm&, normal_state&, matrix_view<const T>,                 \
+                               matrix_view<const T>, std::optional<vector_view<const T>>,        \
+                               const char*);                                                     \
+  template std::vector<double> r2_score<T>(const comm&, matrix_view<const T>,                    \
+                                           matrix_view<const T>, std::optional<vector_view<const T>>);
+SPMDLEARN_INSTANTIATE(float)
+SPMDLEARN_INSTANTIATE(double)
+#undef SPMDLEARN_INSTANTIATE
+
+}  // namespace spmdlearn::linear_model
