@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "spmdlearn/core/comm.hpp"
@@ -65,5 +66,47 @@ solution solve(const normal_state& s, std::span<const double> alpha, bool fit_in
 template <class T>
 std::vector<double> r2_score(const comm& c, matrix_view<const T> Y, matrix_view<const T> P,
                              std::optional<vector_view<const T>> w);
+
+// ---- logistic regression -------------------------------------------------------------------
+//
+// Minimises scikit-learn's objective (sw = sample weights times class weights, S = Σ sw over all
+// ranks' rows, K classes):
+//   f(W, b) = (1/S) Σ_i sw_i loss_i + ||W||² / (2 C S)      (intercepts b not penalised)
+//   binary (K = 2): one coefficient row, loss_i = log(1 + e^{r_i}) - y_i r_i, r_i = x_i·w + b
+//   multinomial (K > 2): K rows, loss_i = log Σ_k e^{r_ik} - r_{i,y_i}
+// Each evaluation computes the local loss and gradient with BLAS (chunks of rows, gemm) and
+// allreduces them once; the optimiser (L-BFGS with a strong-Wolfe line search, or Newton-CG with
+// Hessian-vector products, one allreduce each) then runs identically on every rank, so every
+// rank ends with the same bits. Convergence as scikit-learn: max |gradient| <= tol (L-BFGS also
+// stops when f stops decreasing: relative reduction <= 64 eps).
+enum class logistic_solver : int { lbfgs = 0, newton_cg = 1 };
+
+struct logistic_params {
+  double C = 1.0;              // inverse regularisation strength
+  bool penalty = true;         // false: no L2 term (penalty=None)
+  bool fit_intercept = true;
+  double tol = 1e-4;
+  int max_iter = 100;
+  logistic_solver solver = logistic_solver::lbfgs;
+  int verbose = 0;             // > 0: one line per iteration on rank 0 (stdout)
+};
+
+struct logistic_result {
+  std::vector<double> coef;       // K' x d row-major (K' = 1 for two classes, else K)
+  std::vector<double> intercept;  // K' (zeros without fit_intercept)
+  int n_iter = 0;
+  bool converged = false;
+  std::string message;            // why the optimiser stopped
+};
+
+// Collective. y: class indices in [0, n_classes) of this rank's rows; w: sample weights (already
+// multiplied by class weights), >= 0. `init`: optional start (K' x (d + fit_intercept), row-major
+// [coef | intercept]), e.g. warm_start. Every rank throws the same error for NaN/inf in X, labels
+// out of range, bad weights, or d/dtype differing between ranks.
+template <class T>
+logistic_result fit_logistic(const comm& c, matrix_view<const T> X,
+                             vector_view<const std::int32_t> y, std::int64_t n_classes,
+                             std::optional<vector_view<const T>> w, const logistic_params& p,
+                             std::span<const double> init = {});
 
 }  // namespace spmdlearn::linear_model

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "spmdlearn/spmdlearn.hpp"
@@ -385,6 +386,40 @@ f64_array r2_score(std::uintptr_t comm, host_matrix<T> Y, host_matrix<T> P, std:
   return to_numpy(std::move(r));
 }
 
+template <class T>
+nb::dict logreg_fit(std::uintptr_t comm, host_matrix<T> X, host_vector<std::int32_t> y,
+                    std::int64_t n_classes, std::optional<host_vector<T>> w, double C, bool penalty,
+                    bool fit_intercept, double tol, int max_iter, const std::string& solver,
+                    int verbose, std::optional<host_vector<double>> init) {
+  sl::linear_model::logistic_params p;
+  p.C = C;
+  p.penalty = penalty;
+  p.fit_intercept = fit_intercept;
+  p.tol = tol;
+  p.max_iter = max_iter;
+  p.solver = solver == "newton-cg" ? sl::linear_model::logistic_solver::newton_cg
+                                   : sl::linear_model::logistic_solver::lbfgs;
+  p.verbose = verbose;
+  sl::linear_model::logistic_result r;
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    std::span<const double> start;
+    if (init) start = {init->data(), init->size()};
+    r = sl::linear_model::fit_logistic<T>(
+        *c, view(X), sl::vector_view<const std::int32_t>{y.data(), static_cast<std::int64_t>(y.shape(0))},
+        n_classes, view(w), p, start);
+  }
+  const std::size_t kp = r.intercept.size(), d = kp ? r.coef.size() / kp : 0;
+  nb::dict out;
+  out["coef"] = to_numpy(std::move(r.coef), {kp, d});
+  out["intercept"] = to_numpy(std::move(r.intercept));
+  out["n_iter"] = r.n_iter;
+  out["converged"] = r.converged;
+  out["message"] = r.message;
+  return out;
+}
+
 // In-place sum/min/max of a float64 or int64 numpy array over the ranks (the Python layer's global
 // metrics and counts); identical on every rank.
 template <class T>
@@ -496,6 +531,12 @@ NB_MODULE(_core, m) {
   m.def("lr_solve", &lr_solve, "state"_a, "alpha"_a, "fit_intercept"_a, "rcond"_a);
   m.def("r2_score", &r2_score<double>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());
   m.def("r2_score", &r2_score<float>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());
+  m.def("logreg_fit", &logreg_fit<double>, "comm"_a, "X"_a, "y"_a, "n_classes"_a, "w"_a.none(),
+        "C"_a, "penalty"_a, "fit_intercept"_a, "tol"_a, "max_iter"_a, "solver"_a, "verbose"_a,
+        "init"_a.none());
+  m.def("logreg_fit", &logreg_fit<float>, "comm"_a, "X"_a, "y"_a, "n_classes"_a, "w"_a.none(),
+        "C"_a, "penalty"_a, "fit_intercept"_a, "tol"_a, "max_iter"_a, "solver"_a, "verbose"_a,
+        "init"_a.none());
   m.def("allreduce", &allreduce_array<double>, "comm"_a, "a"_a, "op"_a = "sum");
   m.def("allreduce", &allreduce_array<std::int64_t>, "comm"_a, "a"_a, "op"_a = "sum");
   m.def("pinvh", [](host_matrix<double> a, bool float32) {

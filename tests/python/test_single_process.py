@@ -22,6 +22,7 @@ from spmdlearn.linear_model import (
     IncrementalLinearRegression,
     IncrementalRidge,
     LinearRegression,
+    LogisticRegression,
     Ridge,
 )
 from spmdlearn.preprocessing import MaxAbsScaler, StandardScaler
@@ -31,6 +32,7 @@ ESTIMATORS = [
     Ridge(),
     IncrementalLinearRegression(),
     IncrementalRidge(),
+    LogisticRegression(),
     BasicStatistics(),
     IncrementalBasicStatistics(),
     EmpiricalCovariance(),

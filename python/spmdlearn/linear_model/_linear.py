@@ -19,10 +19,9 @@ from .._base import FLOAT_DTYPES, SPMDMixin, finish_features, is_cuda_array, to_
 from .._comm import collective
 
 
-def _local_Xy(est, X, y, sample_weight, *, reset):
-    """This rank's block: X (n, d) and y (n,) or (n, t) as C-contiguous arrays of one float dtype,
-    weights as a 1-D array of that dtype. Zero rows are fine (a rank may hold none); NaN/inf are
-    rejected by the C++ pass (with the local row) on every rank."""
+def host_Xy(est, X, y):
+    """X and y as host data: y is required; CUDA arrays are refused (no GPU path yet for the
+    linear models) unless device="cpu" asks for a copy to the host -- never a silent fallback."""
     if y is None:
         raise ValueError(f"{type(est).__name__} requires y to be passed, but the target y is None")
     device = getattr(est, "device", "auto")
@@ -35,6 +34,14 @@ def _local_Xy(est, X, y, sample_weight, *, reset):
         X, y = (to_host(a) if is_cuda_array(a) else a for a in (X, y))
     if device == "cuda":
         raise NotImplementedError(f"{type(est).__name__}(device='cuda') is not implemented yet")
+    return X, y
+
+
+def _local_Xy(est, X, y, sample_weight, *, reset):
+    """This rank's block: X (n, d) and y (n,) or (n, t) as C-contiguous arrays of one float dtype,
+    weights as a 1-D array of that dtype. Zero rows are fine (a rank may hold none); NaN/inf are
+    rejected by the C++ pass (with the local row) on every rank."""
+    X, y = host_Xy(est, X, y)
     X = validate_data(
         est, X, reset=reset, dtype=list(FLOAT_DTYPES), order="C", ensure_all_finite=False,
         ensure_min_samples=0, accept_sparse=False,

@@ -1,0 +1,476 @@
+// LogisticRegression: distributed loss/gradient (one allreduce per evaluation) and replicated
+// optimisers (L-BFGS, Newton-CG). See include/spmdlearn/linear_model.hpp for the objective.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <limits>
+#include <string>
+
+#include "backend/cpu/lapack.hpp"
+#include "core/threads.hpp"
+#include "core/validate.hpp"
+#include "spmdlearn/core/error.hpp"
+#include "spmdlearn/core/guard.hpp"
+#include "spmdlearn/linear_model.hpp"
+
+namespace spmdlearn::linear_model {
+
+namespace {
+
+using vec = std::vector<double>;
+
+double dot(const vec& a, const vec& b) {
+  double s = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+double max_abs(const vec& a) {
+  double m = 0.0;
+  for (double v : a) m = std::max(m, std::abs(v));
+  return m;
+}
+
+// The distributed objective. Parameters θ: K' rows of [w_k (d) | b_k (if fit_intercept)].
+template <class T>
+class objective {
+ public:
+  objective(const comm& c, matrix_view<const T> X, vector_view<const std::int32_t> y, std::int64_t K,
+            const T* w, double S, const logistic_params& p)
+      : c_(c), X_(X), y_(y), w_(w), d_(X.cols), K_(K), kp_(K == 2 ? 1 : K),
+        cols_(X.cols + (p.fit_intercept ? 1 : 0)), icpt_(p.fit_intercept),
+        l2_(p.penalty ? 1.0 / (p.C * S) : 0.0), S_(S) {
+    B_ = std::clamp<std::int64_t>((1 << 19) / (8 * std::max<std::int64_t>(d_ + kp_, 1)), 64, 4096);
+    xbuf_.resize(B_ * d_);
+    raw_.resize(B_ * kp_);
+  }
+  std::int64_t size() const { return kp_ * cols_; }
+
+  // f(θ) and ∇f(θ) over all ranks' rows (collective: one allreduce). Keeps the per-row
+  // probabilities for hess_vec at this θ.
+  double loss_grad(const vec& theta, vec& grad) {
+    const std::int64_t n = X_.rows;
+    vec acc(1 + size(), 0.0);  // [loss, grad]
+    prob_.resize(n * kp_);
+    for (std::int64_t i0 = 0; i0 < n; i0 += B_) {
+      const std::int64_t nb = std::min(B_, n - i0);
+      logits(theta, i0, nb);
+      double loss = 0.0;
+      for (std::int64_t i = 0; i < nb; ++i) {
+        const double sw = w_ ? static_cast<double>(w_[i0 + i]) : 1.0;
+        const int yi = y_[i0 + i];
+        double* r = raw_.data() + i * kp_;
+        double* pr = prob_.data() + (i0 + i) * kp_;
+        if (kp_ == 1) {
+          const double z = r[0];
+          // log(1 + e^z) - y z, stably; residual p - y
+          const double sp = z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z));
+          loss += sw * (sp - (yi == 1 ? z : 0.0));
+          const double pz = z >= 0 ? 1.0 / (1.0 + std::exp(-z)) : std::exp(z) / (1.0 + std::exp(z));
+          pr[0] = pz;
+          r[0] = sw * (pz - (yi == 1 ? 1.0 : 0.0));
+        } else {
+          double m = r[0];
+          for (std::int64_t k = 1; k < kp_; ++k) m = std::max(m, r[k]);
+          double se = 0.0;
+          for (std::int64_t k = 0; k < kp_; ++k) se += std::exp(r[k] - m);
+          const double lse = m + std::log(se);
+          loss += sw * (lse - r[yi]);
+          for (std::int64_t k = 0; k < kp_; ++k) {
+            const double pk = std::exp(r[k] - lse);
+            pr[k] = pk;
+            r[k] = sw * (pk - (k == yi ? 1.0 : 0.0));
+          }
+        }
+      }
+      acc[0] += loss;
+      add_transpose_product(nb, acc.data() + 1);
+    }
+    c_.allreduce<double>(acc, reduce_op::sum);
+    grad.assign(acc.begin() + 1, acc.end());
+    double f = acc[0] / S_;
+    for (auto& g : grad) g /= S_;
+    if (l2_ > 0.0) {
+      for (std::int64_t k = 0; k < kp_; ++k)
+        for (std::int64_t j = 0; j < d_; ++j) {
+          const double v = theta[k * cols_ + j];
+          f += 0.5 * l2_ * v * v;
+          grad[k * cols_ + j] += l2_ * v;
+        }
+    }
+    return f;
+  }
+
+  // H v at the θ of the last loss_grad (collective: one allreduce).
+  void hess_vec(const vec& v, vec& out) {
+    const std::int64_t n = X_.rows;
+    vec acc(size(), 0.0);
+    for (std::int64_t i0 = 0; i0 < n; i0 += B_) {
+      const std::int64_t nb = std::min(B_, n - i0);
+      logits(v, i0, nb);  // u = x·V_k (+ vb_k)
+      for (std::int64_t i = 0; i < nb; ++i) {
+        const double sw = w_ ? static_cast<double>(w_[i0 + i]) : 1.0;
+        double* u = raw_.data() + i * kp_;
+        const double* pr = prob_.data() + (i0 + i) * kp_;
+        if (kp_ == 1) {
+          u[0] = sw * pr[0] * (1.0 - pr[0]) * u[0];
+        } else {
+          double pu = 0.0;
+          for (std::int64_t k = 0; k < kp_; ++k) pu += pr[k] * u[k];
+          for (std::int64_t k = 0; k < kp_; ++k) u[k] = sw * pr[k] * (u[k] - pu);
+        }
+      }
+      add_transpose_product(nb, acc.data());
+    }
+    c_.allreduce<double>(acc, reduce_op::sum);
+    out.resize(size());
+    for (std::int64_t e = 0; e < size(); ++e) out[e] = acc[e] / S_;
+    if (l2_ > 0.0)
+      for (std::int64_t k = 0; k < kp_; ++k)
+        for (std::int64_t j = 0; j < d_; ++j) out[k * cols_ + j] += l2_ * v[k * cols_ + j];
+  }
+
+ private:
+  // raw_ (nb x K') = X[i0:i0+nb] Wᵀ + b; also leaves the rows as double in xbuf_.
+  void logits(const vec& theta, std::int64_t i0, std::int64_t nb) {
+    for (std::int64_t i = 0; i < nb; ++i) {
+      const T* x = X_.row(i0 + i);
+      double* o = xbuf_.data() + i * d_;
+      for (std::int64_t j = 0; j < d_; ++j) o[j] = static_cast<double>(x[j]);
+    }
+    // Column-major: raw (K' x nb) = Θ_W (K' x d, ld cols_ ... as d x K' with ld cols_)ᵀ · xbuf (d x nb)
+    const int kp = static_cast<int>(kp_), nbi = static_cast<int>(nb), di = static_cast<int>(d_),
+              ld = static_cast<int>(cols_);
+    const double one = 1.0, zero = 0.0;
+    if (d_ > 0)
+      dgemm_("T", "N", &kp, &nbi, &di, &one, theta.data(), &ld, xbuf_.data(), &di, &zero, raw_.data(), &kp);
+    else
+      std::fill(raw_.begin(), raw_.begin() + nb * kp_, 0.0);
+    if (icpt_)
+      for (std::int64_t i = 0; i < nb; ++i)
+        for (std::int64_t k = 0; k < kp_; ++k) raw_[i * kp_ + k] += theta[k * cols_ + d_];
+  }
+  // g[k, :d] += Σ_i raw_[i, k] x_i ; g[k, d] += Σ_i raw_[i, k]  (raw_ holds the residuals).
+  void add_transpose_product(std::int64_t nb, double* g) {
+    const int kp = static_cast<int>(kp_), nbi = static_cast<int>(nb), di = static_cast<int>(d_),
+              ld = static_cast<int>(cols_);
+    const double one = 1.0;
+    // Column-major: G (d x K', ld cols_) += xbuf (d x nb) · rawᵀ (nb x K')
+    if (d_ > 0)
+      dgemm_("N", "T", &di, &kp, &nbi, &one, xbuf_.data(), &di, raw_.data(), &kp, &one, g, &ld);
+    if (icpt_)
+      for (std::int64_t i = 0; i < nb; ++i)
+        for (std::int64_t k = 0; k < kp_; ++k) g[k * cols_ + d_] += raw_[i * kp_ + k];
+  }
+
+  const comm& c_;
+  matrix_view<const T> X_;
+  vector_view<const std::int32_t> y_;
+  const T* w_;
+  std::int64_t d_, K_, kp_, cols_;
+  bool icpt_;
+  double l2_, S_;
+  std::int64_t B_ = 0;
+  vec xbuf_, raw_, prob_;
+};
+
+// Strong-Wolfe line search (Nocedal & Wright, algorithms 3.5/3.6, cubic interpolation) along p
+// from x (f0, g0). On success x, f, g hold the new point. Every evaluation is collective; the
+// decisions depend only on allreduced values, so every rank takes the same steps.
+template <class F>
+bool line_search(F& eval, vec& x, double& f, vec& g, const vec& p, double a1, int max_evals, int& evals) {
+  constexpr double c1 = 1e-4, c2 = 0.9;
+  const vec x0 = x, g0 = g;
+  const double f0 = f, d0 = dot(g0, p);
+  if (!(d0 < 0.0)) return false;
+  vec xt(x0.size()), gt;
+  auto phi = [&](double a, double& fa, double& da) {
+    for (std::size_t i = 0; i < x0.size(); ++i) xt[i] = x0[i] + a * p[i];
+    fa = eval(xt, gt);
+    da = dot(gt, p);
+    ++evals;
+  };
+  auto accept = [&](double fa) {
+    x = xt;
+    f = fa;
+    g = gt;
+    return true;
+  };
+  auto cubic = [](double a, double fa, double da, double b, double fb, double db) {
+    const double d1 = da + db - 3.0 * (fa - fb) / (a - b);
+    const double disc = d1 * d1 - da * db;
+    if (disc < 0.0) return 0.5 * (a + b);
+    const double d2 = std::copysign(std::sqrt(disc), b - a);
+    const double t = b - (b - a) * (db + d2 - d1) / (db - da + 2.0 * d2);
+    const double lo = std::min(a, b), hi = std::max(a, b), span = hi - lo;
+    if (!std::isfinite(t) || t < lo + 0.1 * span || t > hi - 0.1 * span) return 0.5 * (a + b);
+    return t;
+  };
+  double a_prev = 0.0, f_prev = f0, d_prev = d0, a = a1;
+  for (int i = 0; i < max_evals; ++i) {
+    double fa, da;
+    phi(a, fa, da);
+    if (!std::isfinite(fa)) {  // overflow: step back
+      a = 0.5 * (a_prev + a);
+      continue;
+    }
+    double lo, flo, dlo, hi, fhi, dhi;
+    bool zoom = false;
+    if (fa > f0 + c1 * a * d0 || (i > 0 && fa >= f_prev)) {
+      lo = a_prev, flo = f_prev, dlo = d_prev, hi = a, fhi = fa, dhi = da;
+      zoom = true;
+    } else if (std::abs(da) <= -c2 * d0) {
+      return accept(fa);
+    } else if (da >= 0.0) {
+      lo = a, flo = fa, dlo = da, hi = a_prev, fhi = f_prev, dhi = d_prev;
+      zoom = true;
+    }
+    if (zoom) {
+      for (int j = i + 1; j < max_evals; ++j) {
+        const double at = cubic(lo, flo, dlo, hi, fhi, dhi);
+        double ft, dt;
+        phi(at, ft, dt);
+        if (ft > f0 + c1 * at * d0 || ft >= flo) {
+          hi = at, fhi = ft, dhi = dt;
+        } else {
+          if (std::abs(dt) <= -c2 * d0) return accept(ft);
+          if (dt * (hi - lo) >= 0.0) hi = lo, fhi = flo, dhi = dlo;
+          lo = at, flo = ft, dlo = dt;
+        }
+        if (std::abs(hi - lo) <= 1e-16 * std::max(1.0, std::abs(lo))) break;
+      }
+      // No point met both conditions: take the best sufficient-decrease point if it improved.
+      if (lo > 0.0 && flo < f0) {
+        double fl, dl;
+        phi(lo, fl, dl);
+        return accept(fl);
+      }
+      return false;
+    }
+    a_prev = a, f_prev = fa, d_prev = da;
+    a *= 2.0;
+  }
+  return false;
+}
+
+void report(const comm& c, int verbose, const char* solver, int it, double f, double gmax) {
+  if (verbose > 0 && c.rank() == 0) {
+    std::printf("[spmdlearn LogisticRegression %s] iter %3d  loss %.10g  max|grad| %.3e\n", solver, it, f, gmax);
+    std::fflush(stdout);
+  }
+}
+
+template <class T>
+logistic_result run_lbfgs(const comm& c, objective<T>& obj, vec x, const logistic_params& p) {
+  constexpr int m = 10;  // scipy's maxcor
+  const double ftol = 64.0 * std::numeric_limits<double>::epsilon();
+  logistic_result r;
+  vec g;
+  auto eval = [&](const vec& t, vec& gr) { return obj.loss_grad(t, gr); };
+  double f = eval(x, g);
+  std::vector<vec> S, Y;
+  std::vector<double> rho;
+  int evals = 1;
+  report(c, p.verbose, "lbfgs", 0, f, max_abs(g));
+  if (max_abs(g) <= p.tol) {
+    r.converged = true;
+    r.message = "gradient below tol at the start";
+  }
+  int it = 0;
+  while (!r.converged && it < p.max_iter) {
+    // Two-loop recursion: q = -H g.
+    vec q(g.size());
+    for (std::size_t i = 0; i < g.size(); ++i) q[i] = -g[i];
+    std::vector<double> alpha(S.size());
+    for (int k = static_cast<int>(S.size()) - 1; k >= 0; --k) {
+      alpha[k] = rho[k] * dot(S[k], q);
+      for (std::size_t i = 0; i < q.size(); ++i) q[i] -= alpha[k] * Y[k][i];
+    }
+    if (!S.empty()) {
+      const double gamma = dot(S.back(), Y.back()) / dot(Y.back(), Y.back());
+      for (auto& v : q) v *= gamma;
+    }
+    for (std::size_t k = 0; k < S.size(); ++k) {
+      const double beta = rho[k] * dot(Y[k], q);
+      for (std::size_t i = 0; i < q.size(); ++i) q[i] += (alpha[k] - beta) * S[k][i];
+    }
+    // First step: unit length in the steepest-descent direction (as L-BFGS-B); then 1.
+    double a1 = 1.0;
+    if (S.empty()) a1 = std::min(1.0, 1.0 / std::sqrt(dot(q, q)));
+    const vec x_old = x, g_old = g;
+    const double f_old = f;
+    if (!line_search(eval, x, f, g, q, a1, 50, evals)) {
+      if (S.empty()) {
+        r.message = "line search failed";
+        break;
+      }
+      // Restart from steepest descent once before giving up.
+      S.clear(), Y.clear(), rho.clear();
+      for (std::size_t i = 0; i < q.size(); ++i) q[i] = -g[i];
+      if (!line_search(eval, x, f, g, q, std::min(1.0, 1.0 / std::sqrt(dot(q, q))), 50, evals)) {
+        r.message = "line search failed";
+        break;
+      }
+    }
+    ++it;
+    vec s(x.size()), yv(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) s[i] = x[i] - x_old[i], yv[i] = g[i] - g_old[i];
+    const double sy = dot(s, yv);
+    if (sy > std::numeric_limits<double>::epsilon() * dot(yv, yv)) {
+      if (static_cast<int>(S.size()) == m) S.erase(S.begin()), Y.erase(Y.begin()), rho.erase(rho.begin());
+      S.push_back(std::move(s));
+      Y.push_back(std::move(yv));
+      rho.push_back(1.0 / sy);
+    }
+    const double gmax = max_abs(g);
+    report(c, p.verbose, "lbfgs", it, f, gmax);
+    if (gmax <= p.tol) {
+      r.converged = true;
+      r.message = "max |gradient| <= tol";
+    } else if ((f_old - f) / std::max({std::abs(f_old), std::abs(f), 1.0}) <= ftol) {
+      r.converged = true;
+      r.message = "relative reduction of the loss <= 64 eps";
+    }
+  }
+  if (!r.converged && r.message.empty()) r.message = "max_iter reached";
+  r.n_iter = it;
+  r.coef = std::move(x);
+  return r;
+}
+
+template <class T>
+logistic_result run_newton_cg(const comm& c, objective<T>& obj, vec x, const logistic_params& p) {
+  logistic_result r;
+  vec g, Hp, z;
+  auto eval = [&](const vec& t, vec& gr) { return obj.loss_grad(t, gr); };
+  double f = eval(x, g);
+  int evals = 1, it = 0;
+  while (it < p.max_iter) {
+    // loss_grad was last called at x (the line search ends on its accepted point), so the
+    // stored probabilities belong to x.
+    const double gmax = max_abs(g);
+    report(c, p.verbose, "newton-cg", it, f, gmax);
+    if (gmax <= p.tol) {
+      r.converged = true;
+      r.message = "max |gradient| <= tol";
+      break;
+    }
+    // Inexact Newton step: CG on H s = -g to the relative tolerance min(0.5, sqrt(|g|_1)) |g|_1.
+    double mag = 0.0;
+    for (double v : g) mag += std::abs(v);
+    const double term = std::min(0.5, std::sqrt(mag)) * mag;
+    vec s(x.size(), 0.0), res(g.size()), dir(g.size());
+    for (std::size_t i = 0; i < g.size(); ++i) res[i] = -g[i], dir[i] = res[i];
+    double rr = dot(res, res);
+    for (int k = 0; k < 200; ++k) {
+      double res1 = 0.0;
+      for (double v : res) res1 += std::abs(v);
+      if (res1 <= term) break;
+      obj.hess_vec(dir, Hp);
+      const double curv = dot(dir, Hp);
+      if (!(curv > 0.0)) {
+        if (k == 0) s = res;  // not positive: fall back to steepest descent
+        break;
+      }
+      const double alpha = rr / curv;
+      for (std::size_t i = 0; i < s.size(); ++i) s[i] += alpha * dir[i], res[i] -= alpha * Hp[i];
+      const double rr_new = dot(res, res);
+      const double beta = rr_new / rr;
+      rr = rr_new;
+      for (std::size_t i = 0; i < dir.size(); ++i) dir[i] = res[i] + beta * dir[i];
+    }
+    if (!line_search(eval, x, f, g, s, 1.0, 50, evals)) {
+      r.message = "line search failed";
+      break;
+    }
+    ++it;
+  }
+  if (it >= p.max_iter && !r.converged) {
+    // scikit-learn checks the gradient once more after the last step
+    if (max_abs(g) <= p.tol) {
+      r.converged = true;
+      r.message = "max |gradient| <= tol";
+    } else {
+      r.message = "max_iter reached";
+    }
+  }
+  r.n_iter = it;
+  r.coef = std::move(x);
+  return r;
+}
+
+}  // namespace
+
+template <class T>
+logistic_result fit_logistic(const comm& c, matrix_view<const T> X, vector_view<const std::int32_t> y,
+                             std::int64_t n_classes, std::optional<vector_view<const T>> w,
+                             const logistic_params& p, std::span<const double> init) {
+  detail::configure_blas_threads(c);
+  const char* what = "LogisticRegression";
+  double wsum = 0.0;
+  std::exception_ptr err;
+  try {
+    detail::check_host_matrix(what, X);
+    require_cpu(y.device, what);
+    if (y.size != X.rows)
+      throw invalid_argument(std::string(what) + ": y has " + std::to_string(y.size) +
+                             " samples but X has " + std::to_string(X.rows));
+    detail::check_sample_weight(what, X.rows, w);
+    if (n_classes < 2) throw invalid_argument("LogisticRegression needs at least 2 classes");
+    for (std::int64_t i = 0; i < y.size; ++i)
+      if (y[i] < 0 || y[i] >= n_classes)
+        throw invalid_argument(std::string(what) + ": class index " + std::to_string(y[i]) +
+                               " out of range at local row " + std::to_string(i));
+    for (std::int64_t i = 0; i < X.rows; ++i)
+      for (std::int64_t j = 0; j < X.cols; ++j)
+        if (!std::isfinite(X(i, j))) {
+          detail::throw_if_nonfinite("X", X, i, 1);
+        }
+    if (!(p.C > 0.0)) throw invalid_argument("C must be > 0, got " + std::to_string(p.C));
+    for (std::int64_t i = 0; i < X.rows; ++i) wsum += w ? static_cast<double>((*w)[i]) : 1.0;
+  } catch (...) {
+    err = std::current_exception();
+  }
+  const auto agreed = agree(c, err,
+                            {{"n_features", detail::declared_features(X)},
+                             {"dtype", static_cast<std::int64_t>(dtype_of<T>()), dtype_labels},
+                             {"the number of classes", n_classes}});
+  const std::int64_t d = std::max<std::int64_t>(agreed[0], 0);
+  const double S = c.allreduce_value(wsum, reduce_op::sum);
+  if (!(S > 0.0))
+    throw invalid_argument(std::string(what) +
+                           ": no rank holds a row with positive weight (the weights of all ranks' "
+                           "rows sum to zero)");
+  matrix_view<const T> Xd(X.data, X.rows, d, X.stride());
+  objective<T> obj(c, Xd, y, n_classes, w ? w->data : nullptr, S, p);
+  const std::int64_t kp = n_classes == 2 ? 1 : n_classes, cols = d + (p.fit_intercept ? 1 : 0);
+  vec x0(obj.size(), 0.0);
+  if (!init.empty()) {
+    if (static_cast<std::int64_t>(init.size()) != obj.size())
+      throw invalid_argument(std::string(what) + ": the initial coefficients have " +
+                             std::to_string(init.size()) + " values, expected " +
+                             std::to_string(obj.size()));
+    x0.assign(init.begin(), init.end());
+  }
+  logistic_result r = p.solver == logistic_solver::lbfgs ? run_lbfgs(c, obj, std::move(x0), p)
+                                                         : run_newton_cg(c, obj, std::move(x0), p);
+  vec theta = std::move(r.coef);
+  r.coef.assign(kp * d, 0.0);
+  r.intercept.assign(kp, 0.0);
+  for (std::int64_t k = 0; k < kp; ++k) {
+    for (std::int64_t j = 0; j < d; ++j) r.coef[k * d + j] = theta[k * cols + j];
+    if (p.fit_intercept) r.intercept[k] = theta[k * cols + d];
+  }
+  return r;
+}
+
+template logistic_result fit_logistic<float>(const comm&, matrix_view<const float>,
+                                             vector_view<const std::int32_t>, std::int64_t,
+                                             std::optional<vector_view<const float>>,
+                                             const logistic_params&, std::span<const double>);
+template logistic_result fit_logistic<double>(const comm&, matrix_view<const double>,
+                                              vector_view<const std::int32_t>, std::int64_t,
+                                              std::optional<vector_view<const double>>,
+                                              const logistic_params&, std::span<const double>);
+
+}  // namespace spmdlearn::linear_model
