@@ -6,6 +6,7 @@
 #include <exception>
 #include <limits>
 #include <string>
+#include <type_traits>
 
 #include "backend/cpu/lapack.hpp"
 #include "core/threads.hpp"
@@ -40,9 +41,10 @@ class objective {
       : c_(c), X_(X), y_(y), w_(w), d_(X.cols), K_(K), kp_(K == 2 ? 1 : K),
         cols_(X.cols + (p.fit_intercept ? 1 : 0)), icpt_(p.fit_intercept),
         l2_(p.penalty ? 1.0 / (p.C * S) : 0.0), S_(S) {
-    B_ = std::clamp<std::int64_t>((1 << 19) / (8 * std::max<std::int64_t>(d_ + kp_, 1)), 64, 4096);
-    xbuf_.resize(B_ * d_);
+    B_ = std::clamp<std::int64_t>((1 << 20) / (8 * std::max<std::int64_t>(d_ + kp_, 1)), 64, 8192);
+    xbuf_.resize(std::max<std::int64_t>(B_ * d_, 1));
     raw_.resize(B_ * kp_);
+    rowmax_.resize(B_);
   }
   std::int64_t size() const { return kp_ * cols_; }
 
@@ -56,30 +58,41 @@ class objective {
       const std::int64_t nb = std::min(B_, n - i0);
       logits(theta, i0, nb);
       double loss = 0.0;
-      for (std::int64_t i = 0; i < nb; ++i) {
-        const double sw = w_ ? static_cast<double>(w_[i0 + i]) : 1.0;
-        const int yi = y_[i0 + i];
-        double* r = raw_.data() + i * kp_;
-        double* pr = prob_.data() + (i0 + i) * kp_;
-        if (kp_ == 1) {
-          const double z = r[0];
-          // log(1 + e^z) - y z, stably; residual p - y
-          const double sp = z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z));
-          loss += sw * (sp - (yi == 1 ? z : 0.0));
-          const double pz = z >= 0 ? 1.0 / (1.0 + std::exp(-z)) : std::exp(z) / (1.0 + std::exp(z));
-          pr[0] = pz;
-          r[0] = sw * (pz - (yi == 1 ? 1.0 : 0.0));
-        } else {
+      double* pr0 = prob_.data() + i0 * kp_;
+      if (kp_ == 1) {
+        // e = exp(-|z|) once per row gives both softplus and the sigmoid.
+        for (std::int64_t i = 0; i < nb; ++i) {
+          const double sw = w_ ? static_cast<double>(w_[i0 + i]) : 1.0;
+          const double yv = y_[i0 + i] == 1 ? 1.0 : 0.0;
+          const double z = raw_[i];
+          const double e = std::exp(-std::abs(z));
+          const double sp = std::max(z, 0.0) + std::log1p(e);  // log(1 + e^z)
+          const double pz = z >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+          loss += sw * (sp - yv * z);
+          pr0[i] = pz;
+          raw_[i] = sw * (pz - yv);
+        }
+      } else {
+        for (std::int64_t i = 0; i < nb; ++i) {
+          const double* r = raw_.data() + i * kp_;
           double m = r[0];
           for (std::int64_t k = 1; k < kp_; ++k) m = std::max(m, r[k]);
+          rowmax_[i] = m;
+        }
+        const std::int64_t ne = nb * kp_;
+        for (std::int64_t e = 0; e < ne; ++e) pr0[e] = std::exp(raw_[e] - rowmax_[e / kp_]);
+        for (std::int64_t i = 0; i < nb; ++i) {
+          const double sw = w_ ? static_cast<double>(w_[i0 + i]) : 1.0;
+          const int yi = y_[i0 + i];
+          double* r = raw_.data() + i * kp_;
+          double* pr = pr0 + i * kp_;
           double se = 0.0;
-          for (std::int64_t k = 0; k < kp_; ++k) se += std::exp(r[k] - m);
-          const double lse = m + std::log(se);
-          loss += sw * (lse - r[yi]);
+          for (std::int64_t k = 0; k < kp_; ++k) se += pr[k];
+          loss += sw * (rowmax_[i] + std::log(se) - r[yi]);
+          const double inv = 1.0 / se;
           for (std::int64_t k = 0; k < kp_; ++k) {
-            const double pk = std::exp(r[k] - lse);
-            pr[k] = pk;
-            r[k] = sw * (pk - (k == yi ? 1.0 : 0.0));
+            pr[k] *= inv;
+            r[k] = sw * (pr[k] - (k == yi ? 1.0 : 0.0));
           }
         }
       }
@@ -133,17 +146,13 @@ class objective {
  private:
   // raw_ (nb x K') = X[i0:i0+nb] Wᵀ + b; also leaves the rows as double in xbuf_.
   void logits(const vec& theta, std::int64_t i0, std::int64_t nb) {
-    for (std::int64_t i = 0; i < nb; ++i) {
-      const T* x = X_.row(i0 + i);
-      double* o = xbuf_.data() + i * d_;
-      for (std::int64_t j = 0; j < d_; ++j) o[j] = static_cast<double>(x[j]);
-    }
-    // Column-major: raw (K' x nb) = Θ_W (K' x d, ld cols_ ... as d x K' with ld cols_)ᵀ · xbuf (d x nb)
+    rows_ld_ = load_rows(i0, nb);
+    // Column-major: raw (K' x nb) = Wᵀᵀ x: theta is d x K' (ld cols_), the rows are d x nb.
     const int kp = static_cast<int>(kp_), nbi = static_cast<int>(nb), di = static_cast<int>(d_),
-              ld = static_cast<int>(cols_);
+              ld = static_cast<int>(cols_), lx = static_cast<int>(rows_ld_);
     const double one = 1.0, zero = 0.0;
     if (d_ > 0)
-      dgemm_("T", "N", &kp, &nbi, &di, &one, theta.data(), &ld, xbuf_.data(), &di, &zero, raw_.data(), &kp);
+      dgemm_("T", "N", &kp, &nbi, &di, &one, theta.data(), &ld, rows_, &lx, &zero, raw_.data(), &kp);
     else
       std::fill(raw_.begin(), raw_.begin() + nb * kp_, 0.0);
     if (icpt_)
@@ -153,16 +162,35 @@ class objective {
   // g[k, :d] += Σ_i raw_[i, k] x_i ; g[k, d] += Σ_i raw_[i, k]  (raw_ holds the residuals).
   void add_transpose_product(std::int64_t nb, double* g) {
     const int kp = static_cast<int>(kp_), nbi = static_cast<int>(nb), di = static_cast<int>(d_),
-              ld = static_cast<int>(cols_);
+              ld = static_cast<int>(cols_), lx = static_cast<int>(rows_ld_);
     const double one = 1.0;
-    // Column-major: G (d x K', ld cols_) += xbuf (d x nb) · rawᵀ (nb x K')
+    // Column-major: G (d x K', ld cols_) += rows (d x nb) · rawᵀ (nb x K')
     if (d_ > 0)
-      dgemm_("N", "T", &di, &kp, &nbi, &one, xbuf_.data(), &di, raw_.data(), &kp, &one, g, &ld);
+      dgemm_("N", "T", &di, &kp, &nbi, &one, rows_, &lx, raw_.data(), &kp, &one, g, &ld);
     if (icpt_)
       for (std::int64_t i = 0; i < nb; ++i)
         for (std::int64_t k = 0; k < kp_; ++k) g[k * cols_ + d_] += raw_[i * kp_ + k];
   }
 
+  // The chunk's rows as doubles for BLAS: float64 input is used in place (row stride as the
+  // leading dimension), float32 is converted into xbuf_. Returns the leading dimension.
+  std::int64_t load_rows(std::int64_t i0, std::int64_t nb) {
+    if constexpr (std::is_same_v<T, double>) {
+      rows_ = X_.rows > 0 ? X_.row(i0) : xbuf_.data();
+      return std::max<std::int64_t>(X_.stride(), 1);
+    } else {
+      for (std::int64_t i = 0; i < nb; ++i) {
+        const T* x = X_.row(i0 + i);
+        double* o = xbuf_.data() + i * d_;
+        for (std::int64_t j = 0; j < d_; ++j) o[j] = static_cast<double>(x[j]);
+      }
+      rows_ = xbuf_.data();
+      return std::max<std::int64_t>(d_, 1);
+    }
+  }
+
+  const double* rows_ = nullptr;
+  std::int64_t rows_ld_ = 1;
   const comm& c_;
   matrix_view<const T> X_;
   vector_view<const std::int32_t> y_;
@@ -171,7 +199,7 @@ class objective {
   bool icpt_;
   double l2_, S_;
   std::int64_t B_ = 0;
-  vec xbuf_, raw_, prob_;
+  vec xbuf_, raw_, prob_, rowmax_;
 };
 
 // Strong-Wolfe line search (Nocedal & Wright, algorithms 3.5/3.6, cubic interpolation) along p
