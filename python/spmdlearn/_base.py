@@ -163,6 +163,22 @@ def device_empty(X, shape, dtype=None):
                     "pass a cupy array or a torch CUDA tensor")
 
 
+def device_like(X, a):
+    """A host numpy array copied to X's GPU, as an array of X's library (cupy or torch)."""
+    lib = type(X).__module__.split(".")[0]
+    if lib == "cupy":
+        import cupy
+
+        with cupy.cuda.Device(X.device.id):
+            return cupy.asarray(a)
+    if lib == "torch":
+        import torch
+
+        return torch.as_tensor(a, device=X.device)
+    raise TypeError(f"local outputs of a {type(X).__name__} device array are not supported; "
+                    "pass a cupy array or a torch CUDA tensor")
+
+
 def device_weights(sample_weight, X):
     """sample_weight for a CUDA X: must be a 1-D CUDA array of X's dtype (checked in C++)."""
     if sample_weight is None:

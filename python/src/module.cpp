@@ -349,12 +349,63 @@ nb::dict lr_state_to(sl::linear_model::normal_state&& s) {
 
 template <class T>
 nb::dict lr_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host_matrix<T> X,
-                        host_matrix<T> Y, std::optional<host_vector<T>> w, const std::string& caller) {
+                        host_matrix<T> Y, std::optional<host_vector<T>> w, const std::string& caller,
+                        bool to_device) {
   auto s = lr_state_from(state);
   {
     nb::gil_scoped_release nogil;
     auto c = comm_from(comm);
-    sl::linear_model::partial_fit<T>(*c, s, view(X), view(Y), view(w), caller.c_str());
+    if (!to_device) {
+      sl::agree(*c, nullptr);  // the same collective sequence as the device variants
+      sl::linear_model::partial_fit<T>(*c, s, view(X), view(Y), view(w), caller.c_str());
+    } else {
+      // device="cuda" with host data: X (and w) through host_on_device, y copied alongside.
+      host_on_device<T> h(X, w);
+      std::unique_ptr<sl::device_copy> dy;
+      if (!h.err) {
+        try {
+          dy = std::make_unique<sl::device_copy>(Y.data(), Y.size() * sizeof(T));
+        } catch (...) {
+          h.err = std::current_exception();
+        }
+      }
+      sl::agree(*c, h.err);
+      sl::matrix_view<const T> yv(static_cast<const T*>(dy->data()), static_cast<std::int64_t>(Y.shape(0)),
+                                  static_cast<std::int64_t>(Y.shape(1)), -1, sl::device_kind::cuda);
+      std::optional<sl::vector_view<const T>> wv;
+      if (w)
+        wv = sl::vector_view<const T>{static_cast<const T*>(h.w->data()),
+                                      static_cast<std::int64_t>(w->shape(0)), sl::device_kind::cuda};
+      sl::linear_model::partial_fit<T>(*c, s, h.view(X), yv, wv, caller.c_str());
+    }
+  }
+  return lr_state_to(std::move(s));
+}
+
+template <class T>
+nb::dict lr_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state, cuda_matrix<T> X,
+                             cuda_matrix<T> Y, std::optional<cuda_vector<T>> w,
+                             const std::string& caller, bool) {
+  auto s = lr_state_from(state);
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    std::exception_ptr err;
+    sl::matrix_view<const T> xv, yv;
+    std::optional<sl::vector_view<const T>> wv;
+    try {
+      xv = device_view<T>(X, caller);
+      yv = device_view<T>(Y, caller + " (y)");
+      if (w) {
+        if (w->shape(0) > 1 && w->stride(0) != 1)
+          throw sl::invalid_argument(caller + ": sample_weight on the device is not contiguous");
+        wv = sl::vector_view<const T>{w->data(), static_cast<std::int64_t>(w->shape(0)), sl::device_kind::cuda};
+      }
+    } catch (...) {
+      err = std::current_exception();
+    }
+    sl::agree(*c, err);
+    sl::linear_model::partial_fit<T>(*c, s, xv, yv, wv, caller.c_str());
   }
   return lr_state_to(std::move(s));
 }
@@ -525,9 +576,13 @@ NB_MODULE(_core, m) {
   m.def("cov_mahalanobis", &cov_mahalanobis_cuda<double>);
   m.def("cov_mahalanobis", &cov_mahalanobis_cuda<float>);
   m.def("lr_partial_fit", &lr_partial_fit<double>, "comm"_a, "state"_a.none(), "X"_a, "Y"_a,
-        "w"_a.none(), "caller"_a);
+        "w"_a.none(), "caller"_a, "to_device"_a = false);
   m.def("lr_partial_fit", &lr_partial_fit<float>, "comm"_a, "state"_a.none(), "X"_a, "Y"_a,
-        "w"_a.none(), "caller"_a);
+        "w"_a.none(), "caller"_a, "to_device"_a = false);
+  m.def("lr_partial_fit", &lr_partial_fit_cuda<double>, "comm"_a, "state"_a.none(), "X"_a, "Y"_a,
+        "w"_a.none(), "caller"_a, "to_device"_a = false);
+  m.def("lr_partial_fit", &lr_partial_fit_cuda<float>, "comm"_a, "state"_a.none(), "X"_a, "Y"_a,
+        "w"_a.none(), "caller"_a, "to_device"_a = false);
   m.def("lr_solve", &lr_solve, "state"_a, "alpha"_a, "fit_intercept"_a, "rcond"_a);
   m.def("r2_score", &r2_score<double>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());
   m.def("r2_score", &r2_score<float>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());

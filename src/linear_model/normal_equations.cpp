@@ -6,6 +6,7 @@
 #include <string>
 
 #include "backend/cpu/lapack.hpp"
+#include "backend/cuda/cross_cuda.hpp"
 #include "core/cross_merge.hpp"
 #include "core/merge.hpp"
 #include "core/threads.hpp"
@@ -21,12 +22,23 @@ namespace {
 template <class T>
 void check_inputs(const char* what, matrix_view<const T> X, matrix_view<const T> Y,
                   const std::optional<vector_view<const T>>& w) {
-  detail::check_host_matrix(what, X);
-  require_cpu(Y.device, what);
   if (Y.rows != X.rows)
     throw invalid_argument(std::string(what) + ": y has " + std::to_string(Y.rows) +
                            " samples but X has " + std::to_string(X.rows) +
                            " (inconsistent numbers of samples)");
+  if (X.device == device_kind::cuda) {
+    detail::check_device_matrix(what, X);
+    if (Y.rows > 0 && Y.device != device_kind::cuda)
+      throw invalid_argument(std::string(what) + ": X is on a CUDA device, so y must be too");
+    if (w && w->size > 0 && w->device != device_kind::cuda)
+      throw invalid_argument(std::string(what) + ": X is on a CUDA device, so sample_weight must be too");
+    if (w && w->size != X.rows)
+      throw invalid_argument(std::string(what) + ": sample_weight has " + std::to_string(w->size) +
+                             " entries but X has " + std::to_string(X.rows) + " rows");
+    return;
+  }
+  detail::check_host_matrix(what, X);
+  require_cpu(Y.device, what);
   detail::check_sample_weight(what, X.rows, w);
 }
 
@@ -36,6 +48,17 @@ detail::cross_moments local_moments(const char* what, matrix_view<const T> X, ma
   const std::int64_t d = X.cols, t = Y.cols, p = d + t;
   detail::cross_moments acc;
   acc.reset(p);
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda) {
+    auto m = cuda::weighted_cross<T>(X.data, X.rows, d, X.stride(), Y.data, t, Y.stride(),
+                                     w ? w->data : nullptr);
+    acc.weight = m.weight;
+    acc.rows = X.rows;
+    acc.mean = std::move(m.mean);
+    acc.cross = std::move(m.cross);
+    return acc;
+  }
+#endif
   const std::int64_t bad = detail::accumulate_rows(
       acc, X.rows, p, [&](std::int64_t i0, std::int64_t nb, double* z, double* wt) {
         for (std::int64_t i = 0; i < nb; ++i) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds spmdlearn, installs it into a temporary prefix, builds examples/cpp against the installed
-# package (find_package(spmdlearn)) and runs the example with mpirun -n 2 — the steps of
+# package (find_package(spmdlearn)) and runs the examples with mpirun -n 2 — the steps of
 # examples/cpp/README.md. Used by the CTest entry `install_and_example`.
 #
 # usage: install_example.sh [SOURCE_DIR] [MPIEXEC]
@@ -33,6 +33,14 @@ echo "$out"
 for expected in "ranks: 2" "mean:" "variance:" "covariance row 0:" "check: ok"; do
   if ! grep -q -F "$expected" <<<"$out"; then
     echo "install_example.sh: the example's output lacks '$expected'" >&2
+    exit 1
+  fi
+done
+out=$("${launch[@]}" "$tmp/example/linear_models")
+echo "$out"
+for expected in "least squares:" "logistic:" "check: ok"; do
+  if ! grep -q -F "$expected" <<<"$out"; then
+    echo "install_example.sh: the linear models example's output lacks '$expected'" >&2
     exit 1
   fi
 done

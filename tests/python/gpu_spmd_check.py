@@ -207,12 +207,24 @@ def run_case(cp, kind, shape, dtype, empty_last):
     ma = MaxAbsScaler().fit(Xl)
     from spmdlearn.covariance import EmpiricalCovariance
 
+    # LinearRegression on device shards (y from a fixed linear model), and host/device mixed
+    from spmdlearn.linear_model import LinearRegression
+
+    beta = np.linspace(-1.0, 1.0, d)
+    yfull = (X.astype(np.float64) - X.astype(np.float64).mean(axis=0)) @ beta + 3.0
+    yfull = yfull.astype(dtype)
+    lin = LinearRegression().fit(Xl, cp.asarray(yfull[lo:hi]))
+    lin_mixed = LinearRegression().fit(X[lo:hi] if RANK % 2 == 0 else Xl,
+                                       yfull[lo:hi] if RANK % 2 == 0 else cp.asarray(yfull[lo:hi]))
     # all ranks on GPUs: the d x d matrices merge over NCCL; mixed ranks merge on the host
     cov = EmpiricalCovariance(store_precision=False).fit(Xl)
     cov_host = EmpiricalCovariance(store_precision=False, device="cuda").fit(X[lo:hi])
     cov_mixed = EmpiricalCovariance(store_precision=False).fit(X[lo:hi] if RANK % 2 == 0 else Xl)
     COV_ATTRS = ["covariance_", "location_"]
+    LIN_ATTRS = ["coef_", "intercept_"]
     gathered = {
+        "LinearRegression": (gather(lin, LIN_ATTRS), LIN_ATTRS),
+        "LinearRegression, host and device blocks mixed": (gather(lin_mixed, LIN_ATTRS), LIN_ATTRS),
         "EmpiricalCovariance": (gather(cov, COV_ATTRS), COV_ATTRS),
         'EmpiricalCovariance(device="cuda") on numpy': (gather(cov_host, COV_ATTRS), COV_ATTRS),
         "EmpiricalCovariance, host and device blocks mixed": (gather(cov_mixed, COV_ATTRS), COV_ATTRS),
@@ -250,6 +262,13 @@ def run_case(cp, kind, shape, dtype, empty_last):
         if err > max(rtol, 1e-10):
             raise AssertionError(f"{what} {name}: covariance_ off by {err:.3g} of sqrt(c_ii c_jj)")
         worst = max(worst, err)
+    from sklearn.linear_model import LinearRegression as SkLinearRegression
+
+    sk_lin = SkLinearRegression().fit(X.astype(np.float64), yfull.astype(np.float64))
+    for est, name in ((lin, "LinearRegression"), (lin_mixed, "LinearRegression mixed")):
+        err = float(np.linalg.norm(est.coef_ - sk_lin.coef_) / np.linalg.norm(sk_lin.coef_))
+        if err > (1e-8 if dtype == np.float64 else 2e-3):
+            raise AssertionError(f"{what} {name}: coef_ off by {err:.3g} (relative) from scikit-learn")
     sk_ss, sk_ma = SkStandard().fit(X), SkMaxAbs().fit(X)
     check_numpy_attrs(ss, SS_ATTRS, f"{what} StandardScaler")
     check_numpy_attrs(ma, MA_ATTRS, f"{what} MaxAbsScaler")

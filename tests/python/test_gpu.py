@@ -746,3 +746,69 @@ def test_sample_weight_on_other_gpu_is_clear_error_or_works():
         assert "device" in str(exc).lower() or "gpu" in str(exc).lower(), str(exc)
         return
     assert_stats_close(got, cpu_fit(shape, dtype, weighted=True), rtol_cpu(dtype))
+
+
+# --- LinearRegression / Ridge on device arrays --------------------------------------------------
+
+def _regression_data(n, d, t, dtype, seed=3):
+    rng = np.random.default_rng(seed)
+    X = (rng.normal(size=(n, d)) * np.linspace(0.5, 3.0, d) + np.linspace(-5, 50, d)).astype(dtype)
+    y = X.astype(np.float64) @ rng.normal(size=(d, t)) + rng.normal(size=(n, t)) + 7.0
+    return X, (y[:, 0] if t == 1 else y).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("kind", ["cupy", "torch", "device_cuda"])
+@pytest.mark.parametrize("est_kw", [("LinearRegression", {}), ("Ridge", {"alpha": 3.0})], ids=["ols", "ridge"])
+def test_linear_models_on_device_equal_cpu_path(est_kw, kind, dtype):
+    import torch
+
+    import spmdlearn.linear_model as lm
+
+    name, kw = est_kw
+    X, y = _regression_data(50_000, 40, 1, dtype)
+    cpu = getattr(lm, name)(**kw).fit(X, y)
+    if kind == "cupy":
+        gpu = getattr(lm, name)(**kw).fit(cp.asarray(X), cp.asarray(y))
+    elif kind == "torch":
+        gpu = getattr(lm, name)(**kw).fit(torch.as_tensor(X, device="cuda"), torch.as_tensor(y, device="cuda"))
+    else:
+        gpu = getattr(lm, name)(device="cuda", **kw).fit(X, y)
+    assert type(gpu.coef_) is np.ndarray and gpu.coef_.dtype == cpu.coef_.dtype
+    tol = 1e-9 if dtype == np.float64 else 1e-5
+    err = np.linalg.norm(gpu.coef_.astype(np.float64) - cpu.coef_) / np.linalg.norm(cpu.coef_)
+    assert err <= tol, f"coef_ differs from the CPU path by {err:.3g}"
+    assert abs(float(gpu.intercept_) - float(cpu.intercept_)) <= tol * 100 * (1 + abs(float(cpu.intercept_)))
+
+
+def test_linear_regression_device_weights_multitarget_predict_score():
+    import spmdlearn.linear_model as lm
+
+    X, Y = _regression_data(30_000, 12, 3, np.float64)
+    w = np.random.default_rng(1).uniform(0, 2, size=len(X))
+    cpu = lm.LinearRegression().fit(X, Y, sample_weight=w)
+    gpu = lm.LinearRegression().fit(cp.asarray(X), cp.asarray(Y), sample_weight=cp.asarray(w))
+    assert_allclose(gpu.coef_, cpu.coef_, rtol=1e-9)
+    P = gpu.predict(cp.asarray(X))
+    assert isinstance(P, cp.ndarray) and P.shape == (len(X), 3)
+    assert_allclose(cp.asnumpy(P), cpu.predict(X), rtol=1e-10)
+    assert gpu.score(cp.asarray(X), cp.asarray(Y), sample_weight=cp.asarray(w)) == pytest.approx(
+        cpu.score(X, Y, sample_weight=w), rel=1e-12)
+
+
+def test_linear_regression_device_bad_input():
+    import spmdlearn.linear_model as lm
+
+    X, y = _regression_data(1000, 5, 1, np.float64)
+    Xb = X.copy()
+    Xb[17, 3] = np.nan
+    with pytest.raises(ValueError, match="row 17, column 3"):
+        lm.LinearRegression().fit(cp.asarray(Xb), cp.asarray(y))
+    yb = y.copy()
+    yb[5] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        lm.LinearRegression().fit(cp.asarray(X), cp.asarray(yb))
+    with pytest.raises(ValueError, match="y must be one too"):
+        lm.LinearRegression().fit(cp.asarray(X), y)
+    with pytest.raises(ValueError, match="negative"):
+        lm.LinearRegression().fit(cp.asarray(X), cp.asarray(y), sample_weight=-cp.ones(1000))

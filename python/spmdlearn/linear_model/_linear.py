@@ -15,13 +15,23 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, validate_data
 
 from .. import _core
-from .._base import FLOAT_DTYPES, SPMDMixin, finish_features, is_cuda_array, to_host
+from .._base import (
+    FLOAT_DTYPES,
+    SPMDMixin,
+    _dtype_name,
+    check_cuda_array,
+    device_like,
+    device_weights,
+    finish_features,
+    is_cuda_array,
+    to_host,
+)
 from .._comm import collective
 
 
 def host_Xy(est, X, y):
-    """X and y as host data: y is required; CUDA arrays are refused (no GPU path yet for the
-    linear models) unless device="cpu" asks for a copy to the host -- never a silent fallback."""
+    """X and y as host data (LogisticRegression: no GPU path yet). CUDA arrays are refused unless
+    device="cpu" asks for a copy to the host -- never a silent fallback."""
     if y is None:
         raise ValueError(f"{type(est).__name__} requires y to be passed, but the target y is None")
     device = getattr(est, "device", "auto")
@@ -37,11 +47,45 @@ def host_Xy(est, X, y):
     return X, y
 
 
+def _device_Xy(est, X, y, sample_weight, *, reset):
+    """A CUDA X (cupy, torch, DLPack): y (and sample_weight) must be CUDA arrays on the same
+    device; y becomes a 2-D (n, t) view of X's dtype. Nothing is copied to the host."""
+    check_cuda_array(X, "X")
+    if not is_cuda_array(y):
+        raise ValueError("X is a CUDA array, so y must be one too (same device)")
+    if len(y.shape) not in (1, 2):
+        raise ValueError(f"y must be 1-D or 2-D, got shape {tuple(y.shape)}")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"Found input variables with inconsistent numbers of samples: "
+                         f"[{X.shape[0]}, {y.shape[0]}]")
+    dt = _dtype_name(X)
+    if _dtype_name(y) != dt:
+        y = y.astype(dt) if hasattr(y, "astype") else y.to(X.dtype)
+    Y = y.reshape(-1, 1) if len(y.shape) == 1 else y
+    if reset:
+        est.n_features_in_ = int(X.shape[1])
+        if hasattr(est, "feature_names_in_"):
+            del est.feature_names_in_
+    elif X.shape[1] != est.n_features_in_ and X.shape[0] > 0:
+        raise ValueError(f"X has {X.shape[1]} features, but {type(est).__name__} is expecting "
+                         f"{est.n_features_in_} features as input.")
+    return X, y, Y, device_weights(sample_weight, X)
+
+
 def _local_Xy(est, X, y, sample_weight, *, reset):
     """This rank's block: X (n, d) and y (n,) or (n, t) as C-contiguous arrays of one float dtype,
-    weights as a 1-D array of that dtype. Zero rows are fine (a rank may hold none); NaN/inf are
-    rejected by the C++ pass (with the local row) on every rank."""
-    X, y = host_Xy(est, X, y)
+    weights as a 1-D array of that dtype, and whether the C++ core should copy them to this rank's
+    GPU (device="cuda"). A CUDA X stays on its GPU (see _device_Xy). Zero rows are fine (a rank may
+    hold none); NaN/inf are rejected by the C++ pass (with the local row) on every rank."""
+    if y is None:
+        raise ValueError(f"{type(est).__name__} requires y to be passed, but the target y is None")
+    device = getattr(est, "device", "auto")
+    if is_cuda_array(X) and device != "cpu":
+        return (*_device_Xy(est, X, y, sample_weight, reset=reset), False)
+    if is_cuda_array(X) or is_cuda_array(y):
+        X, y = (to_host(a) if is_cuda_array(a) else a for a in (X, y))
+        if is_cuda_array(sample_weight):
+            sample_weight = to_host(sample_weight)
     X = validate_data(
         est, X, reset=reset, dtype=list(FLOAT_DTYPES), order="C", ensure_all_finite=False,
         ensure_min_samples=0, accept_sparse=False,
@@ -61,7 +105,10 @@ def _local_Xy(est, X, y, sample_weight, *, reset):
         if w.ndim != 1:
             raise ValueError(f"sample_weight must be 1-D, got shape {w.shape}")
         w = np.ascontiguousarray(w)
-    return X, y, Y, w
+    if device == "cuda" and not _core.built_with_cuda():
+        raise NotImplementedError("device='cuda' but spmdlearn was built without CUDA support "
+                                  "(rebuild with CMAKE_ARGS=-DSPMDLEARN_ENABLE_CUDA=ON)")
+    return X, y, Y, w, device == "cuda"
 
 
 class _NormalEquationsRegressor(SPMDMixin):
@@ -85,20 +132,20 @@ class _NormalEquationsRegressor(SPMDMixin):
             self._validate_params()
             self._check_params()
             first = reset or not hasattr(self, "_partial_state")
-            X, y, Y, w = _local_Xy(self, X, y, sample_weight, reset=first)
+            X, y, Y, w, to_device = _local_Xy(self, X, y, sample_weight, reset=first)
             if not first and Y.shape[1] != self._partial_state["n_targets"]:
                 raise ValueError(
                     f"y has {Y.shape[1]} targets, but {type(self).__name__} was fitted with "
                     f"{self._partial_state['n_targets']}"
                 )
         state = _core.lr_partial_fit(addr, None if first else self._partial_state, X, Y, w,
-                                     self._caller)
+                                     self._caller, to_device)
         self._partial_state = state
         # A rank without rows may have passed y of shape (0,): the target layout is agreed from
         # the first round's ranks that hold rows (all ranks hold the same estimator parameters).
         if first:
             self._y_1d = _agreed_y_1d(addr, y, int(state["n_targets"]))
-        self._finish(np.dtype(X.dtype))
+        self._finish(np.dtype(_dtype_name(X)))
         return self
 
     def _finish(self, dtype):
@@ -119,23 +166,36 @@ class _NormalEquationsRegressor(SPMDMixin):
         pass
 
     def predict(self, X):
-        """Predictions for this rank's rows (local)."""
+        """Predictions for this rank's rows (local); a CUDA X gives an array of its kind on its GPU."""
         check_is_fitted(self)
+        coef = np.asarray(self.coef_)
+        if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
+            check_cuda_array(X, "X")
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                                 f"expecting {self.n_features_in_} features as input.")
+            like = lambda a: device_like(X, np.ascontiguousarray(a, dtype=coef.dtype))  # noqa: E731
+            return X @ like(coef.T) + like(np.asarray(self.intercept_))
         if is_cuda_array(X):
             X = to_host(X)
         X = self._local_X(X, reset=False, finite=True)
-        coef = np.asarray(self.coef_)
-        out = X @ coef.T
-        return out + self.intercept_
+        return X @ coef.T + self.intercept_
 
     def score(self, X, y, sample_weight=None):
         """R² of the predictions over all ranks' rows (collective), averaged over targets."""
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             check_is_fitted(self)
-            Xl, y, Y, w = _local_Xy(self, X, y, sample_weight, reset=False)
-            P = np.asarray(self.predict(Xl))
-            P = np.ascontiguousarray(P.reshape(-1, 1) if P.ndim == 1 else P, dtype=Xl.dtype)
+            Xl, y, Y, w, _ = _local_Xy(self, X, y, sample_weight, reset=False)
+            P = self.predict(Xl)
+            # The metric needs only per-target sums: device predictions and targets come to the
+            # host (n values each), X stays where it is.
+            if is_cuda_array(P):
+                P, Y = to_host(P), to_host(Y)
+                w = None if w is None else to_host(w)
+            P = np.asarray(P)
+            Y = np.ascontiguousarray(Y)
+            P = np.ascontiguousarray(P.reshape(-1, 1) if P.ndim == 1 else P, dtype=Y.dtype)
             if P.shape != Y.shape:
                 raise ValueError(f"y has {Y.shape[1]} targets but the model predicts {P.shape[1]}")
         return float(np.mean(_core.r2_score(addr, Y, P, w)))

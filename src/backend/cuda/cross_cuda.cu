@@ -325,6 +325,143 @@ local_cross centered_cross(const T* X, std::int64_t n, std::int64_t d, std::int6
 }
 
 namespace {
+
+// buf (nb x p, row-major) = sqrt(w_i) ([x_i | y_i] - shift); sw_i = sqrt(w_i); bad |= 1 for a
+// negative or non-finite weight.
+template <class T>
+__global__ void weighted_rows_kernel(const T* __restrict__ X, std::int64_t sx, const T* __restrict__ Y,
+                                     std::int64_t sy, const T* __restrict__ w, std::int64_t nb, int d,
+                                     int t, const double* __restrict__ shift, double* __restrict__ buf,
+                                     double* __restrict__ sw, int* __restrict__ bad) {
+  const int p = d + t;
+  const std::int64_t total = nb * p;
+  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t i = e / p;
+    const int j = static_cast<int>(e - i * p);
+    double wi = 1.0;
+    if (w) {
+      wi = static_cast<double>(w[i]);
+      if (!(wi >= 0.0) || !isfinite(wi)) {
+        *bad = 1;
+        wi = 0.0;
+      }
+    }
+    const double s = sqrt(wi);
+    const double z = j < d ? static_cast<double>(X[i * sx + j]) : static_cast<double>(Y[i * sy + (j - d)]);
+    buf[e] = s * (z - shift[j]);
+    if (j == 0) sw[i] = s;
+  }
+}
+
+struct shifted_weighted {
+  double W = 0.0;
+  std::vector<double> S, s, shift;
+};
+
+template <class T>
+shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::int64_t sx, const T* Y,
+                               std::int64_t t, std::int64_t sy, const T* w,
+                               const std::vector<double>& shift, const device_scope& scope) {
+  const std::int64_t p = d + t;
+  const cudaStream_t st = scope.stream();
+  const std::int64_t B = chunk_rows(n, p);
+  dev_array<double> buf(static_cast<std::size_t>(B) * p, st), sw(B, st), dshift(p, st),
+      S(p * p, st), s(p, st), W(1, st);
+  dev_array<int> bad(1, st);
+  check(cudaMemcpyAsync(dshift.p, shift.data(), p * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  check(cudaMemsetAsync(S.p, 0, p * p * sizeof(double), st), "cudaMemsetAsync");
+  check(cudaMemsetAsync(s.p, 0, p * sizeof(double), st), "cudaMemsetAsync");
+  check(cudaMemsetAsync(bad.p, 0, sizeof(int), st), "cudaMemsetAsync");
+  double Wsum = 0.0;
+  const double one = 1.0;
+  cublasHandle_t h = scope.ctx->blas;
+  for (std::int64_t i0 = 0; i0 < n; i0 += B) {
+    const std::int64_t nb = std::min(B, n - i0);
+    weighted_rows_kernel<T><<<8 * multiprocessors(), threads, 0, st>>>(
+        X + i0 * sx, sx, Y + i0 * sy, sy, w ? w + i0 : nullptr, nb, static_cast<int>(d),
+        static_cast<int>(t), dshift.p, buf.p, sw.p, bad.p);
+    check(cudaGetLastError(), "weighted rows kernel launch");
+    const int pi = static_cast<int>(p), ki = static_cast<int>(nb), inc = 1;
+    // Column-major: buf is p x nb. S += buf bufᵀ; s += buf sw (= Σ w (z - shift)).
+    check_blas(cublasDgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, pi, pi, ki, &one, buf.p, pi, buf.p, pi, &one, S.p, pi),
+               "cublasDgemm");
+    check_blas(cublasDgemv(h, CUBLAS_OP_N, pi, ki, &one, buf.p, pi, sw.p, inc, &one, s.p, inc), "cublasDgemv");
+    double chunk_w = 0.0;
+    check_blas(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST), "cublasSetPointerMode");
+    check_blas(cublasDdot(h, ki, sw.p, inc, sw.p, inc, &chunk_w), "cublasDdot");  // Σ w, synchronous
+    Wsum += chunk_w;
+  }
+  shifted_weighted r;
+  r.W = Wsum;
+  r.shift = shift;
+  r.S.resize(p * p);
+  r.s.resize(p);
+  int flag = 0;
+  check(cudaMemcpyAsync(r.S.data(), S.p, p * p * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaMemcpyAsync(r.s.data(), s.p, p * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaMemcpyAsync(&flag, bad.p, sizeof(int), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  if (flag) throw invalid_argument("sample_weight contains a negative value, NaN or infinity; weights must be finite and >= 0");
+  return r;
+}
+
+}  // namespace
+
+template <class T>
+weighted_moments weighted_cross(const T* X, std::int64_t n, std::int64_t d, std::int64_t sx, const T* Y,
+                                std::int64_t t, std::int64_t sy, const T* w) {
+  const std::int64_t p = d + t;
+  weighted_moments r;
+  r.mean.assign(p, 0.0);
+  r.cross.assign(p * p, 0.0);
+  if (n == 0 || p == 0) return r;
+  device_scope scope(X);
+  require_same_device(Y, scope.device, "y");
+  if (w) require_same_device(w, scope.device, "sample_weight");
+  std::vector<double> shift = first_row(X, d);
+  if (t > 0) {
+    const std::vector<double> y0 = first_row(Y, t);
+    shift.insert(shift.end(), y0.begin(), y0.end());
+  }
+  for (auto& v : shift)
+    if (!std::isfinite(v)) v = 0.0;  // reported by the pass itself
+  shifted_weighted f = weighted_pass(X, n, d, sx, Y, t, sy, w, shift, scope);
+  bool finite = std::isfinite(f.W);
+  for (double v : f.S) finite &= std::isfinite(v);
+  if (!finite) {
+    throw_first_nonfinite(X, n, d, sx);
+    throw_first_nonfinite(Y, n, t, sy);
+    throw invalid_argument("the weighted sums overflow (values too large)");
+  }
+  r.weight = f.W;
+  if (!(f.W > 0.0)) return r;
+  auto finish = [&](const shifted_weighted& g, bool& poor) {
+    poor = false;
+    for (std::int64_t j = 0; j < p; ++j) {
+      r.mean[j] = g.shift[j] + g.s[j] / g.W;
+      const double centred = g.S[j * p + j] - g.s[j] * g.s[j] / g.W;
+      poor |= g.S[j * p + j] > 64.0 * std::max(centred, 0.0) && g.S[j * p + j] > 0.0;
+    }
+    for (std::int64_t i = 0; i < p; ++i)
+      for (std::int64_t j = 0; j < p; ++j) r.cross[i * p + j] = g.S[i * p + j] - g.s[i] * g.s[j] / g.W;
+  };
+  bool poor = false;
+  finish(f, poor);
+  if (poor) {
+    const std::vector<double> mean = r.mean;
+    f = weighted_pass(X, n, d, sx, Y, t, sy, w, mean, scope);
+    finish(f, poor);
+  }
+  return r;
+}
+
+template weighted_moments weighted_cross<float>(const float*, std::int64_t, std::int64_t, std::int64_t,
+                                                const float*, std::int64_t, std::int64_t, const float*);
+template weighted_moments weighted_cross<double>(const double*, std::int64_t, std::int64_t, std::int64_t,
+                                                 const double*, std::int64_t, std::int64_t, const double*);
+
+namespace {
 __global__ void outer_kernel(double* C, int d, double f, const double* v) {
   const int e = blockIdx.x * blockDim.x + threadIdx.x;
   if (e < d * d) C[e] += f * v[e / d] * v[e % d];

@@ -49,6 +49,22 @@ struct local_cross {
 template <class T>
 local_cross centered_cross(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride);
 
+// Weighted centred cross-products of the rows z = [x | y] of two device matrices (X: n x d, row
+// stride sx; Y: n x t, row stride sy; w: n weights or null; all on one device), for the linear
+// models: weight = Σ w, mean (d + t), cross = Σ w (z - mean)(z - mean)ᵀ ((d + t)², row-major, on
+// the host). Chunks of rows are shifted by the first row and scaled by sqrt(w) into a double
+// buffer, added with cuBLAS dgemm (BᵀB) and dgemv (the shifted sums); cross = S - s sᵀ / W, with a
+// second pass about the mean when the first row was a poor shift. Deterministic (no atomics in
+// the sums). Throws invalid_argument for NaN/inf in X or Y (naming the first) and for negative or
+// non-finite weights.
+struct weighted_moments {
+  double weight = 0.0;
+  std::vector<double> mean, cross;
+};
+template <class T>
+weighted_moments weighted_cross(const T* X, std::int64_t n, std::int64_t d, std::int64_t sx,
+                                const T* Y, std::int64_t t, std::int64_t sy, const T* w);
+
 // C += f v vᵀ for a d x d device matrix.
 void add_outer(device_doubles& C, std::int64_t d, double f, const std::vector<double>& v);
 
