@@ -44,43 +44,81 @@ cross_moments merge_across(const comm& c, cross_moments local) {
   return out;
 }
 
-std::int64_t accumulate_rows(cross_moments& acc, std::int64_t n, std::int64_t p,
-                             const std::function<void(std::int64_t, std::int64_t, double*, double*)>& fill) {
-  if (acc.mean.size() != static_cast<std::size_t>(p)) acc.reset(p);
+namespace {
+
+// One pass over rows [0, n) about a fixed shift: W = Σ w, s = Σ w (z - shift),
+// S = Σ w (z - shift)(z - shift)ᵀ (column-major upper triangle; BLAS syrk on each chunk scaled by
+// sqrt(w), accumulated in place). An empty `shift` takes the first row. Returns the first chunk
+// whose sums were not finite, or -1.
+std::int64_t shifted_pass(std::int64_t n, std::int64_t p,
+                          const std::function<void(std::int64_t, std::int64_t, double*, double*)>& fill,
+                          std::vector<double>& shift, double& W, std::vector<double>& sum,
+                          std::vector<double>& S) {
   const std::int64_t B = cross_chunk_rows(p);
-  std::vector<double> z(B * p), w(B), upper(p * p);
-  cross_moments chunk;
+  std::vector<double> z(B * p), w(B);
+  W = 0.0;
+  sum.assign(p, 0.0);
+  S.assign(p * p, 0.0);
   for (std::int64_t i0 = 0; i0 < n; i0 += B) {
     const std::int64_t nb = std::min(B, n - i0);
     fill(i0, nb, z.data(), w.data());
-    chunk.reset(p);
-    chunk.rows = nb;
-    double W = 0.0;
+    if (shift.empty()) {
+      shift.assign(z.begin(), z.begin() + p);
+      for (auto& v : shift)
+        if (!std::isfinite(v)) v = 0.0;  // reported below
+    }
+    const double* __restrict sh = shift.data();
+    double* __restrict sm = sum.data();
     for (std::int64_t i = 0; i < nb; ++i) {
-      W += w[i];
-      const double* r = z.data() + i * p;
-      for (std::int64_t j = 0; j < p; ++j) chunk.mean[j] += w[i] * r[j];
+      const double wi = w[i], sw = std::sqrt(wi);
+      double* __restrict r = z.data() + i * p;
+      W += wi;
+      for (std::int64_t j = 0; j < p; ++j) {
+        const double t = r[j] - sh[j];
+        sm[j] += wi * t;
+        r[j] = sw * t;
+      }
     }
     bool finite = std::isfinite(W);
-    for (std::int64_t j = 0; j < p; ++j) finite &= std::isfinite(chunk.mean[j]);
+    for (std::int64_t j = 0; j < p; ++j) finite &= std::isfinite(sm[j]);
     if (!finite) return i0;
-    chunk.weight = W;
-    if (W > 0.0) {
-      for (std::int64_t j = 0; j < p; ++j) chunk.mean[j] /= W;
-      for (std::int64_t i = 0; i < nb; ++i) {
-        const double s = std::sqrt(w[i]);
-        double* r = z.data() + i * p;
-        for (std::int64_t j = 0; j < p; ++j) r[j] = s * (r[j] - chunk.mean[j]);
-      }
-      // Column-major view: z is p x nb; syrk fills the upper triangle (column-major) = lower
-      // row-major; mirror it.
-      std::fill(upper.begin(), upper.end(), 0.0);
-      cpu::syrk_acc(static_cast<int>(p), static_cast<int>(nb), z.data(), upper.data());
-      cpu::symmetrize_upper(static_cast<int>(p), upper.data());
-      chunk.cross = upper;
-    }
-    merge_into(acc, chunk);
+    cpu::syrk_acc(static_cast<int>(p), static_cast<int>(nb), z.data(), S.data());
   }
+  cpu::symmetrize_upper(static_cast<int>(p), S.data());
+  return -1;
+}
+
+}  // namespace
+
+std::int64_t accumulate_rows(cross_moments& acc, std::int64_t n, std::int64_t p,
+                             const std::function<void(std::int64_t, std::int64_t, double*, double*)>& fill) {
+  if (acc.mean.size() != static_cast<std::size_t>(p)) acc.reset(p);
+  if (n == 0) return -1;
+  std::vector<double> shift, sum, S;
+  double W = 0.0;
+  const std::int64_t bad = shifted_pass(n, p, fill, shift, W, sum, S);
+  if (bad >= 0) return bad;
+  cross_moments local;
+  local.reset(p);
+  local.rows = n;
+  local.weight = W;
+  if (W > 0.0) {
+    bool poor = false;
+    for (std::int64_t j = 0; j < p; ++j) {
+      const double centred = S[j * p + j] - sum[j] * sum[j] / W;
+      poor |= S[j * p + j] > 64.0 * std::max(centred, 0.0) && S[j * p + j] > 0.0;
+    }
+    if (poor) {
+      // The first row was far from the mean of some column: once more about the mean, so the
+      // cancellation in S - s sᵀ / W costs no digits.
+      for (std::int64_t j = 0; j < p; ++j) shift[j] += sum[j] / W;
+      shifted_pass(n, p, fill, shift, W, sum, S);
+    }
+    for (std::int64_t j = 0; j < p; ++j) local.mean[j] = shift[j] + sum[j] / W;
+    for (std::int64_t i = 0; i < p; ++i)
+      for (std::int64_t j = 0; j < p; ++j) local.cross[i * p + j] = S[i * p + j] - sum[i] * sum[j] / W;
+  }
+  merge_into(acc, local);
   return -1;
 }
 

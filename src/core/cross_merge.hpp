@@ -31,10 +31,12 @@ void merge_into(cross_moments& a, const cross_moments& b);
 // Collective: the moments of all ranks' rows, merged in rank order (identical bits on every rank).
 cross_moments merge_across(const comm& c, cross_moments local);
 
-// Adds rows [0, n) to acc (p columns) chunk by chunk. fill(i0, nb, z, w) writes the chunk's raw
-// rows (nb x p, row-major) into z and their weights into w (w >= 0). Each chunk is centred on its
-// own weighted mean, scaled by sqrt(w), added with BLAS syrk and merged into acc. Returns the first
-// chunk start whose values were not finite (the caller reports where), or -1.
+// Adds rows [0, n) to acc (p columns). fill(i0, nb, z, w) writes a chunk's raw rows (nb x p,
+// row-major) into z and their weights into w (w >= 0). One pass about a fixed shift (the first
+// row): each chunk is shifted and scaled by sqrt(w) in cache and added with BLAS syrk into one
+// p x p sum; then cross = S - s sᵀ / W. When the first row was a poor shift for some column
+// (shifted squares > 64x the centred ones) a second pass about the mean keeps every digit.
+// Returns the first chunk start whose values were not finite (the caller reports where), or -1.
 std::int64_t accumulate_rows(cross_moments& acc, std::int64_t n, std::int64_t p,
                              const std::function<void(std::int64_t, std::int64_t, double*, double*)>& fill);
 

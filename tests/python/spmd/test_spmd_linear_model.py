@@ -44,6 +44,10 @@ def _problem(name, dtype):
         V, _ = np.linalg.qr(rng.normal(size=(6, 6)))
         X = (U * np.logspace(0, -4, 6)) @ V.T * 100 + 50.0
         y = X @ rng.normal(size=6) + 0.001 * rng.normal(size=500)
+    elif name == "far_first_row":  # mean 1e4, spread 0.01, first row an outlier (poor shift)
+        X = 1e4 + 0.01 * rng.normal(size=(300, 4))
+        X[0] += 5.0
+        y = (X - 1e4) @ np.array([1.0, 2.0, 3.0, 4.0]) + 1e-4 * rng.normal(size=300)
     elif name == "wide":  # fewer rows than features in total
         X = rng.normal(size=(12, 20))
         y = rng.normal(size=12)
@@ -55,7 +59,7 @@ def _problem(name, dtype):
 
 
 PROBLEMS = ["diabetes", "wine", "breast_cancer", "digits", "collinear", "ill_conditioned", "wide",
-            "multi_target"]
+            "multi_target", "far_first_row"]
 # float32: scikit-learn's own float32 lstsq is the reference, so only well-conditioned problems
 F32_PROBLEMS = ["diabetes", "wine", "multi_target"]
 
