@@ -9,6 +9,7 @@
 #   spmd      tests/python/gpu_spmd_check.py under mpirun -n 2 (and -n 4) when there are >= 2 GPUs
 #   bench     bench/gpu_bench.py on one GPU (copy bandwidth; spmdlearn vs PyTorch vs CuPy)
 #   covbench  bench/gpu_cov_bench.py: EmpiricalCovariance on one GPU vs cuBLAS (cov-1gpu.md)
+#   linbench  bench/gpu_linear_bench.py: LinearRegression vs PyTorch, 1/2/4-GPU weak scaling (lin-1gpu.md)
 #   scaling   bench/gpu_bench.py weak and strong scaling at 1, 2, 4 GPUs (as many as there are)
 #
 # usage: bash scripts/gpu-check.sh [OUTDIR]      OUTDIR default: $OUT if set, else ./gpu-results
@@ -53,7 +54,8 @@ else
   mkdir -p "$LOGDIR"
 fi
 rm -f "$OUTDIR/SUMMARY.md" "$OUTDIR/gpu-check.log" "$OUTDIR/logs.tar.gz" "$OUTDIR/scaling.jsonl" \
-      "$OUTDIR/scaling.md" "$OUTDIR/bench-1gpu.md" "$OUTDIR/bench-1gpu.json" "$OUTDIR/cov-1gpu.md"
+      "$OUTDIR/scaling.md" "$OUTDIR/bench-1gpu.md" "$OUTDIR/bench-1gpu.json" "$OUTDIR/cov-1gpu.md" \
+      "$OUTDIR/lin-1gpu.md"
 exec > >(tee -a "$OUTDIR/gpu-check.log") 2>&1
 
 # Never let NCCL, PyTorch or NVSHMEM use NVLink multicast on the lent machines (KINDS.md).
@@ -78,7 +80,7 @@ export SCALING_TOTAL_ROWS=${SCALING_TOTAL_ROWS:-400000000}
 # CuPy's axis-0 reductions on 200M x 16 take ~23 s a call: bench/gpu_bench.py times it at 1/16 of
 # the rows and skips it (with the estimate, in the table) when it would exceed --cupy-budget-s.
 export BENCH_ARGS=${BENCH_ARGS:---libs spmdlearn torch cupy}
-STEPS=${GPU_CHECK_STEPS:-build ctest pytest pytest-cpu spmd bench covbench scaling}
+STEPS=${GPU_CHECK_STEPS:-build ctest pytest pytest-cpu spmd bench covbench linbench scaling}
 
 NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
 NGPU=${NGPU:-0}
@@ -292,6 +294,26 @@ step_covbench() {
     | tee -a "$OUTDIR/cov-1gpu.md"
 }
 
+step_linbench() {
+  cd "$ROOT"
+  if (( NGPU < 1 )); then echo "nvidia-smi lists no GPU"; exit 1; fi
+  {
+    PYTHONPATH="$SITE" x "$PY" bench/gpu_linear_bench.py --rows 2000000 --cols 100 --dtype float32
+    PYTHONPATH="$SITE" x "$PY" bench/gpu_linear_bench.py --rows 2000000 --cols 100 --dtype float64
+    PYTHONPATH="$SITE" x "$PY" bench/gpu_linear_bench.py --rows 20000000 --cols 100 --dtype float32
+    echo
+    echo "### LinearRegression weak scaling (20,000,000 x 100 float32 a GPU; max over ranks)"
+    echo
+    echo "| GPUs | rows a GPU | rows | dtype | median ms | card |"
+    echo "|---:|---:|---:|---|---:|---|"
+    local n
+    for n in 1 2 4; do
+      (( NGPU >= n )) || continue
+      PYTHONPATH="$SITE" $MPIRUN_LINE -n "$n" "$PY" bench/gpu_linear_bench.py --rows-per-gpu 20000000 --cols 100
+    done
+  } | tee "$OUTDIR/lin-1gpu.md"
+}
+
 step_scaling() {
   local mode=$1 n=$2
   cd "$ROOT"
@@ -409,7 +431,7 @@ echo "$ENV_MD"
 write_summary
 
 export -f x have_gtest step_build step_ctest step_pytest step_pytest_cpu step_spmd step_bench \
-  step_covbench step_scaling step_scaling_table
+  step_covbench step_linbench step_scaling step_scaling_table
 for step in $STEPS; do
   case $step in
     build)
@@ -430,6 +452,8 @@ for step in $STEPS; do
       run_step bench 300 "$PY bench/gpu_bench.py --out bench-1gpu.md --json bench-1gpu.json $BENCH_ARGS" step_bench ;;
     covbench)
       run_step covbench 240 "$PY bench/gpu_cov_bench.py > cov-1gpu.md" step_covbench ;;
+    linbench)
+      run_step linbench 240 "$PY bench/gpu_linear_bench.py ... > lin-1gpu.md" step_linbench ;;
     scaling)
       for n in 1 2 4; do
         (( n == 1 || NGPU >= n )) || continue
@@ -439,7 +463,7 @@ for step in $STEPS; do
       done
       run_step scaling-table 60 "$PY bench/gpu_bench.py --assemble scaling.jsonl --out scaling.md" step_scaling_table ;;
     *)
-      echo "unknown step '$step' (known: build ctest pytest pytest-cpu spmd bench covbench scaling)"
+      echo "unknown step '$step' (known: build ctest pytest pytest-cpu spmd bench covbench linbench scaling)"
       record "$step" FAIL 0 "" "/dev/null" "unknown step"
       ANY_FAILED=1 ;;
   esac

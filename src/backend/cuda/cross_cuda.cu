@@ -365,7 +365,8 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
                                const std::vector<double>& shift, const device_scope& scope) {
   const std::int64_t p = d + t;
   const cudaStream_t st = scope.stream();
-  const std::int64_t B = chunk_rows(n, p);
+  // 256 MiB chunks: fewer, longer gemms (this pass serves large n).
+  const std::int64_t B = std::max<std::int64_t>(1, std::min<std::int64_t>(n, (256LL << 20) / (8 * p)));
   dev_array<double> buf(static_cast<std::size_t>(B) * p, st), sw(B, st), dshift(p, st),
       S(p * p, st), s(p, st), W(1, st);
   dev_array<int> bad(1, st);
@@ -373,9 +374,10 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
   check(cudaMemsetAsync(S.p, 0, p * p * sizeof(double), st), "cudaMemsetAsync");
   check(cudaMemsetAsync(s.p, 0, p * sizeof(double), st), "cudaMemsetAsync");
   check(cudaMemsetAsync(bad.p, 0, sizeof(int), st), "cudaMemsetAsync");
-  double Wsum = 0.0;
   const double one = 1.0;
   cublasHandle_t h = scope.ctx->blas;
+  const std::int64_t chunks = (n + B - 1) / B;
+  dev_array<double> Wc(chunks, st);  // Σ w per chunk, summed on the host in order at the end
   for (std::int64_t i0 = 0; i0 < n; i0 += B) {
     const std::int64_t nb = std::min(B, n - i0);
     weighted_rows_kernel<T><<<8 * multiprocessors(), threads, 0, st>>>(
@@ -387,13 +389,15 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
     check_blas(cublasDgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, pi, pi, ki, &one, buf.p, pi, buf.p, pi, &one, S.p, pi),
                "cublasDgemm");
     check_blas(cublasDgemv(h, CUBLAS_OP_N, pi, ki, &one, buf.p, pi, sw.p, inc, &one, s.p, inc), "cublasDgemv");
-    double chunk_w = 0.0;
+    // Σ w into device memory: no host synchronisation per chunk.
+    check_blas(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_DEVICE), "cublasSetPointerMode");
+    const cublasStatus_t dst = cublasDdot(h, ki, sw.p, inc, sw.p, inc, Wc.p + i0 / B);
     check_blas(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST), "cublasSetPointerMode");
-    check_blas(cublasDdot(h, ki, sw.p, inc, sw.p, inc, &chunk_w), "cublasDdot");  // Σ w, synchronous
-    Wsum += chunk_w;
+    check_blas(dst, "cublasDdot");
   }
+  std::vector<double> wc(chunks);
+  check(cudaMemcpyAsync(wc.data(), Wc.p, chunks * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   shifted_weighted r;
-  r.W = Wsum;
   r.shift = shift;
   r.S.resize(p * p);
   r.s.resize(p);
@@ -403,6 +407,7 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
   check(cudaMemcpyAsync(&flag, bad.p, sizeof(int), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
   if (flag) throw invalid_argument("sample_weight contains a negative value, NaN or infinity; weights must be finite and >= 0");
+  for (double v : wc) r.W += v;
   return r;
 }
 
