@@ -361,6 +361,7 @@ logistic_result run_lbfgs(const comm& c, objective<T>& obj, vec x, const logisti
     }
   }
   if (!r.converged && r.message.empty()) r.message = "max_iter reached";
+  r.message += "; " + std::to_string(evals) + " loss evaluations";
   r.n_iter = it;
   r.coef = std::move(x);
   return r;
