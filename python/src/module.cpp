@@ -437,11 +437,8 @@ f64_array r2_score(std::uintptr_t comm, host_matrix<T> Y, host_matrix<T> P, std:
   return to_numpy(std::move(r));
 }
 
-template <class T>
-nb::dict logreg_fit(std::uintptr_t comm, host_matrix<T> X, host_vector<std::int32_t> y,
-                    std::int64_t n_classes, std::optional<host_vector<T>> w, double C, bool penalty,
-                    bool fit_intercept, double tol, int max_iter, const std::string& solver,
-                    int verbose, std::optional<host_vector<double>> init) {
+sl::linear_model::logistic_params logreg_params(double C, bool penalty, bool fit_intercept, double tol,
+                                                int max_iter, const std::string& solver, int verbose) {
   sl::linear_model::logistic_params p;
   p.C = C;
   p.penalty = penalty;
@@ -451,16 +448,10 @@ nb::dict logreg_fit(std::uintptr_t comm, host_matrix<T> X, host_vector<std::int3
   p.solver = solver == "newton-cg" ? sl::linear_model::logistic_solver::newton_cg
                                    : sl::linear_model::logistic_solver::lbfgs;
   p.verbose = verbose;
-  sl::linear_model::logistic_result r;
-  {
-    nb::gil_scoped_release nogil;
-    auto c = comm_from(comm);
-    std::span<const double> start;
-    if (init) start = {init->data(), init->size()};
-    r = sl::linear_model::fit_logistic<T>(
-        *c, view(X), sl::vector_view<const std::int32_t>{y.data(), static_cast<std::int64_t>(y.shape(0))},
-        n_classes, view(w), p, start);
-  }
+  return p;
+}
+
+nb::dict logreg_result(sl::linear_model::logistic_result&& r) {
   const std::size_t kp = r.intercept.size(), d = kp ? r.coef.size() / kp : 0;
   nb::dict out;
   out["coef"] = to_numpy(std::move(r.coef), {kp, d});
@@ -469,6 +460,81 @@ nb::dict logreg_fit(std::uintptr_t comm, host_matrix<T> X, host_vector<std::int3
   out["converged"] = r.converged;
   out["message"] = r.message;
   return out;
+}
+
+template <class T>
+nb::dict logreg_fit(std::uintptr_t comm, host_matrix<T> X, host_vector<std::int32_t> y,
+                    std::int64_t n_classes, std::optional<host_vector<T>> w, double C, bool penalty,
+                    bool fit_intercept, double tol, int max_iter, const std::string& solver,
+                    int verbose, std::optional<host_vector<double>> init, bool to_device) {
+  const auto p = logreg_params(C, penalty, fit_intercept, tol, max_iter, solver, verbose);
+  sl::linear_model::logistic_result r;
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    std::span<const double> start;
+    if (init) start = {init->data(), init->size()};
+    const std::int64_t n = static_cast<std::int64_t>(y.shape(0));
+    if (!to_device) {
+      sl::agree(*c, nullptr);  // the same collective sequence as the device variants
+      r = sl::linear_model::fit_logistic<T>(*c, view(X), sl::vector_view<const std::int32_t>{y.data(), n},
+                                            n_classes, view(w), p, start);
+    } else {
+      // device="cuda" with host data: X, w (host_on_device) and the class indices to the GPU.
+      host_on_device<T> h(X, w);
+      std::unique_ptr<sl::device_copy> dy;
+      if (!h.err) {
+        try {
+          dy = std::make_unique<sl::device_copy>(y.data(), y.size() * sizeof(std::int32_t));
+        } catch (...) {
+          h.err = std::current_exception();
+        }
+      }
+      sl::agree(*c, h.err);
+      std::optional<sl::vector_view<const T>> wv;
+      if (w) wv = sl::vector_view<const T>{static_cast<const T*>(h.w->data()), n, sl::device_kind::cuda};
+      r = sl::linear_model::fit_logistic<T>(
+          *c, h.view(X),
+          sl::vector_view<const std::int32_t>{static_cast<const std::int32_t*>(dy->data()), n, sl::device_kind::cuda},
+          n_classes, wv, p, start);
+    }
+  }
+  return logreg_result(std::move(r));
+}
+
+template <class T>
+nb::dict logreg_fit_cuda(std::uintptr_t comm, cuda_matrix<T> X, nb::ndarray<const std::int32_t, nb::ndim<1>, nb::device::cuda> y,
+                         std::int64_t n_classes, std::optional<cuda_vector<T>> w, double C, bool penalty,
+                         bool fit_intercept, double tol, int max_iter, const std::string& solver,
+                         int verbose, std::optional<host_vector<double>> init, bool) {
+  const auto p = logreg_params(C, penalty, fit_intercept, tol, max_iter, solver, verbose);
+  sl::linear_model::logistic_result r;
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    std::span<const double> start;
+    if (init) start = {init->data(), init->size()};
+    std::exception_ptr err;
+    sl::matrix_view<const T> xv;
+    sl::vector_view<const std::int32_t> yv;
+    std::optional<sl::vector_view<const T>> wv;
+    try {
+      xv = device_view<T>(X, "LogisticRegression");
+      if (y.shape(0) > 1 && y.stride(0) != 1)
+        throw sl::invalid_argument("LogisticRegression: y on the device is not contiguous");
+      yv = {y.data(), static_cast<std::int64_t>(y.shape(0)), sl::device_kind::cuda};
+      if (w) {
+        if (w->shape(0) > 1 && w->stride(0) != 1)
+          throw sl::invalid_argument("LogisticRegression: sample_weight on the device is not contiguous");
+        wv = sl::vector_view<const T>{w->data(), static_cast<std::int64_t>(w->shape(0)), sl::device_kind::cuda};
+      }
+    } catch (...) {
+      err = std::current_exception();
+    }
+    sl::agree(*c, err);
+    r = sl::linear_model::fit_logistic<T>(*c, xv, yv, n_classes, wv, p, start);
+  }
+  return logreg_result(std::move(r));
 }
 
 // In-place sum/min/max of a float64 or int64 numpy array over the ranks (the Python layer's global
@@ -586,12 +652,18 @@ NB_MODULE(_core, m) {
   m.def("lr_solve", &lr_solve, "state"_a, "alpha"_a, "fit_intercept"_a, "rcond"_a);
   m.def("r2_score", &r2_score<double>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());
   m.def("r2_score", &r2_score<float>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());
-  m.def("logreg_fit", &logreg_fit<double>, "comm"_a, "X"_a, "y"_a, "n_classes"_a, "w"_a.none(),
-        "C"_a, "penalty"_a, "fit_intercept"_a, "tol"_a, "max_iter"_a, "solver"_a, "verbose"_a,
-        "init"_a.none());
-  m.def("logreg_fit", &logreg_fit<float>, "comm"_a, "X"_a, "y"_a, "n_classes"_a, "w"_a.none(),
-        "C"_a, "penalty"_a, "fit_intercept"_a, "tol"_a, "max_iter"_a, "solver"_a, "verbose"_a,
-        "init"_a.none());
+  m.def("logreg_fit", &logreg_fit<double>, "comm"_a, "X"_a, "y"_a, "n_classes"_a, "w"_a.none(), "C"_a,
+        "penalty"_a, "fit_intercept"_a, "tol"_a, "max_iter"_a, "solver"_a, "verbose"_a,
+        "init"_a.none(), "to_device"_a = false);
+  m.def("logreg_fit", &logreg_fit<float>, "comm"_a, "X"_a, "y"_a, "n_classes"_a, "w"_a.none(), "C"_a,
+        "penalty"_a, "fit_intercept"_a, "tol"_a, "max_iter"_a, "solver"_a, "verbose"_a,
+        "init"_a.none(), "to_device"_a = false);
+  m.def("logreg_fit", &logreg_fit_cuda<double>, "comm"_a, "X"_a, "y"_a, "n_classes"_a, "w"_a.none(), "C"_a,
+        "penalty"_a, "fit_intercept"_a, "tol"_a, "max_iter"_a, "solver"_a, "verbose"_a,
+        "init"_a.none(), "to_device"_a = false);
+  m.def("logreg_fit", &logreg_fit_cuda<float>, "comm"_a, "X"_a, "y"_a, "n_classes"_a, "w"_a.none(), "C"_a,
+        "penalty"_a, "fit_intercept"_a, "tol"_a, "max_iter"_a, "solver"_a, "verbose"_a,
+        "init"_a.none(), "to_device"_a = false);
   m.def("allreduce", &allreduce_array<double>, "comm"_a, "a"_a, "op"_a = "sum");
   m.def("allreduce", &allreduce_array<std::int64_t>, "comm"_a, "a"_a, "op"_a = "sum");
   m.def("pinvh", [](host_matrix<double> a, bool float32) {

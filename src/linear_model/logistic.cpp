@@ -5,10 +5,14 @@
 #include <cstdio>
 #include <exception>
 #include <limits>
+#include <memory>
 #include <string>
 #include <type_traits>
 
 #include "backend/cpu/lapack.hpp"
+#include "backend/cuda/logistic_cuda.hpp"
+#include "backend/cuda/memory.hpp"
+#include "backend/cuda/moments_cuda.hpp"
 #include "core/threads.hpp"
 #include "core/validate.hpp"
 #include "spmdlearn/core/error.hpp"
@@ -37,22 +41,24 @@ template <class T>
 class objective {
  public:
   objective(const comm& c, matrix_view<const T> X, vector_view<const std::int32_t> y, std::int64_t K,
-            const T* w, double S, const logistic_params& p)
-      : c_(c), X_(X), y_(y), w_(w), d_(X.cols), K_(K), kp_(K == 2 ? 1 : K),
+            const T* w, double S, const logistic_params& p, std::unique_ptr<cuda::logistic_local> dev)
+      : dev_(std::move(dev)), c_(c), X_(X), y_(y), w_(w), d_(X.cols), K_(K), kp_(K == 2 ? 1 : K),
         cols_(X.cols + (p.fit_intercept ? 1 : 0)), icpt_(p.fit_intercept),
         l2_(p.penalty ? 1.0 / (p.C * S) : 0.0), S_(S) {
     B_ = std::clamp<std::int64_t>((1 << 20) / (8 * std::max<std::int64_t>(d_ + kp_, 1)), 64, 8192);
     xbuf_.resize(std::max<std::int64_t>(B_ * d_, 1));
     raw_.resize(B_ * kp_);
     rowmax_.resize(B_);
+    on_device_ = X.device == device_kind::cuda;
   }
   std::int64_t size() const { return kp_ * cols_; }
 
   // f(θ) and ∇f(θ) over all ranks' rows (collective: one allreduce). Keeps the per-row
   // probabilities for hess_vec at this θ.
   double loss_grad(const vec& theta, vec& grad) {
-    const std::int64_t n = X_.rows;
-    vec acc(1 + size(), 0.0);  // [loss, grad]
+    const std::int64_t n = on_device_ ? 0 : X_.rows;  // the device computes its own sums
+    vec acc(2 + size(), 0.0);  // [loss, grad, failed]
+    device_eval([&] { dev_->loss_grad(theta, acc); }, acc);
     prob_.resize(n * kp_);
     for (std::int64_t i0 = 0; i0 < n; i0 += B_) {
       const std::int64_t nb = std::min(B_, n - i0);
@@ -100,6 +106,7 @@ class objective {
       add_transpose_product(nb, acc.data() + 1);
     }
     c_.allreduce<double>(acc, reduce_op::sum);
+    check_failed(acc);
     grad.assign(acc.begin() + 1, acc.end());
     double f = acc[0] / S_;
     for (auto& g : grad) g /= S_;
@@ -116,8 +123,9 @@ class objective {
 
   // H v at the θ of the last loss_grad (collective: one allreduce).
   void hess_vec(const vec& v, vec& out) {
-    const std::int64_t n = X_.rows;
-    vec acc(size(), 0.0);
+    const std::int64_t n = on_device_ ? 0 : X_.rows;
+    vec acc(size() + 1, 0.0);  // [Hv, failed]
+    device_eval([&] { dev_->hess_vec(v, acc); }, acc);
     for (std::int64_t i0 = 0; i0 < n; i0 += B_) {
       const std::int64_t nb = std::min(B_, n - i0);
       logits(v, i0, nb);  // u = x·V_k (+ vb_k)
@@ -136,6 +144,7 @@ class objective {
       add_transpose_product(nb, acc.data());
     }
     c_.allreduce<double>(acc, reduce_op::sum);
+    check_failed(acc);
     out.resize(size());
     for (std::int64_t e = 0; e < size(); ++e) out[e] = acc[e] / S_;
     if (l2_ > 0.0)
@@ -144,6 +153,27 @@ class objective {
   }
 
  private:
+  // Runs the device part; a failure there (a CUDA error mid-fit) is turned into a flag in the last
+  // element of acc, so that every rank learns of it from the allreduce instead of waiting.
+  template <class F>
+  void device_eval(F&& fn, vec& acc) {
+    if (!dev_) return;
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      failure_ = e.what();
+      acc.back() = 1.0;
+    }
+  }
+  void check_failed(vec& acc) {
+    const double failed = acc.back();
+    acc.pop_back();
+    if (failed > 0.0)
+      throw runtime_error("LogisticRegression: evaluating the loss failed on " +
+                          std::to_string(static_cast<int>(failed)) + " rank(s)" +
+                          (failure_.empty() ? std::string() : " (this rank: " + failure_ + ")"));
+  }
+
   // raw_ (nb x K') = X[i0:i0+nb] Wᵀ + b; also leaves the rows as double in xbuf_.
   void logits(const vec& theta, std::int64_t i0, std::int64_t nb) {
     rows_ld_ = load_rows(i0, nb);
@@ -189,6 +219,7 @@ class objective {
     }
   }
 
+  std::unique_ptr<cuda::logistic_local> dev_;  // this rank's rows on its GPU (null: host or none)
   const double* rows_ = nullptr;
   std::int64_t rows_ld_ = 1;
   const comm& c_;
@@ -197,6 +228,8 @@ class objective {
   const T* w_;
   std::int64_t d_, K_, kp_, cols_;
   bool icpt_;
+  bool on_device_ = false;
+  std::string failure_;
   double l2_, S_;
   std::int64_t B_ = 0;
   vec xbuf_, raw_, prob_, rowmax_;
@@ -437,15 +470,42 @@ logistic_result fit_logistic(const comm& c, matrix_view<const T> X, vector_view<
   detail::configure_blas_threads(c);
   const char* what = "LogisticRegression";
   double wsum = 0.0;
+  std::unique_ptr<cuda::logistic_local> dev;
   std::exception_ptr err;
   try {
-    detail::check_host_matrix(what, X);
-    require_cpu(y.device, what);
     if (y.size != X.rows)
       throw invalid_argument(std::string(what) + ": y has " + std::to_string(y.size) +
                              " samples but X has " + std::to_string(X.rows));
-    detail::check_sample_weight(what, X.rows, w);
+    if (w && w->size != X.rows)
+      throw invalid_argument(std::string(what) + ": sample_weight has " + std::to_string(w->size) +
+                             " entries but X has " + std::to_string(X.rows) + " rows");
     if (n_classes < 2) throw invalid_argument("LogisticRegression needs at least 2 classes");
+    if (!(p.C > 0.0)) throw invalid_argument("C must be > 0, got " + std::to_string(p.C));
+    if (X.device == device_kind::cuda) {
+      detail::check_device_matrix(what, X);
+#ifdef SPMDLEARN_WITH_CUDA
+      if (X.rows > 0) {
+        if (y.device != device_kind::cuda || (w && w->device != device_kind::cuda))
+          throw invalid_argument(std::string(what) + ": X is on a CUDA device, so y and sample_weight must be too");
+        cuda::throw_first_nonfinite(X.data, X.rows, X.cols, X.stride());
+        cuda::check_labels_weights<T>(y.data, w ? w->data : nullptr, X.rows, n_classes);
+        if (w) {
+          std::vector<T> hw(X.rows);
+          cuda::copy_device_to_host(hw.data(), w->data, X.rows * sizeof(T));
+          for (T v : hw) wsum += static_cast<double>(v);
+        } else {
+          wsum = static_cast<double>(X.rows);
+        }
+        // Before the agreement: its device buffers may not fit (MemoryError on every rank).
+        dev = cuda::make_logistic_local<T>(X.data, X.rows, X.cols, X.stride(), y.data,
+                                           w ? w->data : nullptr, n_classes == 2 ? 1 : n_classes,
+                                           p.fit_intercept);
+      }
+#endif
+    } else {
+    detail::check_host_matrix(what, X);
+    require_cpu(y.device, what);
+    detail::check_sample_weight(what, X.rows, w);
     for (std::int64_t i = 0; i < y.size; ++i)
       if (y[i] < 0 || y[i] >= n_classes)
         throw invalid_argument(std::string(what) + ": class index " + std::to_string(y[i]) +
@@ -455,8 +515,8 @@ logistic_result fit_logistic(const comm& c, matrix_view<const T> X, vector_view<
         if (!std::isfinite(X(i, j))) {
           detail::throw_if_nonfinite("X", X, i, 1);
         }
-    if (!(p.C > 0.0)) throw invalid_argument("C must be > 0, got " + std::to_string(p.C));
     for (std::int64_t i = 0; i < X.rows; ++i) wsum += w ? static_cast<double>((*w)[i]) : 1.0;
+    }
   } catch (...) {
     err = std::current_exception();
   }
@@ -470,8 +530,8 @@ logistic_result fit_logistic(const comm& c, matrix_view<const T> X, vector_view<
     throw invalid_argument(std::string(what) +
                            ": no rank holds a row with positive weight (the weights of all ranks' "
                            "rows sum to zero)");
-  matrix_view<const T> Xd(X.data, X.rows, d, X.stride());
-  objective<T> obj(c, Xd, y, n_classes, w ? w->data : nullptr, S, p);
+  matrix_view<const T> Xd(X.data, X.rows, d, X.stride(), X.device);
+  objective<T> obj(c, Xd, y, n_classes, w ? w->data : nullptr, S, p, std::move(dev));
   const std::int64_t kp = n_classes == 2 ? 1 : n_classes, cols = d + (p.fit_intercept ? 1 : 0);
   vec x0(obj.size(), 0.0);
   if (!init.empty()) {

@@ -216,6 +216,14 @@ def run_case(cp, kind, shape, dtype, empty_last):
     lin = LinearRegression().fit(Xl, cp.asarray(yfull[lo:hi]))
     lin_mixed = LinearRegression().fit(X[lo:hi] if RANK % 2 == 0 else Xl,
                                        yfull[lo:hi] if RANK % 2 == 0 else cp.asarray(yfull[lo:hi]))
+    # LogisticRegression on device shards: labels from the sign of a linear score (3 classes)
+    from spmdlearn.linear_model import LogisticRegression
+
+    Xs = (X.astype(np.float64) - X.astype(np.float64).mean(axis=0)) / (X.astype(np.float64).std(axis=0) + 1e-12)
+    Xs = Xs.astype(dtype)
+    score3 = Xs.astype(np.float64) @ np.random.default_rng(9).normal(size=(d, 3))
+    labels = np.argmax(score3 + np.random.default_rng(10).gumbel(size=score3.shape), axis=1)
+    logit = LogisticRegression(tol=1e-10, max_iter=500).fit(cp.asarray(Xs[lo:hi]), cp.asarray(labels[lo:hi]))
     # all ranks on GPUs: the d x d matrices merge over NCCL; mixed ranks merge on the host
     cov = EmpiricalCovariance(store_precision=False).fit(Xl)
     cov_host = EmpiricalCovariance(store_precision=False, device="cuda").fit(X[lo:hi])
@@ -223,6 +231,7 @@ def run_case(cp, kind, shape, dtype, empty_last):
     COV_ATTRS = ["covariance_", "location_"]
     LIN_ATTRS = ["coef_", "intercept_"]
     gathered = {
+        "LogisticRegression": (gather(logit, LIN_ATTRS), LIN_ATTRS),
         "LinearRegression": (gather(lin, LIN_ATTRS), LIN_ATTRS),
         "LinearRegression, host and device blocks mixed": (gather(lin_mixed, LIN_ATTRS), LIN_ATTRS),
         "EmpiricalCovariance": (gather(cov, COV_ATTRS), COV_ATTRS),
@@ -269,6 +278,12 @@ def run_case(cp, kind, shape, dtype, empty_last):
         err = float(np.linalg.norm(est.coef_ - sk_lin.coef_) / np.linalg.norm(sk_lin.coef_))
         if err > (1e-8 if dtype == np.float64 else 2e-3):
             raise AssertionError(f"{what} {name}: coef_ off by {err:.3g} (relative) from scikit-learn")
+    from sklearn.linear_model import LogisticRegression as SkLogisticRegression
+
+    sk_log = SkLogisticRegression(tol=1e-10, max_iter=500).fit(Xs.astype(np.float64), labels)
+    perr = float(np.abs(logit.predict_proba(Xs) - sk_log.predict_proba(Xs.astype(np.float64))).max())
+    if perr > 1e-4:
+        raise AssertionError(f"{what} LogisticRegression: predict_proba off by {perr:.3g} from scikit-learn")
     sk_ss, sk_ma = SkStandard().fit(X), SkMaxAbs().fit(X)
     check_numpy_attrs(ss, SS_ATTRS, f"{what} StandardScaler")
     check_numpy_attrs(ma, MA_ATTRS, f"{what} MaxAbsScaler")

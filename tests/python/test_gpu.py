@@ -812,3 +812,68 @@ def test_linear_regression_device_bad_input():
         lm.LinearRegression().fit(cp.asarray(X), y)
     with pytest.raises(ValueError, match="negative"):
         lm.LinearRegression().fit(cp.asarray(X), cp.asarray(y), sample_weight=-cp.ones(1000))
+
+
+# --- LogisticRegression on device arrays -------------------------------------------------------
+
+def _classification(name, dtype):
+    import sklearn.datasets as ds
+    from sklearn.preprocessing import StandardScaler as SkScaler
+
+    X, y = getattr(ds, f"load_{name}")(return_X_y=True)
+    return np.ascontiguousarray(SkScaler().fit_transform(X).astype(dtype)), y
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name,solver", [("breast_cancer", "lbfgs"), ("wine", "lbfgs"), ("digits", "newton-cg")])
+def test_logistic_regression_cupy_equals_cpu_path(name, solver, dtype):
+    from spmdlearn.linear_model import LogisticRegression
+
+    X, y = _classification(name, dtype)
+    kw = dict(tol=1e-10, max_iter=1000, solver=solver)
+    cpu = LogisticRegression(**kw).fit(X, y)
+    gpu = LogisticRegression(**kw).fit(cp.asarray(X), cp.asarray(y))
+    assert type(gpu.coef_) is np.ndarray and gpu.coef_.dtype == cpu.coef_.dtype
+    assert np.array_equal(gpu.classes_, cpu.classes_)
+    err = np.linalg.norm(gpu.coef_.astype(np.float64) - cpu.coef_) / np.linalg.norm(cpu.coef_)
+    assert err <= 1e-5, f"coef_ differs from the CPU path by {err:.3g}"
+    P = gpu.predict_proba(cp.asarray(X))
+    assert isinstance(P, cp.ndarray)
+    assert float(np.abs(cp.asnumpy(P) - cpu.predict_proba(X)).max()) <= 1e-5
+    pred = gpu.predict(cp.asarray(X))
+    assert isinstance(pred, cp.ndarray) and np.array_equal(cp.asnumpy(pred), cpu.predict(X))
+    assert gpu.score(cp.asarray(X), cp.asarray(y)) == pytest.approx(cpu.score(X, y), abs=1e-12)
+
+
+def test_logistic_regression_torch_device_cuda_and_weights():
+    import torch
+
+    from spmdlearn.linear_model import LogisticRegression
+
+    X, y = _classification("wine", np.float64)
+    w = np.random.default_rng(2).uniform(0.1, 2.0, size=len(X))
+    kw = dict(tol=1e-10, max_iter=1000, class_weight="balanced")
+    cpu = LogisticRegression(**kw).fit(X, y, sample_weight=w)
+    t = LogisticRegression(**kw).fit(torch.as_tensor(X, device="cuda"), torch.as_tensor(y, device="cuda"),
+                                     sample_weight=torch.as_tensor(w, device="cuda"))
+    h = LogisticRegression(device="cuda", **kw).fit(X, y, sample_weight=w)
+    for est in (t, h):
+        err = np.linalg.norm(est.coef_ - cpu.coef_) / np.linalg.norm(cpu.coef_)
+        assert err <= 1e-6, err
+    P = t.predict_proba(torch.as_tensor(X, device="cuda"))
+    assert isinstance(P, torch.Tensor) and P.is_cuda
+    assert float(np.abs(P.cpu().numpy() - cpu.predict_proba(X)).max()) <= 1e-6
+
+
+def test_logistic_regression_device_bad_labels_and_weights():
+    from spmdlearn.linear_model import LogisticRegression
+
+    X, y = _classification("breast_cancer", np.float64)
+    with pytest.raises(ValueError, match="negative"):
+        LogisticRegression().fit(cp.asarray(X), cp.asarray(y), sample_weight=-cp.ones(len(y)))
+    Xb = X.copy()
+    Xb[3, 4] = np.nan
+    with pytest.raises(ValueError, match="row 3, column 4"):
+        LogisticRegression().fit(cp.asarray(Xb), cp.asarray(y))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        LogisticRegression().fit(cp.asarray(X), cp.zeros(len(y), dtype=cp.int64))

@@ -18,9 +18,18 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, validate_data
 
 from .. import _core
-from .._base import FLOAT_DTYPES, SPMDMixin, finish_features, is_cuda_array, to_host
+from .._base import (
+    FLOAT_DTYPES,
+    SPMDMixin,
+    _dtype_name,
+    check_cuda_array,
+    device_like,
+    device_weights,
+    finish_features,
+    is_cuda_array,
+    to_host,
+)
 from .._comm import collective
-from ._linear import host_Xy
 
 
 class LogisticRegression(SPMDMixin, _SkLogisticRegression):
@@ -94,7 +103,30 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
     n_jobs = None
 
     def _local_Xy(self, X, y, sample_weight, *, reset):
-        X, y = host_Xy(self, X, y)
+        """(X, y, w, on_device): a CUDA X stays on its GPU with y (and w) CUDA arrays there too;
+        host data is validated here (device="cuda": copied to this rank's GPU by the C++ core)."""
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        device = getattr(self, "device", "auto")
+        if is_cuda_array(X) and device != "cpu":
+            check_cuda_array(X, "X")
+            if not is_cuda_array(y):
+                raise ValueError("X is a CUDA array, so y must be one too (same device)")
+            if len(y.shape) != 1:
+                raise ValueError(f"y should be a 1d array, got an array of shape {tuple(y.shape)} instead.")
+            if y.shape[0] != X.shape[0]:
+                raise ValueError(f"Found input variables with inconsistent numbers of samples: "
+                                 f"[{X.shape[0]}, {y.shape[0]}]")
+            if reset:
+                self.n_features_in_ = int(X.shape[1])
+            elif X.shape[1] != self.n_features_in_ and X.shape[0] > 0:
+                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                                 f"expecting {self.n_features_in_} features as input.")
+            return X, y, device_weights(sample_weight, X), True
+        if is_cuda_array(X) or is_cuda_array(y):
+            X, y = (to_host(a) if is_cuda_array(a) else a for a in (X, y))
+            if is_cuda_array(sample_weight):
+                sample_weight = to_host(sample_weight)
         X = validate_data(self, X, reset=reset, dtype=list(FLOAT_DTYPES), order="C",
                           ensure_all_finite=False, ensure_min_samples=0, accept_sparse=False)
         y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=False, ensure_min_samples=0,
@@ -119,15 +151,18 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
                 raise ValueError(f"sample_weight.shape == {w.shape}, expected ({X.shape[0]},)!")
             if not np.all(np.isfinite(w)) or np.any(w < 0):
                 raise ValueError("sample_weight must be finite and >= 0")
-        return X, y, w
+        if device == "cuda" and not _core.built_with_cuda():
+            raise NotImplementedError("device='cuda' but spmdlearn was built without CUDA support "
+                                      "(rebuild with CMAKE_ARGS=-DSPMDLEARN_ENABLE_CUDA=ON)")
+        return X, y, w, False
 
     def fit(self, X, y, sample_weight=None):
         """Fit on all ranks' rows (collective)."""
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             self._validate_params()
-            X, y, w = self._local_Xy(X, y, sample_weight, reset=True)
-            local_classes = np.unique(y)
+            X, y, w, on_device = self._local_Xy(X, y, sample_weight, reset=True)
+            local_classes = _unique(y, on_device)
         # The sorted union of all ranks' labels (object arrays for strings, as np.unique gives).
         gathered = comm.allgather(local_classes)
         nonempty = [g for g in gathered if len(g)]
@@ -138,27 +173,30 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
                     "This solver needs samples of at least 2 classes in the data, but the data "
                     f"contains only one class: {classes[0] if len(classes) else None!r}"
                 )
-            y_idx = np.searchsorted(classes, y).astype(np.int32)
+            y_idx = _encode(y, classes, on_device)
             cw = self._class_weights(classes)
-        counts = np.bincount(y_idx, minlength=len(classes)).astype(np.int64)
+        counts = _bincount(y_idx, len(classes), on_device)
         _core.allreduce(addr, counts, "sum")  # global class counts (for "balanced")
+        dtype = np.dtype(_dtype_name(X))
         with collective(addr, self):
             if cw is None and self.class_weight == "balanced":
                 n = counts.sum()
                 cw = n / (len(classes) * np.maximum(counts, 1)).astype(np.float64)
             if cw is not None:
-                cls_w = cw[y_idx].astype(X.dtype)
+                cls_w = (device_like(X, cw.astype(dtype)) if on_device else cw.astype(dtype))[y_idx]
                 w = cls_w if w is None else w * cls_w
             init = self._warm_start_coef(classes, X.shape[1])
+            if not on_device and w is not None:
+                w = np.ascontiguousarray(w, dtype=dtype)
+            to_device = (not on_device) and getattr(self, "device", "auto") == "cuda"
         res = _core.logreg_fit(
-            addr, X, np.ascontiguousarray(y_idx), len(classes),
-            None if w is None else np.ascontiguousarray(w, dtype=X.dtype),
+            addr, X, y_idx, len(classes), w,
             float(self.C), self.penalty is not None, bool(self.fit_intercept), float(self.tol),
-            int(self.max_iter), self.solver, int(self.verbose), init,
+            int(self.max_iter), self.solver, int(self.verbose), init, to_device,
         )
         self.classes_ = classes
-        self.coef_ = res["coef"].astype(X.dtype, copy=False)
-        self.intercept_ = res["intercept"].astype(X.dtype, copy=False)
+        self.coef_ = res["coef"].astype(dtype, copy=False)
+        self.intercept_ = res["intercept"].astype(dtype, copy=False)
         self.n_iter_ = np.array([res["n_iter"]], dtype=np.int32)
         finish_features(self, self.coef_.shape[1])
         if not res["converged"]:
@@ -192,23 +230,55 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
         return np.ascontiguousarray(theta.ravel())
 
     def decision_function(self, X):
-        """Scores of this rank's rows (local); a rank without rows gets an empty array."""
+        """Scores of this rank's rows (local); a rank without rows gets an empty array. A CUDA X
+        gives an array of its kind on its GPU."""
         check_is_fitted(self)
+        if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
+            check_cuda_array(X, "X")
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                                 f"expecting {self.n_features_in_} features as input.")
+            dt = np.dtype(_dtype_name(X))
+            scores = X @ device_like(X, self.coef_.T.astype(dt)) + device_like(X, self.intercept_.astype(dt))
+            return scores.reshape(-1) if scores.shape[1] == 1 else scores
         if is_cuda_array(X):
             X = to_host(X)
         X = self._local_X(X, reset=False, finite=True)
         scores = X @ self.coef_.T + self.intercept_
         return scores.ravel() if scores.shape[1] == 1 else scores
 
+    def predict_proba(self, X):
+        """Class probabilities of this rank's rows (local; on the GPU for a CUDA X)."""
+        if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
+            s = self.decision_function(X)
+            if len(s.shape) == 1:
+                p1 = 1.0 / (1.0 + _exp(-s))
+                return _stack([1.0 - p1, p1])
+            e = _exp(s - s.max(1, keepdims=True) if hasattr(s, "get") else s - s.max(1, keepdim=True).values)
+            return e / e.sum(1, keepdims=True) if hasattr(e, "get") else e / e.sum(1, keepdim=True)
+        return super().predict_proba(X)
+
+    def predict(self, X):
+        """Class labels of this rank's rows (local; a CUDA X gives a device array of labels)."""
+        if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
+            s = self.decision_function(X)
+            idx = (s > 0).astype("int64") if len(s.shape) == 1 and hasattr(s, "get") else (
+                (s > 0).long() if len(s.shape) == 1 else s.argmax(1))
+            return device_like(X, np.asarray(self.classes_))[idx]
+        return super().predict(X)
+
     def score(self, X, y, sample_weight=None):
         """Accuracy over all ranks' rows (collective)."""
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             check_is_fitted(self)
-            Xl, yl, w = self._local_Xy(X, y, sample_weight, reset=False)
-            pred = self.predict(Xl) if len(Xl) else yl[:0]
-            ww = np.ones(len(yl)) if w is None else w.astype(np.float64)
-            sums = np.array([float(np.sum(ww * (pred == yl))), float(np.sum(ww))])
+            Xl, yl, w, on_device = self._local_Xy(X, y, sample_weight, reset=False)
+            pred = self.predict(Xl) if Xl.shape[0] else yl[:0]
+            if on_device:  # n labels to the host; X stays where it is
+                pred, yl = to_host(pred), to_host(yl)
+                w = None if w is None else to_host(w)
+            ww = np.ones(len(yl)) if w is None else np.asarray(w, dtype=np.float64)
+            sums = np.array([float(np.sum(ww * (np.asarray(pred) == np.asarray(yl)))), float(np.sum(ww))])
         _core.allreduce(addr, sums, "sum")
         return float(sums[0] / sums[1]) if sums[1] > 0 else 0.0
 
@@ -217,3 +287,49 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
         tags.input_tags.sparse = False
         return tags
 
+
+# --- small helpers for labels on the host or on a GPU (cupy or torch) --------------------------
+
+def _unique(y, on_device):
+    if not on_device:
+        return np.unique(y)
+    return np.asarray(to_host(y.unique() if hasattr(y, "unique") and not hasattr(y, "get") else _cupy().unique(y)))
+
+
+def _encode(y, classes, on_device):
+    """Class indices (int32) of y's labels in the sorted classes, on y's device."""
+    if not on_device:
+        return np.ascontiguousarray(np.searchsorted(classes, y).astype(np.int32))
+    if hasattr(y, "get"):  # cupy
+        cp = _cupy()
+        return cp.ascontiguousarray(cp.searchsorted(cp.asarray(classes, dtype=y.dtype), y).astype(cp.int32))
+    import torch
+
+    c = torch.as_tensor(np.asarray(classes), device=y.device, dtype=y.dtype)
+    return torch.searchsorted(c, y.contiguous()).to(torch.int32).contiguous()
+
+
+def _bincount(y_idx, n_classes, on_device):
+    if not on_device:
+        return np.bincount(y_idx, minlength=n_classes).astype(np.int64)
+    if hasattr(y_idx, "get"):
+        return to_host(_cupy().bincount(y_idx, minlength=n_classes)).astype(np.int64)
+    return to_host(y_idx.long().bincount(minlength=n_classes)).astype(np.int64)
+
+
+def _exp(a):
+    return _cupy().exp(a) if hasattr(a, "get") else a.exp()
+
+
+def _stack(cols):
+    if hasattr(cols[0], "get"):
+        return _cupy().stack(cols, axis=1)
+    import torch
+
+    return torch.stack(cols, dim=1)
+
+
+def _cupy():
+    import cupy
+
+    return cupy
