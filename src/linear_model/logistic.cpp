@@ -250,6 +250,7 @@ bool line_search(F& eval, vec& x, double& f, vec& g, const vec& p, double a1, in
     fa = eval(xt, gt);
     da = dot(gt, p);
     ++evals;
+
   };
   auto accept = [&](double fa) {
     x = xt;
@@ -263,9 +264,11 @@ bool line_search(F& eval, vec& x, double& f, vec& g, const vec& p, double a1, in
     if (disc < 0.0) return 0.5 * (a + b);
     const double d2 = std::copysign(std::sqrt(disc), b - a);
     const double t = b - (b - a) * (db + d2 - d1) / (db - da + 2.0 * d2);
+    // Keep the minimiser of the cubic (it is usually right even next to an end, e.g. after an
+    // overshooting first step), but strictly inside the bracket.
     const double lo = std::min(a, b), hi = std::max(a, b), span = hi - lo;
-    if (!std::isfinite(t) || t < lo + 0.1 * span || t > hi - 0.1 * span) return 0.5 * (a + b);
-    return t;
+    if (!std::isfinite(t)) return 0.5 * (a + b);
+    return std::clamp(t, lo + 0.01 * span, hi - 0.01 * span);
   };
   double a_prev = 0.0, f_prev = f0, d_prev = d0, a = a1;
   for (int i = 0; i < max_evals; ++i) {
@@ -298,7 +301,8 @@ bool line_search(F& eval, vec& x, double& f, vec& g, const vec& p, double a1, in
           if (dt * (hi - lo) >= 0.0) hi = lo, fhi = flo, dhi = dlo;
           lo = at, flo = ft, dlo = dt;
         }
-        if (std::abs(hi - lo) <= 1e-16 * std::max(1.0, std::abs(lo))) break;
+        // A bracket this narrow means f is flat to rounding along p: stop (the caller reports it).
+        if (std::abs(hi - lo) <= 1e-10 * a1) break;
       }
       // No point met both conditions: take the best sufficient-decrease point if it improved.
       if (lo > 0.0 && flo < f0) {
@@ -308,8 +312,9 @@ bool line_search(F& eval, vec& x, double& f, vec& g, const vec& p, double a1, in
       }
       return false;
     }
+    // Still descending steeply: extrapolate (by 4, as Moré-Thuente's upper factor).
     a_prev = a, f_prev = fa, d_prev = da;
-    a *= 2.0;
+    a *= 4.0;
   }
   return false;
 }
