@@ -29,24 +29,6 @@ from .._base import (
 from .._comm import collective
 
 
-def host_Xy(est, X, y):
-    """X and y as host data (LogisticRegression: no GPU path yet). CUDA arrays are refused unless
-    device="cpu" asks for a copy to the host -- never a silent fallback."""
-    if y is None:
-        raise ValueError(f"{type(est).__name__} requires y to be passed, but the target y is None")
-    device = getattr(est, "device", "auto")
-    if is_cuda_array(X) or is_cuda_array(y):
-        if device != "cpu":
-            raise NotImplementedError(
-                f"{type(est).__name__}: no CUDA path yet for CUDA arrays; pass numpy data or "
-                "device='cpu' (which copies them to the host)"
-            )
-        X, y = (to_host(a) if is_cuda_array(a) else a for a in (X, y))
-    if device == "cuda":
-        raise NotImplementedError(f"{type(est).__name__}(device='cuda') is not implemented yet")
-    return X, y
-
-
 def _device_Xy(est, X, y, sample_weight, *, reset):
     """A CUDA X (cupy, torch, DLPack): y (and sample_weight) must be CUDA arrays on the same
     device; y becomes a 2-D (n, t) view of X's dtype. Nothing is copied to the host."""
@@ -236,6 +218,9 @@ class LinearRegression(_NormalEquationsRegressor, _SkLinearRegression):
     comm : mpi4py communicator or None
         None means :func:`spmdlearn.default_comm` (``MPI.COMM_WORLD``).
     device : {"auto", "cpu", "cuda"}, default="auto"
+        "auto": a CUDA X (cupy, torch; y and sample_weight CUDA arrays on the same device) is
+        fitted on its GPU in place; "cuda" copies host data to this rank's GPU; "cpu" brings
+        device arrays to the host. ``predict`` of a CUDA array returns one of its kind.
 
     Notes
     -----

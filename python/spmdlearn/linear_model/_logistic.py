@@ -59,6 +59,10 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
         > 0: one line per iteration (loss, max |gradient|) printed by rank 0.
     comm : mpi4py communicator or None
     device : {"auto", "cpu", "cuda"}, default="auto"
+        "auto": a CUDA X (cupy, torch; y and sample_weight CUDA arrays on the same device) is
+        fitted on its GPU (loss and gradient by cuBLAS and one kernel per row); "cuda" copies
+        host data to this rank's GPU; "cpu" brings device arrays to the host. ``predict``,
+        ``predict_proba`` and ``decision_function`` of a CUDA array return one of its kind.
 
     Attributes
     ----------
