@@ -46,41 +46,22 @@ cross_moments merge_across(const comm& c, cross_moments local) {
 
 namespace {
 
-// One pass over rows [0, n) about a fixed shift: W = Σ w, s = Σ w (z - shift),
-// S = Σ w (z - shift)(z - shift)ᵀ (column-major upper triangle; BLAS syrk on each chunk scaled by
-// sqrt(w), accumulated in place). An empty `shift` takes the first row. Returns the first chunk
-// whose sums were not finite, or -1.
-std::int64_t shifted_pass(std::int64_t n, std::int64_t p,
-                          const std::function<void(std::int64_t, std::int64_t, double*, double*)>& fill,
-                          std::vector<double>& shift, double& W, std::vector<double>& sum,
+// One pass over rows [0, n) about `shift`: W = Σ w, s = Σ w (z - shift),
+// S = Σ w (z - shift)(z - shift)ᵀ (BLAS syrk on each prepared chunk, accumulated in place).
+// Returns the first chunk whose sums were not finite, or -1.
+std::int64_t shifted_pass(std::int64_t n, std::int64_t p, const prepare_rows& prepare,
+                          const std::vector<double>& shift, double& W, std::vector<double>& sum,
                           std::vector<double>& S) {
   const std::int64_t B = cross_chunk_rows(p);
-  std::vector<double> z(B * p), w(B);
+  std::vector<double> z(B * p);
   W = 0.0;
   sum.assign(p, 0.0);
   S.assign(p * p, 0.0);
   for (std::int64_t i0 = 0; i0 < n; i0 += B) {
     const std::int64_t nb = std::min(B, n - i0);
-    fill(i0, nb, z.data(), w.data());
-    if (shift.empty()) {
-      shift.assign(z.begin(), z.begin() + p);
-      for (auto& v : shift)
-        if (!std::isfinite(v)) v = 0.0;  // reported below
-    }
-    const double* __restrict sh = shift.data();
-    double* __restrict sm = sum.data();
-    for (std::int64_t i = 0; i < nb; ++i) {
-      const double wi = w[i], sw = std::sqrt(wi);
-      double* __restrict r = z.data() + i * p;
-      W += wi;
-      for (std::int64_t j = 0; j < p; ++j) {
-        const double t = r[j] - sh[j];
-        sm[j] += wi * t;
-        r[j] = sw * t;
-      }
-    }
+    prepare(i0, nb, shift.data(), z.data(), sum.data(), W);
     bool finite = std::isfinite(W);
-    for (std::int64_t j = 0; j < p; ++j) finite &= std::isfinite(sm[j]);
+    for (std::int64_t j = 0; j < p; ++j) finite &= std::isfinite(sum[j]);
     if (!finite) return i0;
     cpu::syrk_acc(static_cast<int>(p), static_cast<int>(nb), z.data(), S.data());
   }
@@ -91,12 +72,14 @@ std::int64_t shifted_pass(std::int64_t n, std::int64_t p,
 }  // namespace
 
 std::int64_t accumulate_rows(cross_moments& acc, std::int64_t n, std::int64_t p,
-                             const std::function<void(std::int64_t, std::int64_t, double*, double*)>& fill) {
+                             std::vector<double> shift, const prepare_rows& prepare) {
   if (acc.mean.size() != static_cast<std::size_t>(p)) acc.reset(p);
   if (n == 0) return -1;
-  std::vector<double> shift, sum, S;
+  for (auto& v : shift)
+    if (!std::isfinite(v)) v = 0.0;  // reported by the pass
+  std::vector<double> sum, S;
   double W = 0.0;
-  const std::int64_t bad = shifted_pass(n, p, fill, shift, W, sum, S);
+  const std::int64_t bad = shifted_pass(n, p, prepare, shift, W, sum, S);
   if (bad >= 0) return bad;
   cross_moments local;
   local.reset(p);
@@ -112,7 +95,7 @@ std::int64_t accumulate_rows(cross_moments& acc, std::int64_t n, std::int64_t p,
       // The first row was far from the mean of some column: once more about the mean, so the
       // cancellation in S - s sᵀ / W costs no digits.
       for (std::int64_t j = 0; j < p; ++j) shift[j] += sum[j] / W;
-      shifted_pass(n, p, fill, shift, W, sum, S);
+      shifted_pass(n, p, prepare, shift, W, sum, S);
     }
     for (std::int64_t j = 0; j < p; ++j) local.mean[j] = shift[j] + sum[j] / W;
     for (std::int64_t i = 0; i < p; ++i)

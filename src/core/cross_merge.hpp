@@ -31,14 +31,17 @@ void merge_into(cross_moments& a, const cross_moments& b);
 // Collective: the moments of all ranks' rows, merged in rank order (identical bits on every rank).
 cross_moments merge_across(const comm& c, cross_moments local);
 
-// Adds rows [0, n) to acc (p columns). fill(i0, nb, z, w) writes a chunk's raw rows (nb x p,
-// row-major) into z and their weights into w (w >= 0). One pass about a fixed shift (the first
-// row): each chunk is shifted and scaled by sqrt(w) in cache and added with BLAS syrk into one
-// p x p sum; then cross = S - s sᵀ / W. When the first row was a poor shift for some column
-// (shifted squares > 64x the centred ones) a second pass about the mean keeps every digit.
-// Returns the first chunk start whose values were not finite (the caller reports where), or -1.
+// Adds rows [0, n) to acc (p columns) in one pass about a fixed shift (the first row): for each
+// chunk, prepare(i0, nb, shift, z, sum, W) writes sqrt(w_i) (z_i - shift) for rows i0..i0+nb-1
+// into z (nb x p, row-major) and adds Σ w (z - shift) to sum and Σ w to W; the chunk is added to
+// one p x p sum with BLAS syrk, and cross = S - s sᵀ / W at the end. When the first row was a
+// poor shift for some column (shifted squares > 64x the centred ones) a second pass about the
+// mean keeps every digit. `first_row` holds row 0's raw values. Returns the first chunk start whose
+// values were not finite (the caller reports where), or -1.
+using prepare_rows = std::function<void(std::int64_t i0, std::int64_t nb, const double* shift,
+                                        double* z, double* sum, double& W)>;
 std::int64_t accumulate_rows(cross_moments& acc, std::int64_t n, std::int64_t p,
-                             const std::function<void(std::int64_t, std::int64_t, double*, double*)>& fill);
+                             std::vector<double> first_row, const prepare_rows& prepare);
 
 // Rows per chunk for p columns: the double buffer stays around 1 MiB, and syrk gets k >= 64.
 std::int64_t cross_chunk_rows(std::int64_t p);
