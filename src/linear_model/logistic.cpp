@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "backend/cpu/lapack.hpp"
+#include "backend/cpu/vector_math.hpp"
 #include "backend/cuda/logistic_cuda.hpp"
 #include "backend/cuda/memory.hpp"
 #include "backend/cuda/moments_cuda.hpp"
@@ -86,7 +87,8 @@ class objective {
           rowmax_[i] = m;
         }
         const std::int64_t ne = nb * kp_;
-        for (std::int64_t e = 0; e < ne; ++e) pr0[e] = std::exp(raw_[e] - rowmax_[e / kp_]);
+        for (std::int64_t e = 0; e < ne; ++e) pr0[e] = raw_[e] - rowmax_[e / kp_];
+        cpu::exp_inplace(pr0, ne);
         for (std::int64_t i = 0; i < nb; ++i) {
           const double sw = w_ ? static_cast<double>(w_[i0 + i]) : 1.0;
           const int yi = y_[i0 + i];
