@@ -240,19 +240,32 @@ solution solve(const normal_state& s, std::span<const double> alpha, bool fit_in
     for (std::int64_t i = 0; i < d; ++i) B[i + k * d] = m(i, d + k);
 
   solution r;
-  // Singular values of X from the eigenvalues of A. lstsq drops s < rcond s_max, i.e.
-  // λ < rcond² λ_max; A itself carries rounding of ~d eps64 λ_max, so never below that.
-  std::vector<double> V = A;
-  std::vector<double> lam = cpu::eigh(V, static_cast<int>(d));
-  const double lam_max = d > 0 ? std::max(lam.back(), 0.0) : 0.0;
-  const double cutoff =
-      lam_max * std::max(rcond * rcond, 16.0 * static_cast<double>(std::max<std::int64_t>(d, 1)) *
-                                            std::numeric_limits<double>::epsilon());
-  r.singular.resize(d);
-  for (std::int64_t k = 0; k < d; ++k) {
-    const double l = lam[d - 1 - k];
-    r.singular[k] = std::sqrt(std::max(l, 0.0));
-    if (l > cutoff) ++r.rank;
+  // Least squares needs the spectrum: the singular values of X (scikit-learn's singular_) and the
+  // rank, from the eigenvalues of A. lstsq drops s < rcond s_max, i.e. λ < rcond² λ_max; A itself
+  // carries rounding of ~d eps64 λ_max, so never below that. Ridge needs neither. The eigenvectors
+  // are computed only when the minimum-norm solution needs them (rank deficiency, or a ridge
+  // system that Cholesky refuses).
+  std::vector<double> V, lam;
+  bool have_vectors = false;
+  double cutoff = 0.0;
+  auto ensure_vectors = [&] {
+    if (have_vectors) return;
+    V = A;
+    lam = cpu::eigh(V, static_cast<int>(d), true);
+    have_vectors = true;
+  };
+  if (alpha.empty()) {
+    std::vector<double> scratch = A;
+    lam = cpu::eigh(scratch, static_cast<int>(d), false);
+    const double lam_max = d > 0 ? std::max(lam.back(), 0.0) : 0.0;
+    cutoff = lam_max * std::max(rcond * rcond, 16.0 * static_cast<double>(std::max<std::int64_t>(d, 1)) *
+                                                   std::numeric_limits<double>::epsilon());
+    r.singular.resize(d);
+    for (std::int64_t k = 0; k < d; ++k) {
+      const double l = lam[d - 1 - k];
+      r.singular[k] = std::sqrt(std::max(l, 0.0));
+      if (l > cutoff) ++r.rank;
+    }
   }
 
   std::vector<double> X = B;  // solution, d x t column-major
@@ -271,6 +284,11 @@ solution solve(const normal_state& s, std::span<const double> alpha, bool fit_in
     if (!done) {
       // Rank-deficient least squares (or a ridge system that is not numerically positive
       // definite): the minimum-norm solution over the eigenvalues above the cutoff.
+      ensure_vectors();
+      if (cutoff == 0.0 && a == 0.0) {
+        const double lam_max = d > 0 ? std::max(lam.back(), 0.0) : 0.0;
+        cutoff = lam_max * 16.0 * static_cast<double>(d) * std::numeric_limits<double>::epsilon();
+      }
       std::vector<double> la(lam);
       for (auto& l : la) l += a;
       eigen_solve(V, la, a > 0.0 ? 0.0 : cutoff, di, b, static_cast<int>(nk));

@@ -54,17 +54,20 @@ namespace spmdlearn::cpu {
 
 // Symmetric eigen-decomposition (LAPACK dsyevd) of the n x n matrix a, eigenvalues ascending;
 // a is overwritten by the eigenvectors (columns, column-major).
-inline std::vector<double> eigh(std::vector<double>& a, int n) {
+// With vectors = false only the eigenvalues are computed (several times cheaper) and a is
+// overwritten by scratch.
+inline std::vector<double> eigh(std::vector<double>& a, int n, bool vectors = true) {
   std::vector<double> lam(n);
   if (n == 0) return lam;
+  const char* jobz = vectors ? "V" : "N";
   int info = 0, lwork = -1, liwork = -1, iwork_q = 0;
   double work_q = 0;
-  dsyevd_("V", "U", &n, a.data(), &n, lam.data(), &work_q, &lwork, &iwork_q, &liwork, &info);
+  dsyevd_(jobz, "U", &n, a.data(), &n, lam.data(), &work_q, &lwork, &iwork_q, &liwork, &info);
   lwork = static_cast<int>(work_q);
   liwork = iwork_q;
   std::vector<double> work(std::max(1, lwork));
   std::vector<int> iwork(std::max(1, liwork));
-  dsyevd_("V", "U", &n, a.data(), &n, lam.data(), work.data(), &lwork, iwork.data(), &liwork, &info);
+  dsyevd_(jobz, "U", &n, a.data(), &n, lam.data(), work.data(), &lwork, iwork.data(), &liwork, &info);
   if (info != 0)
     throw runtime_error("symmetric eigen-solver (dsyevd) failed with info=" + std::to_string(info));
   return lam;
