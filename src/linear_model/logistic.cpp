@@ -50,6 +50,8 @@ class objective {
     xbuf_.resize(std::max<std::int64_t>(B_ * d_, 1));
     raw_.resize(B_ * kp_);
     rowmax_.resize(B_);
+    rowse_.resize(B_);
+    rowlog_.resize(B_);
     on_device_ = X.device == device_kind::cuda;
   }
   std::int64_t size() const { return kp_ * cols_; }
@@ -90,14 +92,20 @@ class objective {
         for (std::int64_t e = 0; e < ne; ++e) pr0[e] = raw_[e] - rowmax_[e / kp_];
         cpu::exp_inplace(pr0, ne);
         for (std::int64_t i = 0; i < nb; ++i) {
+          const double* pr = pr0 + i * kp_;
+          double se = 0.0;
+          for (std::int64_t k = 0; k < kp_; ++k) se += pr[k];
+          rowse_[i] = se;
+          rowlog_[i] = se;
+        }
+        cpu::log_inplace(rowlog_.data(), nb);
+        for (std::int64_t i = 0; i < nb; ++i) {
           const double sw = w_ ? static_cast<double>(w_[i0 + i]) : 1.0;
           const int yi = y_[i0 + i];
           double* r = raw_.data() + i * kp_;
           double* pr = pr0 + i * kp_;
-          double se = 0.0;
-          for (std::int64_t k = 0; k < kp_; ++k) se += pr[k];
-          loss += sw * (rowmax_[i] + std::log(se) - r[yi]);
-          const double inv = 1.0 / se;
+          loss += sw * (rowmax_[i] + rowlog_[i] - r[yi]);
+          const double inv = 1.0 / rowse_[i];
           for (std::int64_t k = 0; k < kp_; ++k) {
             pr[k] *= inv;
             r[k] = sw * (pr[k] - (k == yi ? 1.0 : 0.0));
@@ -234,7 +242,7 @@ class objective {
   std::string failure_;
   double l2_, S_;
   std::int64_t B_ = 0;
-  vec xbuf_, raw_, prob_, rowmax_;
+  vec xbuf_, raw_, prob_, rowmax_, rowse_, rowlog_;
 };
 
 // Strong-Wolfe line search (Nocedal & Wright, algorithms 3.5/3.6, cubic interpolation) along p
