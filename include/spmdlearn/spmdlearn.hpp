@@ -7,5 +7,6 @@
 #include "spmdlearn/core/table.hpp"
 #include "spmdlearn/basic_statistics.hpp"
 #include "spmdlearn/covariance.hpp"
+#include "spmdlearn/decomposition.hpp"
 #include "spmdlearn/linear_model.hpp"
 #include "spmdlearn/preprocessing.hpp"

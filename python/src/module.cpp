@@ -537,6 +537,29 @@ nb::dict logreg_fit_cuda(std::uintptr_t comm, cuda_matrix<T> X, nb::ndarray<cons
   return logreg_result(std::move(r));
 }
 
+// --- PCA ------------------------------------------------------------------------------------------
+nb::dict pca_to_dict(sl::decomposition::pca_spectrum&& r) {
+  const std::size_t k = r.singular.size(), d = static_cast<std::size_t>(r.n_features);
+  nb::dict out;
+  out["n_samples"] = r.n_samples;
+  out["mean"] = to_numpy(std::move(r.mean));
+  out["singular"] = to_numpy(std::move(r.singular));
+  out["explained_variance"] = to_numpy(std::move(r.explained_variance));
+  out["components"] = to_numpy(std::move(r.components), {k, d});
+  return out;
+}
+
+template <class T>
+nb::dict pca_full(std::uintptr_t comm, host_matrix<T> X) {
+  sl::decomposition::pca_spectrum r;
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    r = sl::decomposition::pca_full<T>(*c, view(X));
+  }
+  return pca_to_dict(std::move(r));
+}
+
 // In-place sum/min/max of a float64 or int64 numpy array over the ranks (the Python layer's global
 // metrics and counts); identical on every rank.
 template <class T>
@@ -664,6 +687,17 @@ NB_MODULE(_core, m) {
   m.def("logreg_fit", &logreg_fit_cuda<float>, "comm"_a, "X"_a, "y"_a, "n_classes"_a, "w"_a.none(), "C"_a,
         "penalty"_a, "fit_intercept"_a, "tol"_a, "max_iter"_a, "solver"_a, "verbose"_a,
         "init"_a.none(), "to_device"_a = false);
+  m.def("pca_full", &pca_full<double>, "comm"_a, "X"_a);
+  m.def("pca_full", &pca_full<float>, "comm"_a, "X"_a);
+  m.def("pca_covariance_eigh", [](const nb::dict& state) {
+    auto s = cov_state_from(state);
+    sl::decomposition::pca_spectrum r;
+    {
+      nb::gil_scoped_release nogil;
+      r = sl::decomposition::pca_covariance_eigh(s);
+    }
+    return pca_to_dict(std::move(r));
+  });
   m.def("allreduce", &allreduce_array<double>, "comm"_a, "a"_a, "op"_a = "sum");
   m.def("allreduce", &allreduce_array<std::int64_t>, "comm"_a, "a"_a, "op"_a = "sum");
   m.def("pinvh", [](host_matrix<double> a, bool float32) {

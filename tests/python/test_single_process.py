@@ -18,6 +18,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import spmdlearn
 from spmdlearn.basic_statistics import BasicStatistics, IncrementalBasicStatistics
 from spmdlearn.covariance import EmpiricalCovariance, IncrementalEmpiricalCovariance
+from spmdlearn.decomposition import PCA
 from spmdlearn.linear_model import (
     IncrementalLinearRegression,
     IncrementalRidge,
@@ -33,6 +34,7 @@ ESTIMATORS = [
     IncrementalLinearRegression(),
     IncrementalRidge(),
     LogisticRegression(),
+    PCA(),
     BasicStatistics(),
     IncrementalBasicStatistics(),
     EmpiricalCovariance(),

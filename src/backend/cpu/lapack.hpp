@@ -74,3 +74,29 @@ inline std::vector<double> eigh(std::vector<double>& a, int n, bool vectors = tr
 }
 
 }  // namespace spmdlearn::cpu
+
+extern "C" {
+void dgeqrf_(const int* m, const int* n, double* a, const int* lda, double* tau, double* work,
+             const int* lwork, int* info);
+void dgesvd_(const char* jobu, const char* jobvt, const int* m, const int* n, double* a,
+             const int* lda, double* s, double* u, const int* ldu, double* vt, const int* ldvt,
+             double* work, const int* lwork, int* info);
+}
+
+namespace spmdlearn::cpu {
+
+// In place: the m x n column-major matrix a (lda) is replaced by its QR factorisation; returns
+// info. The upper triangle of the leading min(m, n) rows then holds R.
+inline int geqrf(int m, int n, double* a, int lda) {
+  if (m == 0 || n == 0) return 0;
+  std::vector<double> tau(std::min(m, n));
+  int info = 0, lwork = -1;
+  double q = 0;
+  dgeqrf_(&m, &n, a, &lda, tau.data(), &q, &lwork, &info);
+  lwork = std::max(1, static_cast<int>(q));
+  std::vector<double> work(lwork);
+  dgeqrf_(&m, &n, a, &lda, tau.data(), work.data(), &lwork, &info);
+  return info;
+}
+
+}  // namespace spmdlearn::cpu

@@ -1,0 +1,4 @@
+"""Distributed PCA."""
+from ._pca import PCA
+
+__all__ = ["PCA"]

@@ -1,0 +1,148 @@
+"""PCA over the rows of all ranks (see include/spmdlearn/decomposition.hpp).
+
+fit is collective; transform / inverse_transform / score_samples are local; score is the mean
+log-likelihood over all ranks' rows (collective). The C++ core returns the whole spectrum of the
+centred data of all ranks; here n_components is chosen from it exactly as scikit-learn does.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.decomposition import PCA as _SkPCA
+from sklearn.decomposition._pca import _infer_dimension
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .. import _core
+from .._base import SPMDMixin, _dtype_name, finish_features, is_cuda_array, to_host
+from .._comm import collective
+
+
+class PCA(SPMDMixin, _SkPCA):
+    """Principal component analysis of the rows of all ranks (scikit-learn's PCA), exact for
+    every solver.
+
+    ``svd_solver``:
+
+    - ``"covariance_eigh"``: eigen-decomposition of the exactly merged covariance (one pass);
+    - ``"full"``: exact SVD of the centred data without forming the covariance -- distributed
+      TSQR (each rank QR-factorises its centred rows, the R factors are combined), better
+      conditioned than the covariance;
+    - ``"auto"``: as scikit-learn, by the global shape: covariance_eigh for tall data
+      (d <= 1000 and n >= 10 d), else full. (scikit-learn's "randomized" choice for large d and
+      few components is not available yet: auto takes full there.)
+    - ``"randomized"`` and ``"arpack"`` raise NotImplementedError (not silently replaced).
+
+    Attributes as scikit-learn (``components_`` signed so that each one's largest-magnitude entry
+    is positive), identical on every rank; ``n_samples_`` counts all ranks' rows.
+    """
+
+    _parameter_constraints = {
+        **_SkPCA._parameter_constraints,
+        "comm": "no_validation",
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
+    }
+
+    def __init__(self, n_components=None, *, copy=True, whiten=False, svd_solver="auto", tol=0.0,
+                 iterated_power="auto", n_oversamples=10, power_iteration_normalizer="auto",
+                 random_state=None, comm=None, device="auto"):
+        super().__init__(n_components=n_components, copy=copy, whiten=whiten, svd_solver=svd_solver,
+                         tol=tol, iterated_power=iterated_power, n_oversamples=n_oversamples,
+                         power_iteration_normalizer=power_iteration_normalizer,
+                         random_state=random_state)
+        self.comm = comm
+        self.device = device
+
+    def _local(self, X, reset):
+        if is_cuda_array(X):
+            if getattr(self, "device", "auto") != "cpu":
+                raise NotImplementedError("PCA: no CUDA path yet; pass numpy data or device='cpu'")
+            X = to_host(X)
+        if getattr(self, "device", "auto") == "cuda":
+            raise NotImplementedError("PCA(device='cuda') is not implemented yet")
+        return self._local_X(X, reset=reset)
+
+    def fit(self, X, y=None):
+        """Fit on all ranks' rows (collective)."""
+        comm, addr = self._resolve_comm()
+        with collective(addr, self):
+            self._validate_params()
+            X = self._local(X, reset=True)
+            if self.svd_solver in ("randomized", "arpack"):
+                raise NotImplementedError(
+                    f"PCA(svd_solver={self.svd_solver!r}) is not implemented in spmdlearn yet; use "
+                    "'full' or 'covariance_eigh' (both exact)")
+        sizes = np.array([X.shape[0]], dtype=np.int64)
+        _core.allreduce(addr, sizes, "sum")
+        n = int(sizes[0])
+        d = int(X.shape[1])
+        with collective(addr, self):
+            solver = self.svd_solver
+            if solver == "auto":
+                solver = "covariance_eigh" if (d <= 1000 and n >= 10 * d) else "full"
+            k = self.n_components
+            if k is None:
+                k = min(n, d)
+            elif k == "mle":
+                if n < d:
+                    raise ValueError("n_components='mle' is only supported if n_samples >= n_features")
+            elif not (0 < k < 1) and not (0 <= k <= min(n, d)):
+                raise ValueError(
+                    f"n_components={k!r} must be between 0 and min(n_samples, n_features)="
+                    f"{min(n, d)} with svd_solver={solver!r}")
+        if solver == "covariance_eigh":
+            res = _core.pca_covariance_eigh(_core.cov_partial_fit(addr, None, X, False))
+        else:
+            res = _core.pca_full(addr, X)
+        self._fit_svd_solver = solver
+        self._finish(res, k, np.dtype(_dtype_name(X)))
+        finish_features(self, d)
+        return self
+
+    def _finish(self, res, k, dtype):
+        n = int(res["n_samples"])
+        d = res["components"].shape[1]
+        ev = res["explained_variance"]
+        total = ev.sum()
+        ratio = ev / total if total > 0 else np.zeros_like(ev)
+        if k == "mle":
+            k = int(_infer_dimension(ev, n))
+        elif 0 < k < 1.0:
+            k = int(np.searchsorted(np.cumsum(ratio), k, side="right") + 1)
+        k = int(k)
+        self.noise_variance_ = float(ev[k:].mean()) if k < min(d, n) else 0.0
+        self.n_samples_ = n
+        self.n_components_ = k
+        self.mean_ = res["mean"].astype(dtype)
+        self.components_ = np.ascontiguousarray(res["components"][:k].astype(dtype))
+        self.explained_variance_ = ev[:k].astype(dtype)
+        self.explained_variance_ratio_ = ratio[:k].astype(dtype)
+        self.singular_values_ = res["singular"][:k].astype(dtype)
+        self.noise_variance_ = dtype.type(self.noise_variance_)
+
+    def fit_transform(self, X, y=None):
+        """Fit on all ranks' rows (collective), then transform this rank's rows (local)."""
+        return self.fit(X).transform(X)
+
+    def transform(self, X):
+        """Project this rank's rows (local; a rank without rows gets an empty result)."""
+        check_is_fitted(self)
+        X = self._local(X, reset=False)
+        if X.shape[0] == 0:
+            return np.empty((0, self.n_components_), dtype=self.components_.dtype)
+        return super().transform(X)
+
+    def score(self, X, y=None):
+        """Mean log-likelihood over all ranks' rows (collective)."""
+        comm, addr = self._resolve_comm()
+        with collective(addr, self):
+            check_is_fitted(self)
+            X = self._local(X, reset=False)
+            ll = self.score_samples(X) if X.shape[0] else np.empty(0)
+            sums = np.array([float(np.sum(ll)), float(len(ll))])
+        _core.allreduce(addr, sums, "sum")
+        return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags

@@ -1,0 +1,158 @@
+// PCA spectra: from the merged covariance state (covariance_eigh) or by TSQR of the centred rows
+// (full). See include/spmdlearn/decomposition.hpp.
+#include "spmdlearn/decomposition.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <string>
+
+#include "backend/cpu/lapack.hpp"
+#include "core/merge.hpp"
+#include "core/threads.hpp"
+#include "core/validate.hpp"
+#include "spmdlearn/core/error.hpp"
+#include "spmdlearn/core/guard.hpp"
+
+namespace spmdlearn::decomposition {
+
+namespace {
+
+// Each component's largest-magnitude entry positive (svd_flip, u_based_decision=False).
+void flip_signs(std::vector<double>& comp, std::int64_t r, std::int64_t d) {
+  for (std::int64_t k = 0; k < r; ++k) {
+    double* v = comp.data() + k * d;
+    std::int64_t arg = 0;
+    for (std::int64_t j = 1; j < d; ++j)
+      if (std::abs(v[j]) > std::abs(v[arg])) arg = j;
+    if (v[arg] < 0)
+      for (std::int64_t j = 0; j < d; ++j) v[j] = -v[j];
+  }
+}
+
+// Stacks `rows` more rows (column-major in m, leading dimension ld) under the current R (rr rows)
+// and re-factorises: R (min(rr + rows, d) x d, upper trapezoid) stays in the top of m.
+void qr_update(std::vector<double>& m, int ld, int& rr, int rows, int d) {
+  const int total = rr + rows;
+  if (cpu::geqrf(total, d, m.data(), ld) != 0) throw runtime_error("dgeqrf failed");
+  rr = std::min(total, d);
+  // Zero the strictly lower part (Householder vectors) of the kept rows, and the rows below.
+  for (int j = 0; j < d; ++j)
+    for (int i = j + 1; i < total; ++i) m[i + static_cast<std::size_t>(j) * ld] = 0.0;
+}
+
+}  // namespace
+
+pca_spectrum pca_covariance_eigh(const covariance::state& s) {
+  pca_spectrum r;
+  const std::int64_t d = s.n_features, n = s.n_rows;
+  r.n_samples = n;
+  r.n_features = d;
+  r.mean = s.mean;
+  std::vector<double> V(s.cross);  // symmetric: row-major = column-major
+  std::vector<double> lam = cpu::eigh(V, static_cast<int>(d), true);
+  r.singular.resize(d);
+  r.explained_variance.resize(d);
+  r.components.resize(d * d);
+  for (std::int64_t k = 0; k < d; ++k) {
+    const std::int64_t src = d - 1 - k;  // descending
+    const double l = std::max(lam[src], 0.0);
+    r.singular[k] = std::sqrt(l);
+    r.explained_variance[k] = n > 1 ? l / static_cast<double>(n - 1) : 0.0;
+    for (std::int64_t j = 0; j < d; ++j) r.components[k * d + j] = V[j + src * d];
+  }
+  flip_signs(r.components, d, d);
+  return r;
+}
+
+template <class T>
+pca_spectrum pca_full(const comm& c, matrix_view<const T> X) {
+  detail::configure_blas_threads(c);
+  const char* what = "PCA";
+  std::vector<double> local_mean;
+  std::exception_ptr err;
+  try {
+    detail::check_host_matrix(what, X);
+    local_mean.assign(X.cols, 0.0);
+    for (std::int64_t i = 0; i < X.rows; ++i)
+      for (std::int64_t j = 0; j < X.cols; ++j) local_mean[j] += static_cast<double>(X(i, j));
+    for (std::int64_t j = 0; j < X.cols; ++j)
+      if (!std::isfinite(local_mean[j])) {
+        detail::throw_if_nonfinite("X", X, 0, X.rows);
+        break;
+      }
+    if (X.rows > 0)
+      for (auto& v : local_mean) v /= static_cast<double>(X.rows);
+  } catch (...) {
+    err = std::current_exception();
+  }
+  const auto agreed = agree(c, err,
+                            {{"n_features", detail::declared_features(X)},
+                             {"dtype", static_cast<std::int64_t>(dtype_of<T>()), dtype_labels}});
+  const std::int64_t d = std::max<std::int64_t>(agreed[0], 0);
+  if (static_cast<std::int64_t>(local_mean.size()) != d) local_mean.assign(d, 0.0);
+  // Global mean (Chan merge of the rank means, in rank order: the same bits everywhere).
+  const detail::global_mean g =
+      detail::merge_means_across(c, static_cast<double>(X.rows), X.rows, local_mean);
+  if (g.rows == 0)
+    throw invalid_argument("PCA: no rank holds any row (0 samples in total); at least one sample is required");
+  // Local R of the centred rows, chunk by chunk: m holds [R (d rows) ; chunk (B rows)].
+  const int di = static_cast<int>(d);
+  const int B = static_cast<int>(std::clamp<std::int64_t>((1 << 20) / (8 * std::max<std::int64_t>(d, 1)), 64, 8192));
+  const int ld = di + B;
+  std::vector<double> m(static_cast<std::size_t>(ld) * di, 0.0);
+  int rr = 0;
+  for (std::int64_t i0 = 0; i0 < X.rows; i0 += B) {
+    const int nb = static_cast<int>(std::min<std::int64_t>(B, X.rows - i0));
+    for (int i = 0; i < nb; ++i) {
+      const T* x = X.row(i0 + i);
+      for (int j = 0; j < di; ++j) m[rr + i + static_cast<std::size_t>(j) * ld] = static_cast<double>(x[j]) - g.mean[j];
+    }
+    qr_update(m, ld, rr, nb, di);
+  }
+  // Allgather the ranks' R (d x d each, zero rows where a rank had fewer than d rows) and
+  // factorise the stack once more; every rank does the same arithmetic on the same numbers.
+  std::vector<double> mine(static_cast<std::size_t>(di) * di, 0.0);  // column-major d x d
+  for (int j = 0; j < di; ++j)
+    for (int i = 0; i < std::min(rr, di); ++i) mine[i + static_cast<std::size_t>(j) * di] = m[i + static_cast<std::size_t>(j) * ld];
+  std::vector<double> all = c.allgather<double>(mine);
+  const int p = c.size(), M = p * di;
+  std::vector<double> stack(static_cast<std::size_t>(M) * di);
+  for (int r = 0; r < p; ++r)
+    for (int j = 0; j < di; ++j)
+      for (int i = 0; i < di; ++i)
+        stack[r * di + i + static_cast<std::size_t>(j) * M] = all[static_cast<std::size_t>(r) * di * di + i + static_cast<std::size_t>(j) * di];
+  if (M > 0 && cpu::geqrf(M, di, stack.data(), M) != 0) throw runtime_error("dgeqrf failed");
+  std::vector<double> R(static_cast<std::size_t>(di) * di, 0.0);
+  for (int j = 0; j < di; ++j)
+    for (int i = 0; i <= j && i < M; ++i) R[i + static_cast<std::size_t>(j) * di] = stack[i + static_cast<std::size_t>(j) * M];
+  // SVD of R: R = U S Vt; X_c = Q R = (Q U) S Vt.
+  std::vector<double> S(di), Vt(static_cast<std::size_t>(di) * di);
+  if (di > 0) {
+    int info = 0, lwork = -1, one = 1;
+    double q = 0, dummy = 0;
+    dgesvd_("N", "A", &di, &di, R.data(), &di, S.data(), &dummy, &one, Vt.data(), &di, &q, &lwork, &info);
+    lwork = std::max(1, static_cast<int>(q));
+    std::vector<double> work(lwork);
+    dgesvd_("N", "A", &di, &di, R.data(), &di, S.data(), &dummy, &one, Vt.data(), &di, work.data(), &lwork, &info);
+    if (info != 0) throw runtime_error("dgesvd failed with info=" + std::to_string(info));
+  }
+  pca_spectrum out;
+  const std::int64_t n = g.rows, r = std::min<std::int64_t>(n, d);
+  out.n_samples = n;
+  out.n_features = d;
+  out.mean = g.mean;
+  out.singular.assign(S.begin(), S.begin() + r);
+  out.explained_variance.resize(r);
+  for (std::int64_t k = 0; k < r; ++k) out.explained_variance[k] = n > 1 ? S[k] * S[k] / static_cast<double>(n - 1) : 0.0;
+  out.components.resize(r * d);
+  for (std::int64_t k = 0; k < r; ++k)
+    for (std::int64_t j = 0; j < d; ++j) out.components[k * d + j] = Vt[k + j * d];  // row k of Vt
+  flip_signs(out.components, r, d);
+  return out;
+}
+
+template pca_spectrum pca_full<float>(const comm&, matrix_view<const float>);
+template pca_spectrum pca_full<double>(const comm&, matrix_view<const double>);
+
+}  // namespace spmdlearn::decomposition
