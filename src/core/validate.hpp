@@ -3,11 +3,13 @@
 #pragma once
 
 #include <cmath>
+#include <exception>
 #include <optional>
 #include <string>
 
 #include "spmdlearn/core/device.hpp"
 #include "spmdlearn/core/error.hpp"
+#include "spmdlearn/core/guard.hpp"
 #include "spmdlearn/core/table.hpp"
 
 namespace spmdlearn::detail {
@@ -76,6 +78,16 @@ void check_sample_weight(const char* algo, std::int64_t rows,
 template <class T>
 std::int64_t declared_features(matrix_view<const T> X) {
   return (X.rows == 0 && X.cols == 0) ? -1 : X.cols;
+}
+
+// The collective guard for a block X: every rank agrees on success, n_features and dtype (each
+// rank raises the same error otherwise); returns the agreed n_features (0 when no rank had one).
+template <class T>
+std::int64_t agree_on_block(const comm& c, std::exception_ptr err, matrix_view<const T> X) {
+  const auto agreed = agree(c, err,
+                            {{"n_features", declared_features(X)},
+                             {"dtype", static_cast<std::int64_t>(dtype_of<T>()), dtype_labels}});
+  return agreed[0] > 0 ? agreed[0] : 0;
 }
 
 // Rows per cache-resident chunk: ~128 KiB of input (L2: the column blocks revisit it), >= 16 rows.

@@ -124,10 +124,7 @@ void merge_block(const comm& c, state& s, matrix_view<const T> X, const char* wh
   } catch (...) {
     err = std::current_exception();
   }
-  const auto agreed = agree(c, err,
-                            {{"n_features", detail::declared_features(X)},
-                             {"dtype", static_cast<std::int64_t>(dtype_of<T>()), dtype_labels}});
-  const std::int64_t d = std::max<std::int64_t>(agreed[0], 0);
+  const std::int64_t d = detail::agree_on_block(c, err, X);
   if (static_cast<std::int64_t>(loc.mean.size()) != d) {
     loc.mean.assign(d, 0.0);
     loc.cross.assign(d * d, 0.0);

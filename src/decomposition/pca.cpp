@@ -86,10 +86,7 @@ pca_spectrum pca_full(const comm& c, matrix_view<const T> X) {
   } catch (...) {
     err = std::current_exception();
   }
-  const auto agreed = agree(c, err,
-                            {{"n_features", detail::declared_features(X)},
-                             {"dtype", static_cast<std::int64_t>(dtype_of<T>()), dtype_labels}});
-  const std::int64_t d = std::max<std::int64_t>(agreed[0], 0);
+  const std::int64_t d = detail::agree_on_block(c, err, X);
   if (static_cast<std::int64_t>(local_mean.size()) != d) local_mean.assign(d, 0.0);
   // Global mean (Chan merge of the rank means, in rank order: the same bits everywhere).
   const detail::global_mean g =
