@@ -18,7 +18,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import spmdlearn
 from spmdlearn.basic_statistics import BasicStatistics, IncrementalBasicStatistics
 from spmdlearn.covariance import EmpiricalCovariance, IncrementalEmpiricalCovariance
-from spmdlearn.decomposition import PCA
+from spmdlearn.decomposition import PCA, IncrementalPCA
 from spmdlearn.linear_model import (
     IncrementalLinearRegression,
     IncrementalRidge,
@@ -35,6 +35,7 @@ ESTIMATORS = [
     IncrementalRidge(),
     LogisticRegression(),
     PCA(),
+    IncrementalPCA(),
     BasicStatistics(),
     IncrementalBasicStatistics(),
     EmpiricalCovariance(),

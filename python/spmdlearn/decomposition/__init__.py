@@ -1,4 +1,4 @@
 """Distributed PCA."""
-from ._pca import PCA
+from ._pca import PCA, IncrementalPCA
 
-__all__ = ["PCA"]
+__all__ = ["PCA", "IncrementalPCA"]

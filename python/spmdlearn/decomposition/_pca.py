@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.decomposition import PCA as _SkPCA
+from sklearn.decomposition import IncrementalPCA as _SkIncrementalPCA
+from sklearn.decomposition._base import _BasePCA
 from sklearn.decomposition._pca import _infer_dimension
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -17,7 +19,29 @@ from .._base import SPMDMixin, _dtype_name, finish_features, is_cuda_array, to_h
 from .._comm import collective
 
 
-class PCA(SPMDMixin, _SkPCA):
+class _PCABase(SPMDMixin):
+    """What PCA and IncrementalPCA share: host input checks and a local transform that accepts a
+    rank without rows."""
+
+    def _local(self, X, reset):
+        if is_cuda_array(X):
+            if getattr(self, "device", "auto") != "cpu":
+                raise NotImplementedError("PCA: no CUDA path yet; pass numpy data or device='cpu'")
+            X = to_host(X)
+        if getattr(self, "device", "auto") == "cuda":
+            raise NotImplementedError("PCA(device='cuda') is not implemented yet")
+        return self._local_X(X, reset=reset)
+
+    def transform(self, X):
+        """Project this rank's rows (local; a rank without rows gets an empty result)."""
+        check_is_fitted(self)
+        X = self._local(X, reset=False)
+        if X.shape[0] == 0:
+            return np.empty((0, self.n_components_), dtype=self.components_.dtype)
+        return _BasePCA.transform(self, X)
+
+
+class PCA(_PCABase, _SkPCA):
     """Principal component analysis of the rows of all ranks (scikit-learn's PCA), exact for
     every solver.
 
@@ -51,15 +75,6 @@ class PCA(SPMDMixin, _SkPCA):
                          random_state=random_state)
         self.comm = comm
         self.device = device
-
-    def _local(self, X, reset):
-        if is_cuda_array(X):
-            if getattr(self, "device", "auto") != "cpu":
-                raise NotImplementedError("PCA: no CUDA path yet; pass numpy data or device='cpu'")
-            X = to_host(X)
-        if getattr(self, "device", "auto") == "cuda":
-            raise NotImplementedError("PCA(device='cuda') is not implemented yet")
-        return self._local_X(X, reset=reset)
 
     def fit(self, X, y=None):
         """Fit on all ranks' rows (collective)."""
@@ -123,14 +138,6 @@ class PCA(SPMDMixin, _SkPCA):
         """Fit on all ranks' rows (collective), then transform this rank's rows (local)."""
         return self.fit(X).transform(X)
 
-    def transform(self, X):
-        """Project this rank's rows (local; a rank without rows gets an empty result)."""
-        check_is_fitted(self)
-        X = self._local(X, reset=False)
-        if X.shape[0] == 0:
-            return np.empty((0, self.n_components_), dtype=self.components_.dtype)
-        return super().transform(X)
-
     def score(self, X, y=None):
         """Mean log-likelihood over all ranks' rows (collective)."""
         comm, addr = self._resolve_comm()
@@ -141,6 +148,86 @@ class PCA(SPMDMixin, _SkPCA):
             sums = np.array([float(np.sum(ll)), float(len(ll))])
         _core.allreduce(addr, sums, "sum")
         return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+
+class IncrementalPCA(_PCABase, _SkIncrementalPCA):
+    """PCA over blocks arriving in several collective ``partial_fit`` calls -- exact.
+
+    Each ``partial_fit`` merges the round's blocks of every rank into the exact, replicated
+    second-moment state (mean and centred cross-products, Chan merges) and re-derives the
+    components from it, so the model after any round equals ``PCA`` (covariance_eigh) on all rows
+    seen by all ranks. This differs from scikit-learn's IncrementalPCA, whose sequential update
+    keeps only the leading components and is approximate. ``fit`` is one merge of all local rows
+    (``batch_size`` is accepted for compatibility and sets ``batch_size_``; the result does not
+    depend on it).
+
+    Parameters
+    ----------
+    n_components : int or None (all: min(n_samples_seen, n_features))
+    whiten : bool, default=False
+    copy : bool, default=True
+    batch_size : int or None
+    comm : mpi4py communicator or None
+    device : {"auto", "cpu", "cuda"}, default="auto" (CUDA arrays: not yet)
+    """
+
+    _parameter_constraints = {
+        **_SkIncrementalPCA._parameter_constraints,
+        "comm": "no_validation",
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
+    }
+
+    def __init__(self, n_components=None, *, whiten=False, copy=True, batch_size=None, comm=None,
+                 device="auto"):
+        super().__init__(n_components=n_components, whiten=whiten, copy=copy, batch_size=batch_size)
+        self.comm = comm
+        self.device = device
+
+    def _merge(self, X, reset):
+        comm, addr = self._resolve_comm()
+        with collective(addr, self):
+            self._validate_params()
+            first = reset or not hasattr(self, "_partial_state")
+            X = self._local(X, reset=first)
+        state = _core.cov_partial_fit(addr, None if first else self._partial_state, X, False)
+        n, d = int(state["n_rows"]), int(state["n_features"])
+        with collective(addr, self):
+            k = self.n_components
+            if k is not None and not (1 <= k <= min(n, d)):
+                raise ValueError(
+                    f"n_components={k} must be less or equal to the batch number of samples {n} "
+                    f"(all ranks' rows so far) and at most n_features={d}")
+        self._partial_state = state
+        res = _core.pca_covariance_eigh(state)
+        dtype = np.dtype(_dtype_name(X))
+        k = min(n, d) if k is None else int(k)
+        ev = res["explained_variance"]
+        total = ev.sum()
+        self.n_samples_seen_ = n
+        self.n_components_ = k
+        self.batch_size_ = 5 * d if self.batch_size is None else self.batch_size
+        self.mean_ = res["mean"].astype(dtype)
+        self.var_ = (np.diag(state["cross"]) / n).astype(dtype)
+        self.components_ = np.ascontiguousarray(res["components"][:k].astype(dtype))
+        self.singular_values_ = res["singular"][:k].astype(dtype)
+        self.explained_variance_ = ev[:k].astype(dtype)
+        self.explained_variance_ratio_ = (ev[:k] / total if total > 0 else ev[:k] * 0).astype(dtype)
+        self.noise_variance_ = dtype.type(ev[k:min(n, d)].mean() if k < min(n, d) else 0.0)
+        finish_features(self, d)
+        return self
+
+    def partial_fit(self, X, y=None, check_input=True):
+        """Merge this round's blocks of all ranks (collective)."""
+        return self._merge(X, reset=False)
+
+    def fit(self, X, y=None):
+        """Fit on all ranks' rows, forgetting earlier rounds (collective)."""
+        return self._merge(X, reset=True)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -137,3 +137,26 @@ def test_bad_input(comm, case):
     assert_every_rank_raises(lambda: est.fit(Xl), rank=named, match=match)
     good = PCA(n_components=2).fit(shard(X, comm, empty_rank=False))
     check_replicated(good, ["components_"], comm)
+
+
+@pytest.mark.parametrize("name", ["digits", "wine", "synthetic"])
+def test_incremental_rounds_equal_exact_pca(comm, name):
+    from spmdlearn.decomposition import IncrementalPCA
+    from spmd_helpers import round_blocks
+
+    X = _data(name, np.float64)
+    est = IncrementalPCA(n_components=4)
+    for idx in round_blocks(len(X), comm, 3, seed=5):
+        est.partial_fit(X[idx])
+    check_replicated(est, ATTRS[:-3] + ["n_samples_seen_", "var_"], comm)
+    ref = SkPCA(n_components=4, svd_solver="full").fit(X)  # exact: not scikit-learn's IncrementalPCA
+    _check(est, ref, X, np.float64, f"IncrementalPCA {name}")
+    assert est.n_samples_seen_ == len(X)
+    assert np.allclose(est.var_, X.var(axis=0), rtol=1e-10, atol=1e-12 * np.abs(X).max() ** 2)
+
+
+def test_incremental_too_many_components_raises_everywhere(comm):
+    from spmdlearn.decomposition import IncrementalPCA
+
+    X = _data("wine", np.float64)
+    assert_every_rank_raises(lambda: IncrementalPCA(n_components=20).fit(shard(X, comm)), match="n_components")
