@@ -42,4 +42,17 @@ pca_spectrum pca_covariance_eigh(const covariance::state& s);
 template <class T>
 pca_spectrum pca_full(const comm& c, matrix_view<const T> X);
 
+// Collective: randomized SVD of all ranks' centred rows (Halko, Martinsson & Tropp): a Gaussian
+// test matrix Ω (d x (k + oversamples)) drawn from `seed` (the same on every rank), Y = Xc Ω,
+// `n_iter` power iterations (Y <- Xc (Xcᵀ Q)), each range orthonormalised by CholeskyQR2 with a
+// Gram matrix allreduced over the ranks, then B = Qᵀ Xc (one allreduce) and the SVD of the small
+// B. Returns the top k values/vectors and, in `total_variance`, Σ_j var(x_j) (ddof 1) over all
+// rows, for scikit-learn's explained_variance_ratio_ and noise_variance_.
+struct randomized_spectrum : pca_spectrum {
+  double total_variance = 0.0;
+};
+template <class T>
+randomized_spectrum pca_randomized(const comm& c, matrix_view<const T> X, std::int64_t k,
+                                   std::int64_t oversamples, int n_iter, std::uint64_t seed);
+
 }  // namespace spmdlearn::decomposition

@@ -560,6 +560,21 @@ nb::dict pca_full(std::uintptr_t comm, host_matrix<T> X) {
   return pca_to_dict(std::move(r));
 }
 
+template <class T>
+nb::dict pca_randomized(std::uintptr_t comm, host_matrix<T> X, std::int64_t k, std::int64_t oversamples,
+                        int n_iter, std::uint64_t seed) {
+  sl::decomposition::randomized_spectrum r;
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    r = sl::decomposition::pca_randomized<T>(*c, view(X), k, oversamples, n_iter, seed);
+  }
+  const double total = r.total_variance;
+  nb::dict out = pca_to_dict(std::move(r));
+  out["total_variance"] = total;
+  return out;
+}
+
 // In-place sum/min/max of a float64 or int64 numpy array over the ranks (the Python layer's global
 // metrics and counts); identical on every rank.
 template <class T>
@@ -689,6 +704,8 @@ NB_MODULE(_core, m) {
         "init"_a.none(), "to_device"_a = false);
   m.def("pca_full", &pca_full<double>, "comm"_a, "X"_a);
   m.def("pca_full", &pca_full<float>, "comm"_a, "X"_a);
+  m.def("pca_randomized", &pca_randomized<double>, "comm"_a, "X"_a, "k"_a, "oversamples"_a, "n_iter"_a, "seed"_a);
+  m.def("pca_randomized", &pca_randomized<float>, "comm"_a, "X"_a, "k"_a, "oversamples"_a, "n_iter"_a, "seed"_a);
   m.def("pca_covariance_eigh", [](const nb::dict& state) {
     auto s = cov_state_from(state);
     sl::decomposition::pca_spectrum r;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <random>
 #include <string>
 
 #include "backend/cpu/lapack.hpp"
@@ -151,5 +152,148 @@ pca_spectrum pca_full(const comm& c, matrix_view<const T> X) {
 
 template pca_spectrum pca_full<float>(const comm&, matrix_view<const float>);
 template pca_spectrum pca_full<double>(const comm&, matrix_view<const double>);
+
+}  // namespace spmdlearn::decomposition
+
+// ---- randomized -------------------------------------------------------------------------------
+namespace spmdlearn::decomposition {
+namespace {
+
+// Orthonormalises the columns of Y (rows x l, column-major, ld = rows) in place by CholeskyQR2:
+// G = Yᵀ Y (summed over the ranks when `c` is given), R = chol(G), Y <- Y R⁻¹, twice. A Gram
+// matrix that Cholesky refuses (dependent columns) gets a small diagonal shift first.
+void cholqr2(const comm* c, std::vector<double>& Y, int rows, int l) {
+  for (int round = 0; round < 2; ++round) {
+    std::vector<double> G(static_cast<std::size_t>(l) * l, 0.0);
+    const double one = 1.0, zero = 0.0;
+    if (rows > 0) dsyrk_("U", "T", &l, &rows, &one, Y.data(), &rows, &zero, G.data(), &l);
+    if (c) c->allreduce<double>(G, reduce_op::sum);
+    cpu::symmetrize_upper(l, G.data());
+    double trace = 0.0;
+    for (int i = 0; i < l; ++i) trace += G[i + static_cast<std::size_t>(i) * l];
+    std::vector<double> R = G;
+    int info = 0;
+    dpotrf_("U", &l, R.data(), &l, &info);
+    if (info != 0) {
+      R = G;
+      for (int i = 0; i < l; ++i) R[i + static_cast<std::size_t>(i) * l] += 1e-13 * std::max(trace, 1e-300);
+      dpotrf_("U", &l, R.data(), &l, &info);
+      if (info != 0) throw runtime_error("PCA(randomized): the range basis is numerically zero");
+    }
+    if (rows > 0) dtrsm_("R", "U", "N", "N", &rows, &l, &one, R.data(), &l, Y.data(), &rows);
+  }
+}
+
+// Column-major n_r x d block of the centred rows (chunks are small enough for this solver's
+// typical use; the whole local block is materialised once).
+template <class T>
+std::vector<double> centred_colmajor(matrix_view<const T> X, const std::vector<double>& mean) {
+  const std::int64_t n = X.rows, d = X.cols;
+  std::vector<double> A(static_cast<std::size_t>(n) * d);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const T* x = X.row(i);
+    for (std::int64_t j = 0; j < d; ++j) A[i + j * n] = static_cast<double>(x[j]) - mean[j];
+  }
+  return A;
+}
+
+}  // namespace
+
+template <class T>
+randomized_spectrum pca_randomized(const comm& c, matrix_view<const T> X, std::int64_t k,
+                                   std::int64_t oversamples, int n_iter, std::uint64_t seed) {
+  detail::configure_blas_threads(c);
+  std::vector<double> local_mean;
+  std::exception_ptr err;
+  try {
+    detail::check_host_matrix("PCA", X);
+    local_mean.assign(X.cols, 0.0);
+    for (std::int64_t i = 0; i < X.rows; ++i)
+      for (std::int64_t j = 0; j < X.cols; ++j) local_mean[j] += static_cast<double>(X(i, j));
+    for (std::int64_t j = 0; j < X.cols; ++j)
+      if (!std::isfinite(local_mean[j])) {
+        detail::throw_if_nonfinite("X", X, 0, X.rows);
+        break;
+      }
+    if (X.rows > 0)
+      for (auto& v : local_mean) v /= static_cast<double>(X.rows);
+  } catch (...) {
+    err = std::current_exception();
+  }
+  const std::int64_t d = detail::agree_on_block(c, err, X);
+  if (static_cast<std::int64_t>(local_mean.size()) != d) local_mean.assign(d, 0.0);
+  const detail::global_mean g =
+      detail::merge_means_across(c, static_cast<double>(X.rows), X.rows, local_mean);
+  if (g.rows == 0)
+    throw invalid_argument("PCA: no rank holds any row (0 samples in total); at least one sample is required");
+  const std::int64_t n = g.rows;
+  const int l = static_cast<int>(std::min<std::int64_t>(k + oversamples, std::min<std::int64_t>(n, d)));
+  const int nr = static_cast<int>(X.rows), di = static_cast<int>(d);
+  const std::vector<double> A = centred_colmajor(X, g.mean);  // nr x d
+  // Total variance: Σ_j Σ_i (x_ij - μ_j)² / (n - 1), over all ranks.
+  std::vector<double> ss(1, 0.0);
+  for (double v : A) ss[0] += v * v;
+  c.allreduce<double>(ss, reduce_op::sum);
+  // Ω: d x l standard normal from the seed (identical on every rank).
+  std::vector<double> Om(static_cast<std::size_t>(di) * l);
+  {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    for (auto& v : Om) v = normal(rng);
+  }
+  const double one = 1.0, zero = 0.0;
+  std::vector<double> Y(static_cast<std::size_t>(nr) * l), Z(static_cast<std::size_t>(di) * l);
+  auto mult_A = [&](const std::vector<double>& M, std::vector<double>& out) {  // out = A M (nr x l)
+    if (nr > 0) dgemm_("N", "N", &nr, &l, &di, &one, A.data(), &nr, M.data(), &di, &zero, out.data(), &nr);
+  };
+  auto mult_At = [&](const std::vector<double>& Q, std::vector<double>& out) {  // out = Σ Aᵀ Q (d x l)
+    std::fill(out.begin(), out.end(), 0.0);
+    if (nr > 0) dgemm_("T", "N", &di, &l, &nr, &one, A.data(), &nr, Q.data(), &nr, &zero, out.data(), &di);
+    c.allreduce<double>(out, reduce_op::sum);
+  };
+  mult_A(Om, Y);
+  cholqr2(&c, Y, nr, l);
+  for (int it = 0; it < n_iter; ++it) {
+    mult_At(Y, Z);
+    cholqr2(nullptr, Z, di, l);
+    mult_A(Z, Y);
+    cholqr2(&c, Y, nr, l);
+  }
+  // B = Qᵀ A (l x d) = (Aᵀ Q)ᵀ: Z = Σ Aᵀ Q (d x l); the SVD of Zᵀ gives B's.
+  mult_At(Y, Z);
+  std::vector<double> Bm(static_cast<std::size_t>(l) * di);  // l x d column-major
+  for (int i = 0; i < l; ++i)
+    for (int j = 0; j < di; ++j) Bm[i + static_cast<std::size_t>(j) * l] = Z[j + static_cast<std::size_t>(i) * di];
+  const int mn = std::min(l, di);
+  std::vector<double> S(mn), Vt(static_cast<std::size_t>(mn) * di);
+  {
+    int info = 0, lwork = -1, ldu = 1;
+    double q = 0, dummy = 0;
+    dgesvd_("N", "S", &l, &di, Bm.data(), &l, S.data(), &dummy, &ldu, Vt.data(), &mn, &q, &lwork, &info);
+    lwork = std::max(1, static_cast<int>(q));
+    std::vector<double> work(lwork);
+    dgesvd_("N", "S", &l, &di, Bm.data(), &l, S.data(), &dummy, &ldu, Vt.data(), &mn, work.data(), &lwork, &info);
+    if (info != 0) throw runtime_error("dgesvd failed with info=" + std::to_string(info));
+  }
+  randomized_spectrum out;
+  const std::int64_t kk = std::min<std::int64_t>(k, mn);
+  out.n_samples = n;
+  out.n_features = d;
+  out.mean = g.mean;
+  out.total_variance = n > 1 ? ss[0] / static_cast<double>(n - 1) : 0.0;
+  out.singular.assign(S.begin(), S.begin() + kk);
+  out.explained_variance.resize(kk);
+  for (std::int64_t q = 0; q < kk; ++q) out.explained_variance[q] = n > 1 ? S[q] * S[q] / static_cast<double>(n - 1) : 0.0;
+  out.components.resize(kk * d);
+  for (std::int64_t q = 0; q < kk; ++q)
+    for (std::int64_t j = 0; j < d; ++j) out.components[q * d + j] = Vt[q + j * mn];
+  flip_signs(out.components, kk, d);
+  return out;
+}
+
+template randomized_spectrum pca_randomized<float>(const comm&, matrix_view<const float>, std::int64_t,
+                                                   std::int64_t, int, std::uint64_t);
+template randomized_spectrum pca_randomized<double>(const comm&, matrix_view<const double>, std::int64_t,
+                                                    std::int64_t, int, std::uint64_t);
 
 }  // namespace spmdlearn::decomposition

@@ -19,6 +19,19 @@ from .._base import SPMDMixin, _dtype_name, finish_features, is_cuda_array, to_h
 from .._comm import collective
 
 
+def _common_seed(addr, random_state):
+    """A seed every rank agrees on: the int random_state itself, else one drawn from it (or from
+    fresh entropy when None) and taken from rank 0."""
+    if isinstance(random_state, (int, np.integer)):
+        return int(random_state) & 0xFFFFFFFFFFFFFFFF
+    rng = random_state if isinstance(random_state, np.random.RandomState) else np.random.RandomState()
+    seed = np.array([int(rng.randint(0, 2**31 - 1))], dtype=np.int64)
+    mine = seed.copy()
+    _core.allreduce(addr, seed, "max")  # the same value on every rank
+    del mine
+    return int(seed[0])
+
+
 class _PCABase(SPMDMixin):
     """What PCA and IncrementalPCA share: host input checks and a local transform that accepts a
     rank without rows."""
@@ -51,10 +64,12 @@ class PCA(_PCABase, _SkPCA):
     - ``"full"``: exact SVD of the centred data without forming the covariance -- distributed
       TSQR (each rank QR-factorises its centred rows, the R factors are combined), better
       conditioned than the covariance;
-    - ``"auto"``: as scikit-learn, by the global shape: covariance_eigh for tall data
-      (d <= 1000 and n >= 10 d), else full. (scikit-learn's "randomized" choice for large d and
-      few components is not available yet: auto takes full there.)
-    - ``"randomized"`` and ``"arpack"`` raise NotImplementedError (not silently replaced).
+    - ``"randomized"``: distributed randomized range finder (Halko et al.): the test matrix from
+      ``random_state`` (the same on every rank), ``iterated_power`` power iterations, every range
+      basis orthonormalised by CholeskyQR2 over all ranks' rows, one allreduce for the small
+      projected matrix. Approximate, like scikit-learn's (its random draws differ from ours).
+    - ``"auto"``: scikit-learn's rule on the global shape.
+    - ``"arpack"`` raises NotImplementedError (not silently replaced).
 
     Attributes as scikit-learn (``components_`` signed so that each one's largest-magnitude entry
     is positive), identical on every rank; ``n_samples_`` counts all ranks' rows.
@@ -82,19 +97,30 @@ class PCA(_PCABase, _SkPCA):
         with collective(addr, self):
             self._validate_params()
             X = self._local(X, reset=True)
-            if self.svd_solver in ("randomized", "arpack"):
+            if self.svd_solver == "arpack":
                 raise NotImplementedError(
-                    f"PCA(svd_solver={self.svd_solver!r}) is not implemented in spmdlearn yet; use "
-                    "'full' or 'covariance_eigh' (both exact)")
+                    "PCA(svd_solver='arpack') is not implemented in spmdlearn; use 'full', "
+                    "'covariance_eigh' (both exact) or 'randomized'")
         sizes = np.array([X.shape[0]], dtype=np.int64)
         _core.allreduce(addr, sizes, "sum")
         n = int(sizes[0])
         d = int(X.shape[1])
         with collective(addr, self):
             solver = self.svd_solver
-            if solver == "auto":
-                solver = "covariance_eigh" if (d <= 1000 and n >= 10 * d) else "full"
             k = self.n_components
+            if solver == "auto":  # scikit-learn's rule, on the global shape
+                if d <= 1000 and n >= 10 * d:
+                    solver = "covariance_eigh"
+                elif max(n, d) <= 500 or k == "mle":
+                    solver = "full"
+                elif k is not None and 1 <= k < 0.8 * min(n, d):
+                    solver = "randomized"
+                else:
+                    solver = "full"
+            if solver == "randomized" and not (isinstance(k, (int, np.integer)) and 1 <= k <= min(n, d)):
+                raise ValueError(
+                    f"n_components={k!r} must be between 1 and min(n_samples, n_features)="
+                    f"{min(n, d)} with svd_solver='randomized'")
             if k is None:
                 k = min(n, d)
             elif k == "mle":
@@ -106,6 +132,12 @@ class PCA(_PCABase, _SkPCA):
                     f"{min(n, d)} with svd_solver={solver!r}")
         if solver == "covariance_eigh":
             res = _core.pca_covariance_eigh(_core.cov_partial_fit(addr, None, X, False))
+        elif solver == "randomized":
+            n_iter = self.iterated_power
+            if n_iter == "auto":
+                n_iter = 7 if k < 0.1 * min(n, d) else 4
+            res = _core.pca_randomized(addr, X, int(k), int(self.n_oversamples), int(n_iter),
+                                       _common_seed(addr, self.random_state))
         else:
             res = _core.pca_full(addr, X)
         self._fit_svd_solver = solver
@@ -117,6 +149,15 @@ class PCA(_PCABase, _SkPCA):
         n = int(res["n_samples"])
         d = res["components"].shape[1]
         ev = res["explained_variance"]
+        if "total_variance" in res:
+            # randomized: only k values; the total and the noise come from the total variance
+            total = float(res["total_variance"])
+            ratio = ev / total if total > 0 else np.zeros_like(ev)
+            k = int(k)
+            rest = min(n, d) - k
+            self.noise_variance_ = dtype.type((total - ev.sum()) / rest if rest > 0 else 0.0)
+            self._set(res, n, k, ev, ratio, dtype)
+            return
         total = ev.sum()
         ratio = ev / total if total > 0 else np.zeros_like(ev)
         if k == "mle":
@@ -124,7 +165,10 @@ class PCA(_PCABase, _SkPCA):
         elif 0 < k < 1.0:
             k = int(np.searchsorted(np.cumsum(ratio), k, side="right") + 1)
         k = int(k)
-        self.noise_variance_ = float(ev[k:].mean()) if k < min(d, n) else 0.0
+        self.noise_variance_ = dtype.type(float(ev[k:].mean()) if k < min(d, n) else 0.0)
+        self._set(res, n, k, ev, ratio, dtype)
+
+    def _set(self, res, n, k, ev, ratio, dtype):
         self.n_samples_ = n
         self.n_components_ = k
         self.mean_ = res["mean"].astype(dtype)
@@ -132,7 +176,6 @@ class PCA(_PCABase, _SkPCA):
         self.explained_variance_ = ev[:k].astype(dtype)
         self.explained_variance_ratio_ = ratio[:k].astype(dtype)
         self.singular_values_ = res["singular"][:k].astype(dtype)
-        self.noise_variance_ = dtype.type(self.noise_variance_)
 
     def fit_transform(self, X, y=None):
         """Fit on all ranks' rows (collective), then transform this rank's rows (local)."""

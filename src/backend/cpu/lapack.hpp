@@ -100,3 +100,9 @@ inline int geqrf(int m, int n, double* a, int lda) {
 }
 
 }  // namespace spmdlearn::cpu
+
+extern "C" {
+void dtrsm_(const char* side, const char* uplo, const char* transa, const char* diag, const int* m,
+            const int* n, const double* alpha, const double* a, const int* lda, double* b,
+            const int* ldb);
+}

@@ -160,3 +160,25 @@ def test_incremental_too_many_components_raises_everywhere(comm):
 
     X = _data("wine", np.float64)
     assert_every_rank_raises(lambda: IncrementalPCA(n_components=20).fit(shard(X, comm)), match="n_components")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_randomized_matches_exact_pca(comm, dtype, empty_rank):
+    # rank-8 signal plus small noise: the randomized range finder captures the top components
+    rng = np.random.default_rng(8)
+    U = rng.normal(size=(900, 8))
+    V, _ = np.linalg.qr(rng.normal(size=(600, 8)))
+    X = ((U * np.logspace(1, 0, 8)) @ V.T + 1e-4 * rng.normal(size=(900, 600)) + 2.0).astype(dtype)
+    Xl = shard(X, comm, empty_rank)
+    est = PCA(n_components=5, svd_solver="randomized", random_state=0).fit(Xl)
+    again = PCA(n_components=5, svd_solver="randomized", random_state=0).fit(Xl)
+    check_replicated(est, ATTRS, comm)
+    assert np.array_equal(est.components_, again.components_)  # reproducible for a seed
+    ref = SkPCA(n_components=5, svd_solver="full").fit(X.astype(np.float64))
+    rtol = RTOL[np.dtype(dtype)]
+    err = np.abs(est.explained_variance_ - ref.explained_variance_) / ref.explained_variance_
+    assert err.max() <= rtol, err
+    assert np.abs(est.components_ - ref.components_).max() <= 100 * rtol
+    assert abs(est.noise_variance_ - ref.noise_variance_) <= 1e-3 * ref.noise_variance_ + 1e-12
+    wide = PCA(n_components=5).fit(Xl)  # 900 x 600 with 5 components: scikit-learn's auto
+    assert wide._fit_svd_solver == "randomized"
