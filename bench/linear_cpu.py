@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""CPU benchmark of the linear models: spmdlearn under mpirun against scikit-learn and
+"""CPU benchmark of the linear models and PCA: spmdlearn under mpirun against scikit-learn and
 scikit-learn-intelex in one process on the same cores.
 
     python bench/linear_cpu.py [--quick] [--ranks 1 2] [--repeats 3]
 
-Cases (issue 4): LinearRegression on 2,000,000 x 100 float64 and LogisticRegression (lbfgs,
-tol=1e-4, max_iter=100, C=1) on 1,000,000 x 50 with 5 classes. Data: X ~ N(0, 1) with a random
+Cases: LinearRegression on 2,000,000 x 100 float64 and LogisticRegression (lbfgs, tol=1e-4,
+max_iter=100, C=1) on 1,000,000 x 50 with 5 classes (issue 4); PCA(n_components=16) on
+1,000,000 x 256 (issue 5; the "coef" column compares explained_variance_). Data: X ~ N(0, 1) with a random
 mean per column, y from a fixed linear model (+ noise; classes by argmax of a noisy softmax
 score), generated block by block so that every rank draws only its own rows and the ranks'
 rows concatenate to the one-process matrix. Each timing: median of --repeats fits after one
@@ -29,7 +30,8 @@ import numpy as np
 
 MARK = "@@LINEAR_RESULT "
 BLOCK = 1 << 15
-CASES = {"LinearRegression": (2_000_000, 100), "LogisticRegression": (1_000_000, 50)}
+CASES = {"LinearRegression": (2_000_000, 100), "LogisticRegression": (1_000_000, 50),
+         "PCA": (1_000_000, 256)}
 N_CLASSES = 5
 
 
@@ -42,7 +44,10 @@ def make(case, lo, hi, d, seed=0):
     for b in range(lo // BLOCK, (hi - 1) // BLOCK + 1 if hi > lo else lo // BLOCK):
         r = np.random.default_rng([seed, d, b])
         Xb = r.normal(size=(BLOCK, d)) + mu
-        if case == "LinearRegression":
+        if case == "PCA":  # a decaying spectrum: column scales 1 .. 0.01
+            Xb = (Xb - mu) * np.logspace(0, -2, d) + mu
+            yb = np.zeros(BLOCK)
+        elif case == "LinearRegression":
             yb = (Xb - mu) @ beta[:, 0] + 0.1 * r.normal(size=BLOCK) + 5.0
         else:
             score = (Xb - mu) @ beta * 2.0 + r.gumbel(size=(BLOCK, N_CLASSES))
@@ -56,6 +61,14 @@ def make(case, lo, hi, d, seed=0):
 
 
 def estimator(lib, case):
+    if case == "PCA":
+        if lib == "spmdlearn":
+            from spmdlearn.decomposition import PCA
+        elif lib == "sklearnex":
+            from sklearnex.decomposition import PCA
+        else:
+            from sklearn.decomposition import PCA
+        return PCA(n_components=16)
     if lib == "spmdlearn":
         from spmdlearn import linear_model as m
     elif lib == "sklearnex":
@@ -68,6 +81,8 @@ def estimator(lib, case):
 
 
 def summary(est, case):
+    if case == "PCA":
+        return {"coef": est.explained_variance_.tolist()}
     if case == "LinearRegression":
         return {"coef": est.coef_.tolist(), "intercept": float(est.intercept_)}
     return {"coef": est.coef_.tolist(), "intercept": est.intercept_.tolist(), "n_iter": int(est.n_iter_[0])}
@@ -95,7 +110,7 @@ def worker(a):
         if comm is not None:
             comm.Barrier()
         t0 = time.perf_counter()
-        est = estimator(a.lib, a.case).fit(X, y)
+        est = estimator(a.lib, a.case).fit(X) if a.case == "PCA" else estimator(a.lib, a.case).fit(X, y)
         if comm is not None:
             comm.Barrier()
         dt = time.perf_counter() - t0
@@ -132,6 +147,7 @@ def main():
     p.add_argument("--worker", action="store_true")
     p.add_argument("--case")
     p.add_argument("--lib")
+    p.add_argument("--name", default="linear", help="results file: results/cpu_<name>_<date>.md")
     a = p.parse_args()
     if a.worker:
         return worker(a)
@@ -158,7 +174,7 @@ def main():
     except (OSError, StopIteration):
         pass
     date = datetime.date.today().isoformat()
-    out = [f"## Linear models on CPU, {date}", "",
+    out = [f"## {', '.join(a.cases)} on CPU, {date}", "",
            f"- Command: `python bench/linear_cpu.py {' '.join(sys.argv[1:])}`",
            f"- CPU: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}",
            "- sklearn / sklearnex: one process, their default threading on all cores; spmdlearn: "
@@ -180,7 +196,7 @@ def main():
     print(text)
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
     path = os.path.join(os.path.dirname(__file__), "results",
-                        f"cpu_linear_{date}{'_quick' if a.quick else ''}.md")
+                        f"cpu_{a.name}_{date}{'_quick' if a.quick else ''}.md")
     with open(path, "w") as f:
         f.write(text)
     print("wrote", path)

@@ -42,6 +42,37 @@ void qr_update(std::vector<double>& m, int ld, int& rr, int rows, int d) {
     for (int i = j + 1; i < total; ++i) m[i + static_cast<std::size_t>(j) * ld] = 0.0;
 }
 
+// Collective: the guard (NaN/inf, n_features, dtype) and the global mean of all ranks' rows
+// (Chan merge of the rank means in rank order: the same bits everywhere). Throws on every rank
+// when no rank holds a row.
+template <class T>
+detail::global_mean checked_global_mean(const comm& c, matrix_view<const T> X) {
+  detail::configure_blas_threads(c);
+  std::vector<double> local_mean;
+  std::exception_ptr err;
+  try {
+    detail::check_host_matrix("PCA", X);
+    local_mean.assign(X.cols, 0.0);
+    for (std::int64_t i = 0; i < X.rows; ++i)
+      for (std::int64_t j = 0; j < X.cols; ++j) local_mean[j] += static_cast<double>(X(i, j));
+    for (std::int64_t j = 0; j < X.cols; ++j)
+      if (!std::isfinite(local_mean[j])) {
+        detail::throw_if_nonfinite("X", X, 0, X.rows);
+        break;
+      }
+    if (X.rows > 0)
+      for (auto& v : local_mean) v /= static_cast<double>(X.rows);
+  } catch (...) {
+    err = std::current_exception();
+  }
+  const std::int64_t d = detail::agree_on_block(c, err, X);
+  if (static_cast<std::int64_t>(local_mean.size()) != d) local_mean.assign(d, 0.0);
+  detail::global_mean g = detail::merge_means_across(c, static_cast<double>(X.rows), X.rows, local_mean);
+  if (g.rows == 0)
+    throw invalid_argument("PCA: no rank holds any row (0 samples in total); at least one sample is required");
+  return g;
+}
+
 }  // namespace
 
 pca_spectrum pca_covariance_eigh(const covariance::state& s) {
@@ -68,32 +99,8 @@ pca_spectrum pca_covariance_eigh(const covariance::state& s) {
 
 template <class T>
 pca_spectrum pca_full(const comm& c, matrix_view<const T> X) {
-  detail::configure_blas_threads(c);
-  const char* what = "PCA";
-  std::vector<double> local_mean;
-  std::exception_ptr err;
-  try {
-    detail::check_host_matrix(what, X);
-    local_mean.assign(X.cols, 0.0);
-    for (std::int64_t i = 0; i < X.rows; ++i)
-      for (std::int64_t j = 0; j < X.cols; ++j) local_mean[j] += static_cast<double>(X(i, j));
-    for (std::int64_t j = 0; j < X.cols; ++j)
-      if (!std::isfinite(local_mean[j])) {
-        detail::throw_if_nonfinite("X", X, 0, X.rows);
-        break;
-      }
-    if (X.rows > 0)
-      for (auto& v : local_mean) v /= static_cast<double>(X.rows);
-  } catch (...) {
-    err = std::current_exception();
-  }
-  const std::int64_t d = detail::agree_on_block(c, err, X);
-  if (static_cast<std::int64_t>(local_mean.size()) != d) local_mean.assign(d, 0.0);
-  // Global mean (Chan merge of the rank means, in rank order: the same bits everywhere).
-  const detail::global_mean g =
-      detail::merge_means_across(c, static_cast<double>(X.rows), X.rows, local_mean);
-  if (g.rows == 0)
-    throw invalid_argument("PCA: no rank holds any row (0 samples in total); at least one sample is required");
+  const detail::global_mean g = checked_global_mean(c, X);
+  const std::int64_t d = static_cast<std::int64_t>(g.mean.size());
   // Local R of the centred rows, chunk by chunk: m holds [R (d rows) ; chunk (B rows)].
   const int di = static_cast<int>(d);
   const int B = static_cast<int>(std::clamp<std::int64_t>((1 << 20) / (8 * std::max<std::int64_t>(d, 1)), 64, 8192));
@@ -202,30 +209,8 @@ std::vector<double> centred_colmajor(matrix_view<const T> X, const std::vector<d
 template <class T>
 randomized_spectrum pca_randomized(const comm& c, matrix_view<const T> X, std::int64_t k,
                                    std::int64_t oversamples, int n_iter, std::uint64_t seed) {
-  detail::configure_blas_threads(c);
-  std::vector<double> local_mean;
-  std::exception_ptr err;
-  try {
-    detail::check_host_matrix("PCA", X);
-    local_mean.assign(X.cols, 0.0);
-    for (std::int64_t i = 0; i < X.rows; ++i)
-      for (std::int64_t j = 0; j < X.cols; ++j) local_mean[j] += static_cast<double>(X(i, j));
-    for (std::int64_t j = 0; j < X.cols; ++j)
-      if (!std::isfinite(local_mean[j])) {
-        detail::throw_if_nonfinite("X", X, 0, X.rows);
-        break;
-      }
-    if (X.rows > 0)
-      for (auto& v : local_mean) v /= static_cast<double>(X.rows);
-  } catch (...) {
-    err = std::current_exception();
-  }
-  const std::int64_t d = detail::agree_on_block(c, err, X);
-  if (static_cast<std::int64_t>(local_mean.size()) != d) local_mean.assign(d, 0.0);
-  const detail::global_mean g =
-      detail::merge_means_across(c, static_cast<double>(X.rows), X.rows, local_mean);
-  if (g.rows == 0)
-    throw invalid_argument("PCA: no rank holds any row (0 samples in total); at least one sample is required");
+  const detail::global_mean g = checked_global_mean(c, X);
+  const std::int64_t d = static_cast<std::int64_t>(g.mean.size());
   const std::int64_t n = g.rows;
   const int l = static_cast<int>(std::min<std::int64_t>(k + oversamples, std::min<std::int64_t>(n, d)));
   const int nr = static_cast<int>(X.rows), di = static_cast<int>(d);
