@@ -44,4 +44,10 @@ for expected in "least squares:" "logistic:" "check: ok"; do
     exit 1
   fi
 done
+out=$("${launch[@]}" "$tmp/example/pca")
+echo "$out"
+if ! grep -q -F "check: ok" <<<"$out"; then
+  echo "install_example.sh: the PCA example failed" >&2
+  exit 1
+fi
 echo "== install_and_example: passed"
