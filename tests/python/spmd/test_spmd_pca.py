@@ -182,3 +182,21 @@ def test_randomized_matches_exact_pca(comm, dtype, empty_rank):
     assert abs(est.noise_variance_ - ref.noise_variance_) <= 1e-3 * ref.noise_variance_ + 1e-12
     wide = PCA(n_components=5).fit(Xl)  # 900 x 600 with 5 components: scikit-learn's auto
     assert wide._fit_svd_solver == "randomized"
+
+
+@pytest.mark.parametrize("solver", ["full", "covariance_eigh"])
+def test_nearly_degenerate_eigenvalues_same_subspace(comm, solver, empty_rank):
+    # the 2nd and 3rd variances differ by 1e-9 relative: those two components may rotate within
+    # their plane, but the plane (its projector) must match scikit-learn's
+    rng = np.random.default_rng(12)
+    Z = rng.normal(size=(600, 5))
+    Z = (Z - Z.mean(0)) @ np.linalg.inv(np.linalg.cholesky(np.cov(Z, rowvar=False)).T)  # whitened
+    R, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+    X = (Z * np.array([4.0, 2.0, 2.0 * (1 + 1e-9), 1.0, 0.5])) @ R.T + 7.0
+    est = PCA(svd_solver=solver).fit(shard(X, comm, empty_rank))
+    check_replicated(est, ATTRS, comm)
+    ref = SkPCA(svd_solver="full").fit(X)
+    assert np.allclose(est.explained_variance_, ref.explained_variance_, rtol=1e-9)
+    for sl in (slice(0, 1), slice(1, 3), slice(3, 4), slice(4, 5)):
+        P, Pr = est.components_[sl].T @ est.components_[sl], ref.components_[sl].T @ ref.components_[sl]
+        assert np.abs(P - Pr).max() <= 1e-7, (sl, np.abs(P - Pr).max())
