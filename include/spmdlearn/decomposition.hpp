@@ -42,6 +42,11 @@ pca_spectrum pca_covariance_eigh(const covariance::state& s);
 template <class T>
 pca_spectrum pca_full(const comm& c, matrix_view<const T> X);
 
+// Local: Minka's maximum-likelihood choice of the number of components (n_components="mle")
+// from the explained variances (descending) and the number of samples, as scikit-learn's
+// _infer_dimension: the rank in [1, r - 1] with the largest log-likelihood.
+std::int64_t infer_dimension(const std::vector<double>& spectrum, std::int64_t n_samples);
+
 // Collective: randomized SVD of all ranks' centred rows (Halko, Martinsson & Tropp): a Gaussian
 // test matrix Ω (d x (k + oversamples)) drawn from `seed` (the same on every rank), Y = Xc Ω,
 // `n_iter` power iterations (Y <- Xc (Xcᵀ Q)), each range orthonormalised by CholeskyQR2 with a

@@ -702,6 +702,10 @@ NB_MODULE(_core, m) {
   m.def("logreg_fit", &logreg_fit_cuda<float>, "comm"_a, "X"_a, "y"_a, "n_classes"_a, "w"_a.none(), "C"_a,
         "penalty"_a, "fit_intercept"_a, "tol"_a, "max_iter"_a, "solver"_a, "verbose"_a,
         "init"_a.none(), "to_device"_a = false);
+  m.def("pca_infer_dimension", [](host_vector<double> spectrum, std::int64_t n_samples) {
+    return sl::decomposition::infer_dimension(
+        std::vector<double>(spectrum.data(), spectrum.data() + spectrum.size()), n_samples);
+  });
   m.def("pca_full", &pca_full<double>, "comm"_a, "X"_a);
   m.def("pca_full", &pca_full<float>, "comm"_a, "X"_a);
   m.def("pca_randomized", &pca_randomized<double>, "comm"_a, "X"_a, "k"_a, "oversamples"_a, "n_iter"_a, "seed"_a);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <limits>
 #include <random>
 #include <string>
 
@@ -74,6 +75,49 @@ detail::global_mean checked_global_mean(const comm& c, matrix_view<const T> X) {
 }
 
 }  // namespace
+
+namespace {
+// Minka (NIPS 2000), eq. as in scikit-learn's _assess_dimension.
+double assess_dimension(const std::vector<double>& sp, std::int64_t rank, double n) {
+  const std::int64_t p = static_cast<std::int64_t>(sp.size());
+  constexpr double eps = 1e-15;
+  if (sp[rank - 1] < eps) return -std::numeric_limits<double>::infinity();
+  double pu = -static_cast<double>(rank) * std::log(2.0);
+  for (std::int64_t i = 1; i <= rank; ++i) {
+    const double h = static_cast<double>(p - i + 1) / 2.0;
+    pu += std::lgamma(h) - std::log(M_PI) * h;
+  }
+  double pl = 0.0;
+  for (std::int64_t i = 0; i < rank; ++i) pl += std::log(sp[i]);
+  pl = -pl * n / 2.0;
+  double tail = 0.0;
+  for (std::int64_t i = rank; i < p; ++i) tail += sp[i];
+  const double v = std::max(eps, tail / static_cast<double>(p - rank));
+  const double pv = -std::log(v) * n * static_cast<double>(p - rank) / 2.0;
+  const double m = static_cast<double>(p * rank) - static_cast<double>(rank) * (rank + 1.0) / 2.0;
+  const double pp = std::log(2.0 * M_PI) * (m + static_cast<double>(rank)) / 2.0;
+  double pa = 0.0;
+  for (std::int64_t i = 0; i < rank; ++i)
+    for (std::int64_t j = i + 1; j < p; ++j) {
+      const double sj = j >= rank ? v : sp[j], si = i >= rank ? v : sp[i];
+      pa += std::log((sp[i] - sp[j]) * (1.0 / sj - 1.0 / si)) + std::log(n);
+    }
+  return pu + pl + pv + pp - pa / 2.0 - static_cast<double>(rank) * std::log(n) / 2.0;
+}
+}  // namespace
+
+std::int64_t infer_dimension(const std::vector<double>& spectrum, std::int64_t n_samples) {
+  std::int64_t best = 0;
+  double best_ll = -std::numeric_limits<double>::infinity();
+  for (std::int64_t rank = 1; rank < static_cast<std::int64_t>(spectrum.size()); ++rank) {
+    const double ll = assess_dimension(spectrum, rank, static_cast<double>(n_samples));
+    if (ll > best_ll) {  // first maximum, as numpy's argmax (NaN never wins here)
+      best_ll = ll;
+      best = rank;
+    }
+  }
+  return best;
+}
 
 pca_spectrum pca_covariance_eigh(const covariance::state& s) {
   pca_spectrum r;

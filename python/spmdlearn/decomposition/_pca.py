@@ -10,7 +10,6 @@ import numpy as np
 from sklearn.decomposition import PCA as _SkPCA
 from sklearn.decomposition import IncrementalPCA as _SkIncrementalPCA
 from sklearn.decomposition._base import _BasePCA
-from sklearn.decomposition._pca import _infer_dimension
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -161,7 +160,7 @@ class PCA(_PCABase, _SkPCA):
         total = ev.sum()
         ratio = ev / total if total > 0 else np.zeros_like(ev)
         if k == "mle":
-            k = int(_infer_dimension(ev, n))
+            k = int(_core.pca_infer_dimension(np.ascontiguousarray(ev, dtype=np.float64), n))
         elif 0 < k < 1.0:
             k = int(np.searchsorted(np.cumsum(ratio), k, side="right") + 1)
         k = int(k)
