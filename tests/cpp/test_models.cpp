@@ -1,0 +1,137 @@
+// Linear models and PCA on thread ranks (1..4, uneven, one empty rank): every rank holds the
+// same model, equal to an independent reference -- LAPACK's SVD of the whole centred matrix for
+// PCA, the exact coefficients of a noiseless linear relation for least squares and ridge, and the
+// one-rank fit for logistic regression (the ranks change only the summation order).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "backend/cpu/lapack.hpp"
+#include "test_util.hpp"
+
+namespace sl = spmdlearn;
+
+namespace {
+
+class Models : public ::testing::TestWithParam<int> {};
+
+TEST_P(Models, PcaFullAndCovarianceEighEqualLapackSvd) {
+  const int p = GetParam();
+  const std::int64_t n = 3001, d = 9;
+  const std::vector<double> x = tu::make_data(n, d, 5);
+  const auto off = tu::split_rows(n, p, p > 2 ? 1 : -1);
+  // Reference: dgesvd of the whole centred matrix.
+  std::vector<double> mean(d, 0.0);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < d; ++j) mean[j] += x[i * d + j] / n;
+  std::vector<double> A(n * d);  // column-major n x d
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < d; ++j) A[i + j * n] = x[i * d + j] - mean[j];
+  std::vector<double> S(d), dummy(1), Vt(d * d);
+  int m = static_cast<int>(n), di = static_cast<int>(d), one = 1, lwork = -1, info = 0;
+  double q = 0;
+  dgesvd_("N", "A", &m, &di, A.data(), &m, S.data(), dummy.data(), &one, Vt.data(), &di, &q, &lwork, &info);
+  lwork = static_cast<int>(q);
+  std::vector<double> work(lwork);
+  dgesvd_("N", "A", &m, &di, A.data(), &m, S.data(), dummy.data(), &one, Vt.data(), &di, work.data(), &lwork, &info);
+  ASSERT_EQ(info, 0);
+
+  struct out {
+    sl::decomposition::pca_spectrum full, eigh;
+  };
+  auto res = tu::on_threads<out>(p, [&](const sl::comm& c) {
+    out o;
+    const auto X = tu::block(x, d, off, c.rank());
+    o.full = sl::decomposition::pca_full<double>(c, X);
+    sl::covariance::state s;
+    sl::covariance::partial_fit<double>(c, s, X);
+    o.eigh = sl::decomposition::pca_covariance_eigh(s);
+    return o;
+  });
+  for (int r = 0; r < p; ++r) {
+    EXPECT_EQ(res[r].full.singular, res[0].full.singular) << "rank " << r;
+    EXPECT_EQ(res[r].full.components, res[0].full.components) << "rank " << r;
+  }
+  for (std::int64_t k = 0; k < d; ++k) {
+    EXPECT_NEAR(res[0].full.singular[k], S[k], 1e-12 * S[0]) << k;
+    EXPECT_NEAR(res[0].eigh.singular[k], S[k], 1e-10 * S[0]) << k;
+    // the same direction up to sign, and the sign rule: largest-magnitude entry positive
+    double dot = 0.0, big = 0.0;
+    for (std::int64_t j = 0; j < d; ++j) {
+      dot += res[0].full.components[k * d + j] * Vt[k + j * d];
+      if (std::abs(res[0].full.components[k * d + j]) > std::abs(big)) big = res[0].full.components[k * d + j];
+    }
+    EXPECT_NEAR(std::abs(dot), 1.0, 1e-9) << k;
+    EXPECT_GT(big, 0.0) << k;
+  }
+}
+
+TEST_P(Models, LeastSquaresAndRidgeRecoverExactCoefficients) {
+  const int p = GetParam();
+  const std::int64_t n = 2003, d = 6;
+  const std::vector<double> x = tu::make_data(n, d, 9);
+  const double beta[d] = {1.5, -2.0, 0.25, 3.0, 0.0, -1.0};
+  std::vector<double> y(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    y[i] = 4.0;
+    for (std::int64_t j = 0; j < d; ++j) y[i] += beta[j] * x[i * d + j];
+  }
+  const auto off = tu::split_rows(n, p, p > 2 ? 1 : -1);
+  auto res = tu::on_threads<sl::linear_model::normal_state>(p, [&](const sl::comm& c) {
+    sl::linear_model::normal_state s;
+    const std::int64_t r = c.rank(), rows = off[r + 1] - off[r];
+    sl::linear_model::partial_fit<double>(c, s, tu::block(x, d, off, c.rank()),
+                                          {y.data() + off[r], rows, 1}, std::nullopt);
+    return s;
+  });
+  for (int r = 0; r < p; ++r) EXPECT_EQ(res[r].cross, res[0].cross) << "rank " << r;
+  const auto ols = sl::linear_model::solve(res[0], {}, true);
+  EXPECT_EQ(ols.rank, d);
+  for (std::int64_t j = 0; j < d; ++j) EXPECT_NEAR(ols.coef[j], beta[j], 1e-10);
+  EXPECT_NEAR(ols.intercept[0], 4.0, 1e-9);
+  // Ridge: (A + αI) coef = b on the same state; check the normal equations' residual.
+  const double alpha[] = {7.0};
+  const auto rid = sl::linear_model::solve(res[0], alpha, true);
+  const std::int64_t q = d + 1;
+  for (std::int64_t i = 0; i < d; ++i) {
+    double lhs = alpha[0] * rid.coef[i];
+    for (std::int64_t j = 0; j < d; ++j) lhs += res[0].cross[i * q + j] * rid.coef[j];
+    EXPECT_NEAR(lhs, res[0].cross[i * q + d], 1e-9 * std::abs(res[0].cross[i * q + d]) + 1e-9) << i;
+  }
+}
+
+TEST_P(Models, LogisticRegressionIdenticalOnRanksAndCloseToOneRank) {
+  const int p = GetParam();
+  const std::int64_t n = 1501, d = 4;
+  const std::vector<double> x = tu::make_data(n, d, 13, {0.0, 0.0, 1.0, 0.0, false});
+  std::vector<std::int32_t> y(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double s = x[i * d] - 0.5 * x[i * d + 1] + 0.3 * std::sin(1.7 * i);
+    y[i] = s > 0.4 ? 2 : (s > -0.4 ? 1 : 0);
+  }
+  sl::linear_model::logistic_params prm;
+  prm.tol = 1e-10;
+  prm.max_iter = 500;
+  const auto off = tu::split_rows(n, p, p > 2 ? 1 : -1);
+  auto fit = [&](int ranks, const std::vector<std::int64_t>& o) {
+    return tu::on_threads<sl::linear_model::logistic_result>(ranks, [&](const sl::comm& c) {
+      const std::int64_t r = c.rank(), rows = o[r + 1] - o[r];
+      return sl::linear_model::fit_logistic<double>(c, tu::block(x, d, o, c.rank()), {y.data() + o[r], rows}, 3,
+                                                    std::nullopt, prm);
+    });
+  };
+  const auto res = fit(p, off);
+  const auto ref = fit(1, tu::split_rows(n, 1));
+  for (int r = 0; r < p; ++r) {
+    EXPECT_EQ(res[r].coef, res[0].coef) << "rank " << r;
+    EXPECT_EQ(res[r].intercept, res[0].intercept) << "rank " << r;
+  }
+  EXPECT_TRUE(res[0].converged) << res[0].message;
+  for (std::size_t e = 0; e < ref[0].coef.size(); ++e) EXPECT_NEAR(res[0].coef[e], ref[0].coef[e], 1e-7) << e;
+}
+
+INSTANTIATE_TEST_SUITE_P(Ranks, Models, ::testing::Values(1, 2, 3, 4));
+
+}  // namespace
