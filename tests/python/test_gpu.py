@@ -877,3 +877,29 @@ def test_logistic_regression_device_bad_labels_and_weights():
         LogisticRegression().fit(cp.asarray(Xb), cp.asarray(y))
     with pytest.raises(ValueError, match="at least 2 classes"):
         LogisticRegression().fit(cp.asarray(X), cp.zeros(len(y), dtype=cp.int64))
+
+
+# --- PCA on device arrays (covariance_eigh: the covariance pass on the GPU) ----------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_pca_covariance_eigh_cupy_equals_cpu_path(dtype):
+    from spmdlearn.decomposition import PCA, IncrementalPCA
+
+    X = get_data((100000, 24), dtype)
+    cpu = PCA(n_components=6, svd_solver="covariance_eigh").fit(X)
+    gpu = PCA(n_components=6, svd_solver="covariance_eigh").fit(cp.asarray(X))
+    host = PCA(n_components=6, svd_solver="covariance_eigh", device="cuda").fit(X)
+    tol = 1e-9 if dtype == np.float64 else 1e-4
+    for est in (gpu, host):
+        assert type(est.components_) is np.ndarray and est.components_.dtype == cpu.components_.dtype
+        assert_allclose(est.explained_variance_, cpu.explained_variance_, rtol=tol)
+        assert_allclose(est.components_, cpu.components_, atol=tol * 10)
+    Z = gpu.transform(cp.asarray(X))
+    assert isinstance(Z, cp.ndarray) and Z.shape == (100000, 6)
+    assert_allclose(cp.asnumpy(Z), cpu.transform(X), atol=1e-6 if dtype == np.float64 else 1e-2)
+    inc = IncrementalPCA(n_components=6)
+    inc.partial_fit(cp.asarray(X[:50000]))
+    inc.partial_fit(cp.asarray(X[50000:]))
+    assert_allclose(inc.explained_variance_, cpu.explained_variance_, rtol=tol)
+    with pytest.raises(NotImplementedError, match="CUDA path"):
+        PCA(n_components=6, svd_solver="full").fit(cp.asarray(X))

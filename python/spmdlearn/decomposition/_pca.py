@@ -14,7 +14,15 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
-from .._base import SPMDMixin, _dtype_name, finish_features, is_cuda_array, to_host
+from .._base import (
+    SPMDMixin,
+    _dtype_name,
+    check_cuda_array,
+    device_like,
+    finish_features,
+    is_cuda_array,
+    to_host,
+)
 from .._comm import collective
 
 
@@ -36,17 +44,38 @@ class _PCABase(SPMDMixin):
     rank without rows."""
 
     def _local(self, X, reset):
+        """Host X for the host-only parts (CUDA arrays with device="cpu" come to the host)."""
         if is_cuda_array(X):
             if getattr(self, "device", "auto") != "cpu":
-                raise NotImplementedError("PCA: no CUDA path yet; pass numpy data or device='cpu'")
+                raise NotImplementedError(
+                    "PCA on a GPU: only fitting with svd_solver='covariance_eigh' and transform so "
+                    "far; pass numpy data or device='cpu'")
             X = to_host(X)
-        if getattr(self, "device", "auto") == "cuda":
-            raise NotImplementedError("PCA(device='cuda') is not implemented yet")
         return self._local_X(X, reset=reset)
 
+    def _fit_input(self, X, reset):
+        """(X, on_device, to_device): a CUDA X stays on its GPU (the covariance pass runs there);
+        device="cuda" copies host data to this rank's GPU in the C++ core."""
+        device = getattr(self, "device", "auto")
+        if (is_cuda_array(X) and device != "cpu") or device == "cuda":
+            X, to_device = self._device_X(X, reset=reset)
+            return X, True, to_device
+        return self._local(X, reset), False, False
+
     def transform(self, X):
-        """Project this rank's rows (local; a rank without rows gets an empty result)."""
+        """Project this rank's rows (local; a rank without rows gets an empty result; a CUDA X
+        gives an array of its kind on its GPU)."""
         check_is_fitted(self)
+        if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
+            check_cuda_array(X, "X")
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                                 f"expecting {self.n_features_in_} features as input.")
+            dt = np.dtype(_dtype_name(X))
+            Z = (X - device_like(X, self.mean_.astype(dt))) @ device_like(X, self.components_.T.astype(dt))
+            if self.whiten:
+                Z = Z / device_like(X, np.sqrt(self.explained_variance_).astype(dt))
+            return Z
         X = self._local(X, reset=False)
         if X.shape[0] == 0:
             return np.empty((0, self.n_components_), dtype=self.components_.dtype)
@@ -95,7 +124,7 @@ class PCA(_PCABase, _SkPCA):
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             self._validate_params()
-            X = self._local(X, reset=True)
+            X, on_device, to_device = self._fit_input(X, reset=True)
             if self.svd_solver == "arpack":
                 raise NotImplementedError(
                     "PCA(svd_solver='arpack') is not implemented in spmdlearn; use 'full', "
@@ -116,6 +145,10 @@ class PCA(_PCABase, _SkPCA):
                     solver = "randomized"
                 else:
                     solver = "full"
+            if on_device and solver != "covariance_eigh":
+                raise NotImplementedError(
+                    f"PCA on a GPU: svd_solver={solver!r} (chosen for n={n}, d={d}) has no CUDA path "
+                    "yet; use svd_solver='covariance_eigh' or device='cpu'")
             if solver == "randomized" and not (isinstance(k, (int, np.integer)) and 1 <= k <= min(n, d)):
                 raise ValueError(
                     f"n_components={k!r} must be between 1 and min(n_samples, n_features)="
@@ -130,7 +163,7 @@ class PCA(_PCABase, _SkPCA):
                     f"n_components={k!r} must be between 0 and min(n_samples, n_features)="
                     f"{min(n, d)} with svd_solver={solver!r}")
         if solver == "covariance_eigh":
-            res = _core.pca_covariance_eigh(_core.cov_partial_fit(addr, None, X, False))
+            res = _core.pca_covariance_eigh(_core.cov_partial_fit(addr, None, X, to_device))
         elif solver == "randomized":
             n_iter = self.iterated_power
             if n_iter == "auto":
@@ -215,7 +248,8 @@ class IncrementalPCA(_PCABase, _SkIncrementalPCA):
     copy : bool, default=True
     batch_size : int or None
     comm : mpi4py communicator or None
-    device : {"auto", "cpu", "cuda"}, default="auto" (CUDA arrays: not yet)
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        A CUDA X is merged on its GPU (the covariance pass); "cuda" copies host data there.
     """
 
     _parameter_constraints = {
@@ -235,8 +269,8 @@ class IncrementalPCA(_PCABase, _SkIncrementalPCA):
         with collective(addr, self):
             self._validate_params()
             first = reset or not hasattr(self, "_partial_state")
-            X = self._local(X, reset=first)
-        state = _core.cov_partial_fit(addr, None if first else self._partial_state, X, False)
+            X, _, to_device = self._fit_input(X, reset=first)
+        state = _core.cov_partial_fit(addr, None if first else self._partial_state, X, to_device)
         n, d = int(state["n_rows"]), int(state["n_features"])
         with collective(addr, self):
             k = self.n_components
