@@ -163,6 +163,15 @@ def device_empty(X, shape, dtype=None):
                     "pass a cupy array or a torch CUDA tensor")
 
 
+def check_device_input(est, X):
+    """A CUDA X for a fitted estimator's local method: 2-D float32/float64 with n_features_in_
+    columns."""
+    check_cuda_array(X, "X")
+    if X.shape[1] != est.n_features_in_:
+        raise ValueError(f"X has {X.shape[1]} features, but {type(est).__name__} is expecting "
+                         f"{est.n_features_in_} features as input.")
+
+
 def device_like(X, a):
     """A host numpy array copied to X's GPU, as an array of X's library (cupy or torch)."""
     lib = type(X).__module__.split(".")[0]

@@ -17,7 +17,7 @@ from .. import _core
 from .._base import (
     SPMDMixin,
     _dtype_name,
-    check_cuda_array,
+    check_device_input,
     device_like,
     finish_features,
     is_cuda_array,
@@ -67,10 +67,7 @@ class _PCABase(SPMDMixin):
         gives an array of its kind on its GPU)."""
         check_is_fitted(self)
         if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
-            check_cuda_array(X, "X")
-            if X.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
-                                 f"expecting {self.n_features_in_} features as input.")
+            check_device_input(self, X)
             dt = np.dtype(_dtype_name(X))
             Z = (X - device_like(X, self.mean_.astype(dt))) @ device_like(X, self.components_.T.astype(dt))
             if self.whiten:

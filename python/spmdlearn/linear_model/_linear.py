@@ -20,6 +20,7 @@ from .._base import (
     SPMDMixin,
     _dtype_name,
     check_cuda_array,
+    check_device_input,
     device_like,
     device_weights,
     finish_features,
@@ -152,10 +153,7 @@ class _NormalEquationsRegressor(SPMDMixin):
         check_is_fitted(self)
         coef = np.asarray(self.coef_)
         if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
-            check_cuda_array(X, "X")
-            if X.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
-                                 f"expecting {self.n_features_in_} features as input.")
+            check_device_input(self, X)
             like = lambda a: device_like(X, np.ascontiguousarray(a, dtype=coef.dtype))  # noqa: E731
             return X @ like(coef.T) + like(np.asarray(self.intercept_))
         if is_cuda_array(X):

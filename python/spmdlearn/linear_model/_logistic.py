@@ -23,6 +23,7 @@ from .._base import (
     SPMDMixin,
     _dtype_name,
     check_cuda_array,
+    check_device_input,
     device_like,
     device_weights,
     finish_features,
@@ -238,10 +239,7 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
         gives an array of its kind on its GPU."""
         check_is_fitted(self)
         if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
-            check_cuda_array(X, "X")
-            if X.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
-                                 f"expecting {self.n_features_in_} features as input.")
+            check_device_input(self, X)
             dt = np.dtype(_dtype_name(X))
             scores = X @ device_like(X, self.coef_.T.astype(dt)) + device_like(X, self.intercept_.astype(dt))
             return scores.reshape(-1) if scores.shape[1] == 1 else scores
