@@ -224,13 +224,19 @@ def run_case(cp, kind, shape, dtype, empty_last):
     score3 = Xs.astype(np.float64) @ np.random.default_rng(9).normal(size=(d, 3))
     labels = np.argmax(score3 + np.random.default_rng(10).gumbel(size=score3.shape), axis=1)
     logit = LogisticRegression(tol=1e-10, max_iter=500).fit(cp.asarray(Xs[lo:hi]), cp.asarray(labels[lo:hi]))
+    # PCA (covariance_eigh) on device shards
+    from spmdlearn.decomposition import PCA
+
+    pca = PCA(n_components=3, svd_solver="covariance_eigh").fit(Xl)
     # all ranks on GPUs: the d x d matrices merge over NCCL; mixed ranks merge on the host
     cov = EmpiricalCovariance(store_precision=False).fit(Xl)
     cov_host = EmpiricalCovariance(store_precision=False, device="cuda").fit(X[lo:hi])
     cov_mixed = EmpiricalCovariance(store_precision=False).fit(X[lo:hi] if RANK % 2 == 0 else Xl)
     COV_ATTRS = ["covariance_", "location_"]
     LIN_ATTRS = ["coef_", "intercept_"]
+    PCA_ATTRS = ["components_", "explained_variance_"]
     gathered = {
+        "PCA": (gather(pca, PCA_ATTRS), PCA_ATTRS),
         "LogisticRegression": (gather(logit, LIN_ATTRS), LIN_ATTRS),
         "LinearRegression": (gather(lin, LIN_ATTRS), LIN_ATTRS),
         "LinearRegression, host and device blocks mixed": (gather(lin_mixed, LIN_ATTRS), LIN_ATTRS),
@@ -278,6 +284,12 @@ def run_case(cp, kind, shape, dtype, empty_last):
         err = float(np.linalg.norm(est.coef_ - sk_lin.coef_) / np.linalg.norm(sk_lin.coef_))
         if err > (1e-8 if dtype == np.float64 else 2e-3):
             raise AssertionError(f"{what} {name}: coef_ off by {err:.3g} (relative) from scikit-learn")
+    from sklearn.decomposition import PCA as SkPCA
+
+    sk_pca = SkPCA(n_components=3, svd_solver="full").fit(X.astype(np.float64))
+    perr = float(np.max(np.abs(pca.explained_variance_ - sk_pca.explained_variance_) / sk_pca.explained_variance_[0]))
+    if perr > (1e-9 if dtype == np.float64 else 1e-4):
+        raise AssertionError(f"{what} PCA: explained_variance_ off by {perr:.3g} from scikit-learn")
     from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 
     sk_log = SkLogisticRegression(tol=1e-10, max_iter=500).fit(Xs.astype(np.float64), labels)
