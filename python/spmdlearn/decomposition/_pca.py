@@ -126,10 +126,13 @@ class PCA(_PCABase, _SkPCA):
                 raise NotImplementedError(
                     "PCA(svd_solver='arpack') is not implemented in spmdlearn; use 'full', "
                     "'covariance_eigh' (both exact) or 'randomized'")
+        # Global shape: rows summed, columns agreed (a rank may pass a (0, 0) block; ranks that
+        # disagree on n_features are caught by the C++ guard, on every rank).
         sizes = np.array([X.shape[0]], dtype=np.int64)
         _core.allreduce(addr, sizes, "sum")
-        n = int(sizes[0])
-        d = int(X.shape[1])
+        cols = np.array([X.shape[1]], dtype=np.int64)
+        _core.allreduce(addr, cols, "max")
+        n, d = int(sizes[0]), int(cols[0])
         with collective(addr, self):
             solver = self.svd_solver
             k = self.n_components

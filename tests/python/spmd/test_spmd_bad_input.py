@@ -7,6 +7,7 @@ import pytest
 
 from spmdlearn.basic_statistics import BasicStatistics, IncrementalBasicStatistics
 from spmdlearn.covariance import EmpiricalCovariance, IncrementalEmpiricalCovariance
+from spmdlearn.decomposition import PCA, IncrementalPCA
 from spmdlearn.preprocessing import MaxAbsScaler, StandardScaler
 from spmd_helpers import (
     WORLD,
@@ -28,6 +29,8 @@ ESTIMATORS = {
     "IncrementalEmpiricalCovariance": (IncrementalEmpiricalCovariance, "partial_fit", False, "location_"),
     "StandardScaler": (StandardScaler, "fit", True, "mean_"),
     "MaxAbsScaler": (MaxAbsScaler, "fit", False, "max_abs_"),
+    "PCA": (PCA, "fit", False, "mean_"),
+    "IncrementalPCA": (IncrementalPCA, "partial_fit", False, "mean_"),
 }
 
 # case: (where the fault can be, a word the message must contain)
@@ -151,6 +154,8 @@ def test_bad_parameter_on_one_rank(comm, estimator):
         "IncrementalEmpiricalCovariance": {"store_precision": "no"},
         "StandardScaler": {"with_mean": "bogus"},
         "MaxAbsScaler": {"clip": "bogus"},
+        "PCA": {"svd_solver": "bogus"},
+        "IncrementalPCA": {"whiten": "bogus"},
     }[estimator]
     last = comm.Get_size() - 1
     est = cls(**(bad if comm.Get_rank() == last else {}))
