@@ -133,7 +133,8 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
             if is_cuda_array(sample_weight):
                 sample_weight = to_host(sample_weight)
         X = validate_data(self, X, reset=reset, dtype=list(FLOAT_DTYPES), order="C",
-                          ensure_all_finite=False, ensure_min_samples=0, accept_sparse=False)
+                          ensure_all_finite=False, ensure_min_samples=0, ensure_min_features=0,
+                          accept_sparse=False)
         y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=False, ensure_min_samples=0,
                         input_name="y")
         if y.ndim == 2 and y.shape[1] == 1:
@@ -182,6 +183,10 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
             cw = self._class_weights(classes)
         counts = _bincount(y_idx, len(classes), on_device)
         _core.allreduce(addr, counts, "sum")  # global class counts (for "balanced")
+        # n_features agreed over the ranks (a rank may pass a (0, 0) block): the warm start must
+        # be taken, or not, on every rank alike.
+        cols = np.array([X.shape[1]], dtype=np.int64)
+        _core.allreduce(addr, cols, "max")
         dtype = np.dtype(_dtype_name(X))
         with collective(addr, self):
             if cw is None and self.class_weight == "balanced":
@@ -190,7 +195,7 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
             if cw is not None:
                 cls_w = (device_like(X, cw.astype(dtype)) if on_device else cw.astype(dtype))[y_idx]
                 w = cls_w if w is None else w * cls_w
-            init = self._warm_start_coef(classes, X.shape[1])
+            init = self._warm_start_coef(classes, int(cols[0]))
             if not on_device and w is not None:
                 w = np.ascontiguousarray(w, dtype=dtype)
             to_device = (not on_device) and getattr(self, "device", "auto") == "cuda"

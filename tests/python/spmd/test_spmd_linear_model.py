@@ -207,3 +207,16 @@ def test_alpha_on_one_rank_differs(comm):
     alpha = 2.0 if comm.Get_rank() == comm.Get_size() - 1 else 1.0
     assert_every_rank_raises(lambda: Ridge(alpha=alpha).fit(shard(X, comm), shard(y, comm)),
                              rank=comm.Get_size() - 1, match="param")
+
+
+def test_rank_with_a_0x0_block(comm):
+    skip_unless_several_ranks(comm)
+    X, y = _problem("diabetes", np.float64)
+    Xl, yl = shard(X, comm), shard(y, comm)
+    if comm.Get_rank() == comm.Get_size() - 1:
+        Xl, yl = np.empty((0, 0)), np.empty(0)
+    est = LinearRegression().fit(Xl, yl)
+    check_replicated(est, ["coef_", "intercept_", "n_features_in_"], comm)
+    ref = sklm.LinearRegression().fit(X, y)
+    assert est.n_features_in_ == X.shape[1]
+    assert np.allclose(est.coef_, ref.coef_, rtol=1e-9)

@@ -167,3 +167,18 @@ def test_bad_input(comm, case):
     # still in step
     good = LogisticRegression().fit(shard(X, comm, empty_rank=False), shard(y, comm, empty_rank=False))
     check_replicated(good, ["coef_"], comm)
+
+
+def test_rank_with_a_0x0_block_and_warm_start(comm):
+    # the last rank passes X of shape (0, 0): n_features and the warm start are agreed globally
+    skip_unless_several_ranks(comm)
+    X, y = _problem("wine")
+    last = comm.Get_size() - 1
+    Xl, yl = shard(X, comm), shard(y, comm)
+    if comm.Get_rank() == last:
+        Xl, yl = np.empty((0, 0)), np.empty(0, dtype=y.dtype)
+    est = LogisticRegression(tol=1e-8, max_iter=500, warm_start=True).fit(Xl, yl)
+    est.fit(Xl, yl)
+    check_replicated(est, ATTRS, comm)
+    assert est.n_features_in_ == X.shape[1]
+    assert est.n_iter_[0] <= 2  # started at the optimum on every rank
