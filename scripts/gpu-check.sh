@@ -9,8 +9,8 @@
 #   spmd      tests/python/gpu_spmd_check.py under mpirun -n 2 (and -n 4) when there are >= 2 GPUs
 #   bench     bench/gpu_bench.py on one GPU (copy bandwidth; spmdlearn vs PyTorch vs CuPy)
 #   covbench  bench/gpu_cov_bench.py: EmpiricalCovariance on one GPU vs cuBLAS (cov-1gpu.md)
-#   linbench  bench/gpu_linear_bench.py, bench/gpu_logistic_bench.py: LinearRegression and
-#             LogisticRegression vs PyTorch, 1/2/4-GPU weak scaling (lin-1gpu.md)
+#   linbench  bench/gpu_linear_bench.py, gpu_logistic_bench.py, gpu_pca_bench.py: LinearRegression,
+#             LogisticRegression and PCA vs PyTorch, 1/2/4-GPU weak scaling (lin-1gpu.md)
 #   scaling   bench/gpu_bench.py weak and strong scaling at 1, 2, 4 GPUs (as many as there are)
 #
 # usage: bash scripts/gpu-check.sh [OUTDIR]      OUTDIR default: $OUT if set, else ./gpu-results
@@ -322,6 +322,17 @@ step_linbench() {
     for n in 1 2 4; do
       (( NGPU >= n )) || continue
       PYTHONPATH="$SITE" $MPIRUN_LINE -n "$n" "$PY" bench/gpu_logistic_bench.py --rows-per-gpu 5000000
+    done
+    echo
+    PYTHONPATH="$SITE" x "$PY" bench/gpu_pca_bench.py --rows 1000000 --cols 256 --k 16
+    echo
+    echo "### PCA (covariance_eigh) weak scaling (4,000,000 x 256 float32 a GPU; max over ranks)"
+    echo
+    echo "| GPUs | rows a GPU | rows | dtype | median ms | card |"
+    echo "|---:|---:|---:|---|---:|---|"
+    for n in 1 2 4; do
+      (( NGPU >= n )) || continue
+      PYTHONPATH="$SITE" $MPIRUN_LINE -n "$n" "$PY" bench/gpu_pca_bench.py --rows-per-gpu 4000000
     done
   } | tee "$OUTDIR/lin-1gpu.md"
 }
