@@ -11,13 +11,14 @@ rows (weak scaling: --rows-per-gpu each); a repeat's time is the max over ranks 
 sync; Barrier; fit; sync. Prints markdown.
 """
 import argparse
-import statistics
 import time
 
 import cupy as cp
 import numpy as np
 import torch
 from mpi4py import MPI
+
+from _gpu_common import timed, use_local_gpu
 
 from spmdlearn.linear_model import LinearRegression
 
@@ -30,26 +31,6 @@ def data(n, d, dtype, seed):
     return X, y
 
 
-def timed(fn, repeats=5, warmup=1, comm=None):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        cp.cuda.Device().synchronize()
-        if comm is not None:
-            comm.Barrier()
-        t0 = time.perf_counter()
-        fn()
-        cp.cuda.Device().synchronize()
-        if comm is not None:
-            comm.Barrier()
-        dt = time.perf_counter() - t0
-        if comm is not None:
-            dt = comm.allreduce(dt, op=MPI.MAX)
-        ts.append(dt * 1e3)
-    return statistics.median(ts)
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--rows", type=int, default=2_000_000)
@@ -58,10 +39,7 @@ def main():
     p.add_argument("--rows-per-gpu", type=int, default=0)
     a = p.parse_args()
     comm = MPI.COMM_WORLD
-    ndev = cp.cuda.runtime.getDeviceCount()
-    cp.cuda.Device(comm.rank % ndev).use()
-    torch.cuda.set_device(comm.rank % ndev)
-    card = torch.cuda.get_device_name()
+    card = use_local_gpu(comm)
     if a.rows_per_gpu:
         X, y = data(a.rows_per_gpu, a.cols, a.dtype, seed=comm.rank)
         t = timed(lambda: LinearRegression().fit(X, y), comm=comm)

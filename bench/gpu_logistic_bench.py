@@ -11,7 +11,6 @@ number of iterations spmdlearn used (tol=1e-4, max_iter=100 by default). Reporte
 Under mpirun every rank fits its own rows; a repeat's time is the max over ranks.
 """
 import argparse
-import statistics
 import time
 import warnings
 
@@ -19,6 +18,8 @@ import cupy as cp
 import numpy as np
 import torch
 from mpi4py import MPI
+
+from _gpu_common import timed, use_local_gpu
 
 from spmdlearn.linear_model import LogisticRegression
 
@@ -29,26 +30,6 @@ def data(n, d, k, dtype, seed):
     W = cp.random.RandomState(99).standard_normal((d, k), dtype=dtype) / np.sqrt(d) * 2
     score = X @ W + rs.gumbel(size=(n, k)).astype(dtype)
     return X, cp.argmax(score, axis=1)
-
-
-def timed(fn, repeats=3, warmup=1, comm=None):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        cp.cuda.Device().synchronize()
-        if comm is not None:
-            comm.Barrier()
-        t0 = time.perf_counter()
-        fn()
-        cp.cuda.Device().synchronize()
-        if comm is not None:
-            comm.Barrier()
-        dt = time.perf_counter() - t0
-        if comm is not None:
-            dt = comm.allreduce(dt, op=MPI.MAX)
-        ts.append(dt * 1e3)
-    return statistics.median(ts)
 
 
 def torch_lbfgs(X, y, k, C, iters):
@@ -78,13 +59,10 @@ def main():
     a = p.parse_args()
     warnings.simplefilter("ignore")
     comm = MPI.COMM_WORLD
-    ndev = cp.cuda.runtime.getDeviceCount()
-    cp.cuda.Device(comm.rank % ndev).use()
-    torch.cuda.set_device(comm.rank % ndev)
-    card = torch.cuda.get_device_name()
+    card = use_local_gpu(comm)
     if a.rows_per_gpu:
         X, y = data(a.rows_per_gpu, a.cols, a.classes, a.dtype, seed=comm.rank)
-        t = timed(lambda: LogisticRegression().fit(X, y), comm=comm)
+        t = timed(lambda: LogisticRegression().fit(X, y), repeats=3, comm=comm)
         if comm.rank == 0:
             n = a.rows_per_gpu * comm.size
             print(f"| {comm.size} | {a.rows_per_gpu:,} | {n:,} | {a.dtype} | {t:.1f} | {card} |", flush=True)
@@ -92,9 +70,9 @@ def main():
     X, y = data(a.rows, a.cols, a.classes, a.dtype, seed=0)
     est = LogisticRegression().fit(X, y)
     iters = int(est.n_iter_[0])
-    t_sl = timed(lambda: LogisticRegression().fit(X, y))
+    t_sl = timed(lambda: LogisticRegression().fit(X, y), repeats=3)
     Xt, yt = torch.as_tensor(X, device="cuda"), torch.as_tensor(y, device="cuda")
-    t_pt = timed(lambda: torch_lbfgs(Xt, yt, a.classes, 1.0, iters))
+    t_pt = timed(lambda: torch_lbfgs(Xt, yt, a.classes, 1.0, iters), repeats=3)
     W, b = torch_lbfgs(Xt, yt, a.classes, 1.0, iters)
     p_pt = torch.softmax(Xt @ W + b, dim=1).cpu().numpy()
     p_sl = cp.asnumpy(est.predict_proba(X))

@@ -10,7 +10,6 @@ time (synchronised, median of repeats) and the largest relative difference of th
 explained variances from a float64 reference.
 """
 import argparse
-import statistics
 import time
 
 import cupy as cp
@@ -18,32 +17,14 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
+from _gpu_common import timed, use_local_gpu
+
 from spmdlearn.decomposition import PCA
 
 
 def data(n, d, dtype, seed):
     rs = cp.random.RandomState(seed)
     return rs.standard_normal((n, d), dtype=dtype) * cp.logspace(0, -2, d, dtype=dtype) + 5
-
-
-def timed(fn, repeats=5, warmup=1, comm=None):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        cp.cuda.Device().synchronize()
-        if comm is not None:
-            comm.Barrier()
-        t0 = time.perf_counter()
-        fn()
-        cp.cuda.Device().synchronize()
-        if comm is not None:
-            comm.Barrier()
-        dt = time.perf_counter() - t0
-        if comm is not None:
-            dt = comm.allreduce(dt, op=MPI.MAX)
-        ts.append(dt * 1e3)
-    return statistics.median(ts)
 
 
 def main():
@@ -55,10 +36,7 @@ def main():
     p.add_argument("--rows-per-gpu", type=int, default=0)
     a = p.parse_args()
     comm = MPI.COMM_WORLD
-    ndev = cp.cuda.runtime.getDeviceCount()
-    cp.cuda.Device(comm.rank % ndev).use()
-    torch.cuda.set_device(comm.rank % ndev)
-    card = torch.cuda.get_device_name()
+    card = use_local_gpu(comm)
     fit = lambda X: PCA(n_components=a.k, svd_solver="covariance_eigh").fit(X)  # noqa: E731
     if a.rows_per_gpu:
         X = data(a.rows_per_gpu, a.cols, a.dtype, seed=comm.rank)
