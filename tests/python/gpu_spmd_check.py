@@ -105,23 +105,6 @@ def bounds(n, empty_last, seed=0):
     return int(cuts[RANK]), int(cuts[RANK + 1])
 
 
-def reference(X, w=None):
-    X = np.asarray(X, dtype=np.float64)
-    if w is not None:
-        X = np.repeat(X, np.asarray(w).astype(np.int64), axis=0)
-    n = X.shape[0]
-    mean = X.mean(axis=0)
-    ssc = ((X - mean) ** 2).sum(axis=0)
-    ss = (X * X).sum(axis=0)
-    var = ssc / (n - 1)
-    std = np.sqrt(var)
-    return {
-        "min": X.min(axis=0), "max": X.max(axis=0), "sum": X.sum(axis=0), "mean": mean,
-        "variance": var, "standard_deviation": std, "sum_squares": ss,
-        "sum_squares_centered": ssc, "second_order_raw_moment": ss / n, "variation": std / mean,
-    }
-
-
 # --- checks -----------------------------------------------------------------------------------
 
 def fingerprint(value):
@@ -344,7 +327,8 @@ OOM_LEAVE = 64 << 20        # bytes left free on the exhausted GPU
 OOM_SHAPE = (4_194_304, 16)  # every rank's host block: 512 MiB of float64
 
 
-from gpu_memory import grab_gpu_memory, release_gpu_memory  # noqa: E402 (tests/python)
+from gpu_helpers import grab_gpu_memory, release_gpu_memory  # noqa: E402 (tests/python)
+from gpu_helpers import numpy_reference as reference  # noqa: E402
 
 
 def check_oom_on_last_rank(cp):

@@ -48,6 +48,7 @@ except Exception as exc:  # noqa: BLE001
 from spmdlearn.basic_statistics import BasicStatistics, IncrementalBasicStatistics  # noqa: E402
 from spmdlearn.covariance import EmpiricalCovariance  # noqa: E402
 from spmdlearn.preprocessing import MaxAbsScaler, StandardScaler  # noqa: E402
+from gpu_helpers import numpy_reference  # noqa: E402 (tests/python)
 
 NAMES = [
     "min", "max", "sum", "mean", "variance", "standard_deviation", "sum_squares",
@@ -103,24 +104,6 @@ def int_weights(n, dtype, seed=0):
     w[0] = 0  # a zero weight on the first row and a positive one on the last
     w[-1] = max(w[-1], 1)
     return w.astype(dtype)
-
-
-def numpy_reference(X, sample_weight=None):
-    """The ten statistics in float64 with numpy (integer weights: rows repeated)."""
-    X = np.asarray(X, dtype=np.float64)
-    if sample_weight is not None:
-        X = np.repeat(X, np.asarray(sample_weight).astype(np.int64), axis=0)
-    n = X.shape[0]
-    mean = X.mean(axis=0)
-    ssc = ((X - mean) ** 2).sum(axis=0)
-    ss = (X * X).sum(axis=0)
-    var = ssc / (n - 1)
-    std = np.sqrt(var)
-    return {
-        "min": X.min(axis=0), "max": X.max(axis=0), "sum": X.sum(axis=0), "mean": mean,
-        "variance": var, "standard_deviation": std, "sum_squares": ss,
-        "sum_squares_centered": ssc, "second_order_raw_moment": ss / n, "variation": std / mean,
-    }
 
 
 @functools.lru_cache(maxsize=None)
@@ -576,7 +559,7 @@ def release_gpu_caches():
 def exhausted_gpu(device, leave=OOM_LEAVE):
     """Take all but about `leave` bytes of the GPU's free memory with raw cudaMalloc (bypassing
     cupy's pool), in chunks; yields (free, total) bytes as they are then; frees it all on exit."""
-    from gpu_memory import grab_gpu_memory, release_gpu_memory
+    from gpu_helpers import grab_gpu_memory, release_gpu_memory
 
     release_gpu_caches()
     ptrs, _ = grab_gpu_memory(cp, device, leave)
