@@ -4,7 +4,9 @@
     python bench/gpu_pca_bench.py [--rows 1000000] [--cols 256] [--k 16] [--dtype float32]
     mpirun -n N python bench/gpu_pca_bench.py --rows-per-gpu 4000000    # weak scaling
 
-Baselines: torch.linalg.svd of the centred matrix (full_matrices=False), torch.pca_lowrank (k,
+spmdlearn's three solvers (covariance_eigh, full = TSQR by cuSOLVER QR of centred chunks,
+randomized = the range finder with 7 power iterations for k < 0.1 d) against
+torch.linalg.svd of the centred matrix (full_matrices=False), torch.pca_lowrank (k,
 niter=2), and the covariance route in PyTorch (centred X^T X, torch.linalg.eigh). Reported: wall
 time (synchronised, median of repeats) and the largest relative difference of the top-k
 explained variances from a float64 reference.
@@ -65,6 +67,9 @@ def main():
         return torch.linalg.eigh(Xc.T @ Xc)
 
     rows = [("spmdlearn PCA(covariance_eigh).fit (cupy, in place)", timed(lambda: fit(X)), ev_sl)]
+    for solver in ("full", "randomized"):
+        est = lambda: PCA(n_components=a.k, svd_solver=solver, random_state=0).fit(X)  # noqa: E731
+        rows.append((f"spmdlearn PCA({solver}).fit (cupy, in place)", timed(est), est().explained_variance_))
     for name, fn, ev in (
         ("torch.linalg.svd (centred, full_matrices=False)", svd,
          lambda r: (r[1][: a.k] ** 2 / (a.rows - 1)).double().cpu().numpy()),

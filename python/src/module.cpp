@@ -549,30 +549,76 @@ nb::dict pca_to_dict(sl::decomposition::pca_spectrum&& r) {
   return out;
 }
 
-template <class T>
-nb::dict pca_full(std::uintptr_t comm, host_matrix<T> X) {
-  sl::decomposition::pca_spectrum r;
-  {
-    nb::gil_scoped_release nogil;
-    auto c = comm_from(comm);
-    r = sl::decomposition::pca_full<T>(*c, view(X));
+// Runs fn(comm, view) with the GIL released, after one agreement on the preparation: a host
+// matrix as it is or copied to this rank's GPU (to_device), or a CUDA array in place. Every
+// variant makes the same collective calls, so ranks may mix host and device blocks.
+template <class T, class F>
+void run_on_matrix(std::uintptr_t comm, const host_matrix<T>& X, bool to_device, F&& fn) {
+  nb::gil_scoped_release nogil;
+  auto c = comm_from(comm);
+  if (!to_device) {
+    sl::agree(*c, nullptr);
+    fn(*c, view(X));
+  } else {
+    host_on_device<T> h(X, std::nullopt);
+    sl::agree(*c, h.err);
+    fn(*c, h.view(X));
   }
+}
+template <class T, class F>
+void run_on_matrix(std::uintptr_t comm, const cuda_matrix<T>& X, const char* who, F&& fn) {
+  nb::gil_scoped_release nogil;
+  auto c = comm_from(comm);
+  std::exception_ptr err;
+  sl::matrix_view<const T> xv;
+  try {
+    xv = device_view<T>(X, who);
+  } catch (...) {
+    err = std::current_exception();
+  }
+  sl::agree(*c, err);
+  fn(*c, xv);
+}
+
+template <class T, class Matrix, class Where>
+nb::dict pca_full(std::uintptr_t comm, const Matrix& X, Where where) {
+  sl::decomposition::pca_spectrum r;
+  run_on_matrix<T>(comm, X, where, [&](const sl::comm& c, sl::matrix_view<const T> xv) {
+    r = sl::decomposition::pca_full<T>(c, xv);
+  });
   return pca_to_dict(std::move(r));
 }
 
-template <class T>
-nb::dict pca_randomized(std::uintptr_t comm, host_matrix<T> X, std::int64_t k, std::int64_t oversamples,
-                        int n_iter, std::uint64_t seed) {
+template <class T, class Matrix, class Where>
+nb::dict pca_randomized(std::uintptr_t comm, const Matrix& X, Where where, std::int64_t k,
+                        std::int64_t oversamples, int n_iter, std::uint64_t seed) {
   sl::decomposition::randomized_spectrum r;
-  {
-    nb::gil_scoped_release nogil;
-    auto c = comm_from(comm);
-    r = sl::decomposition::pca_randomized<T>(*c, view(X), k, oversamples, n_iter, seed);
-  }
+  run_on_matrix<T>(comm, X, where, [&](const sl::comm& c, sl::matrix_view<const T> xv) {
+    r = sl::decomposition::pca_randomized<T>(c, xv, k, oversamples, n_iter, seed);
+  });
   const double total = r.total_variance;
   nb::dict out = pca_to_dict(std::move(r));
   out["total_variance"] = total;
   return out;
+}
+
+template <class T>
+nb::dict pca_full_host(std::uintptr_t comm, host_matrix<T> X, bool to_device) {
+  return pca_full<T>(comm, X, to_device);
+}
+template <class T>
+nb::dict pca_full_cuda(std::uintptr_t comm, cuda_matrix<T> X, bool) {
+  return pca_full<T>(comm, X, "PCA");
+}
+template <class T>
+nb::dict pca_randomized_host(std::uintptr_t comm, host_matrix<T> X, std::int64_t k, std::int64_t oversamples,
+                             int n_iter, std::uint64_t seed, bool to_device) {
+  return pca_randomized<T>(comm, X, to_device, k, oversamples, n_iter, seed);
+}
+template <class T>
+nb::dict pca_randomized_cuda(std::uintptr_t comm, cuda_matrix<T> X, std::int64_t k, std::int64_t oversamples,
+                             int n_iter, std::uint64_t seed, bool) {
+  return pca_randomized<T>(comm, X, "PCA", k, oversamples, n_iter, seed);
 }
 
 // In-place sum/min/max of a float64 or int64 numpy array over the ranks (the Python layer's global
@@ -706,10 +752,18 @@ NB_MODULE(_core, m) {
     return sl::decomposition::infer_dimension(
         std::vector<double>(spectrum.data(), spectrum.data() + spectrum.size()), n_samples);
   });
-  m.def("pca_full", &pca_full<double>, "comm"_a, "X"_a);
-  m.def("pca_full", &pca_full<float>, "comm"_a, "X"_a);
-  m.def("pca_randomized", &pca_randomized<double>, "comm"_a, "X"_a, "k"_a, "oversamples"_a, "n_iter"_a, "seed"_a);
-  m.def("pca_randomized", &pca_randomized<float>, "comm"_a, "X"_a, "k"_a, "oversamples"_a, "n_iter"_a, "seed"_a);
+  m.def("pca_full", &pca_full_host<double>, "comm"_a, "X"_a, "to_device"_a = false);
+  m.def("pca_full", &pca_full_host<float>, "comm"_a, "X"_a, "to_device"_a = false);
+  m.def("pca_full", &pca_full_cuda<double>, "comm"_a, "X"_a, "to_device"_a = false);
+  m.def("pca_full", &pca_full_cuda<float>, "comm"_a, "X"_a, "to_device"_a = false);
+  m.def("pca_randomized", &pca_randomized_host<double>, "comm"_a, "X"_a, "k"_a, "oversamples"_a, "n_iter"_a,
+        "seed"_a, "to_device"_a = false);
+  m.def("pca_randomized", &pca_randomized_host<float>, "comm"_a, "X"_a, "k"_a, "oversamples"_a, "n_iter"_a,
+        "seed"_a, "to_device"_a = false);
+  m.def("pca_randomized", &pca_randomized_cuda<double>, "comm"_a, "X"_a, "k"_a, "oversamples"_a, "n_iter"_a,
+        "seed"_a, "to_device"_a = false);
+  m.def("pca_randomized", &pca_randomized_cuda<float>, "comm"_a, "X"_a, "k"_a, "oversamples"_a, "n_iter"_a,
+        "seed"_a, "to_device"_a = false);
   m.def("pca_covariance_eigh", [](const nb::dict& state) {
     auto s = cov_state_from(state);
     sl::decomposition::pca_spectrum r;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <exception>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 
@@ -15,6 +16,10 @@
 #include "core/validate.hpp"
 #include "spmdlearn/core/error.hpp"
 #include "spmdlearn/core/guard.hpp"
+#ifdef SPMDLEARN_WITH_CUDA
+#include "backend/cuda/moments_cuda.hpp"
+#include "backend/cuda/pca_cuda.hpp"
+#endif
 
 namespace spmdlearn::decomposition {
 
@@ -43,6 +48,22 @@ void qr_update(std::vector<double>& m, int ld, int& rr, int rows, int d) {
     for (int i = j + 1; i < total; ++i) m[i + static_cast<std::size_t>(j) * ld] = 0.0;
 }
 
+// Column means of a host block (throws naming the first NaN/inf).
+template <class T>
+std::vector<double> host_mean(matrix_view<const T> X) {
+  std::vector<double> local_mean(X.cols, 0.0);
+  for (std::int64_t i = 0; i < X.rows; ++i)
+    for (std::int64_t j = 0; j < X.cols; ++j) local_mean[j] += static_cast<double>(X(i, j));
+  for (std::int64_t j = 0; j < X.cols; ++j)
+    if (!std::isfinite(local_mean[j])) {
+      detail::throw_if_nonfinite("X", X, 0, X.rows);
+      break;
+    }
+  if (X.rows > 0)
+    for (auto& v : local_mean) v /= static_cast<double>(X.rows);
+  return local_mean;
+}
+
 // Collective: the guard (NaN/inf, n_features, dtype) and the global mean of all ranks' rows
 // (Chan merge of the rank means in rank order: the same bits everywhere). Throws on every rank
 // when no rank holds a row.
@@ -52,17 +73,17 @@ detail::global_mean checked_global_mean(const comm& c, matrix_view<const T> X) {
   std::vector<double> local_mean;
   std::exception_ptr err;
   try {
-    detail::check_host_matrix("PCA", X);
-    local_mean.assign(X.cols, 0.0);
-    for (std::int64_t i = 0; i < X.rows; ++i)
-      for (std::int64_t j = 0; j < X.cols; ++j) local_mean[j] += static_cast<double>(X(i, j));
-    for (std::int64_t j = 0; j < X.cols; ++j)
-      if (!std::isfinite(local_mean[j])) {
-        detail::throw_if_nonfinite("X", X, 0, X.rows);
-        break;
-      }
-    if (X.rows > 0)
-      for (auto& v : local_mean) v /= static_cast<double>(X.rows);
+    if (X.device == device_kind::cuda) {
+      detail::check_device_matrix("PCA", X);
+#ifdef SPMDLEARN_WITH_CUDA
+      // Exact mean on the GPU; throws naming the first NaN/inf.
+      if (X.rows > 0 && X.cols > 0) local_mean = cuda::column_moments_exact<T>(X.data, X.rows, X.cols, X.stride(), nullptr).mean;
+      else local_mean.assign(X.cols, 0.0);
+#endif
+    } else {
+      detail::check_host_matrix("PCA", X);
+      local_mean = host_mean(X);
+    }
   } catch (...) {
     err = std::current_exception();
   }
@@ -141,13 +162,11 @@ pca_spectrum pca_covariance_eigh(const covariance::state& s) {
   return r;
 }
 
+// R of the centred rows of a host block, chunk by chunk: m holds [R (d rows) ; chunk (B rows)].
 template <class T>
-pca_spectrum pca_full(const comm& c, matrix_view<const T> X) {
-  const detail::global_mean g = checked_global_mean(c, X);
-  const std::int64_t d = static_cast<std::int64_t>(g.mean.size());
-  // Local R of the centred rows, chunk by chunk: m holds [R (d rows) ; chunk (B rows)].
-  const int di = static_cast<int>(d);
-  const int B = static_cast<int>(std::clamp<std::int64_t>((1 << 20) / (8 * std::max<std::int64_t>(d, 1)), 64, 8192));
+std::vector<double> host_centred_r(matrix_view<const T> X, const std::vector<double>& mean) {
+  const int di = static_cast<int>(X.cols);
+  const int B = static_cast<int>(std::clamp<std::int64_t>((1 << 20) / (8 * std::max<std::int64_t>(di, 1)), 64, 8192));
   const int ld = di + B;
   std::vector<double> m(static_cast<std::size_t>(ld) * di, 0.0);
   int rr = 0;
@@ -155,15 +174,34 @@ pca_spectrum pca_full(const comm& c, matrix_view<const T> X) {
     const int nb = static_cast<int>(std::min<std::int64_t>(B, X.rows - i0));
     for (int i = 0; i < nb; ++i) {
       const T* x = X.row(i0 + i);
-      for (int j = 0; j < di; ++j) m[rr + i + static_cast<std::size_t>(j) * ld] = static_cast<double>(x[j]) - g.mean[j];
+      for (int j = 0; j < di; ++j) m[rr + i + static_cast<std::size_t>(j) * ld] = static_cast<double>(x[j]) - mean[j];
     }
     qr_update(m, ld, rr, nb, di);
   }
-  // Allgather the ranks' R (d x d each, zero rows where a rank had fewer than d rows) and
-  // factorise the stack once more; every rank does the same arithmetic on the same numbers.
-  std::vector<double> mine(static_cast<std::size_t>(di) * di, 0.0);  // column-major d x d
+  std::vector<double> R(static_cast<std::size_t>(di) * di, 0.0);
   for (int j = 0; j < di; ++j)
-    for (int i = 0; i < std::min(rr, di); ++i) mine[i + static_cast<std::size_t>(j) * di] = m[i + static_cast<std::size_t>(j) * ld];
+    for (int i = 0; i < std::min(rr, di); ++i) R[i + static_cast<std::size_t>(j) * di] = m[i + static_cast<std::size_t>(j) * ld];
+  return R;
+}
+
+template <class T>
+pca_spectrum pca_full(const comm& c, matrix_view<const T> X) {
+  const detail::global_mean g = checked_global_mean(c, X);
+  const std::int64_t d = static_cast<std::int64_t>(g.mean.size());
+  const int di = static_cast<int>(d);
+  // Local R of the centred rows (column-major d x d, zero rows where this rank had fewer than d
+  // rows), on the device that holds them; agreed before the allgather so a failure on one rank
+  // (e.g. out of GPU memory) raises everywhere.
+  std::vector<double> mine;
+  guarded(c, [&] {
+    if (X.device == device_kind::cuda) {
+#ifdef SPMDLEARN_WITH_CUDA
+      mine = cuda::centred_r<T>(X.data, X.rows, d, X.stride(), g.mean);
+#endif
+    } else {
+      mine = host_centred_r(X, g.mean);
+    }
+  });
   std::vector<double> all = c.allgather<double>(mine);
   const int p = c.size(), M = p * di;
   std::vector<double> stack(static_cast<std::size_t>(M) * di);
@@ -210,59 +248,97 @@ template pca_spectrum pca_full<double>(const comm&, matrix_view<const double>);
 namespace spmdlearn::decomposition {
 namespace {
 
-// Orthonormalises the columns of Y (rows x l, column-major, ld = rows) in place by CholeskyQR2:
-// G = Yᵀ Y (summed over the ranks when `c` is given), R = chol(G), Y <- Y R⁻¹, twice. A Gram
+// R = chol(G) (upper, l x l, column-major) of a Gram matrix given by its upper triangle. A Gram
 // matrix that Cholesky refuses (dependent columns) gets a small diagonal shift first.
-void cholqr2(const comm* c, std::vector<double>& Y, int rows, int l) {
+std::vector<double> gram_cholesky(std::vector<double> G, int l) {
+  cpu::symmetrize_upper(l, G.data());
+  double trace = 0.0;
+  for (int i = 0; i < l; ++i) trace += G[i + static_cast<std::size_t>(i) * l];
+  std::vector<double> R = G;
+  int info = 0;
+  dpotrf_("U", &l, R.data(), &l, &info);
+  if (info != 0) {
+    R = G;
+    for (int i = 0; i < l; ++i) R[i + static_cast<std::size_t>(i) * l] += 1e-13 * std::max(trace, 1e-300);
+    dpotrf_("U", &l, R.data(), &l, &info);
+    if (info != 0) throw runtime_error("PCA(randomized): the range basis is numerically zero");
+  }
+  return R;
+}
+
+// Orthonormalises the columns of a small host matrix Y (rows x l, column-major) by CholeskyQR2.
+void cholqr2_local(std::vector<double>& Y, int rows, int l) {
+  const double one = 1.0, zero = 0.0;
   for (int round = 0; round < 2; ++round) {
     std::vector<double> G(static_cast<std::size_t>(l) * l, 0.0);
-    const double one = 1.0, zero = 0.0;
     if (rows > 0) dsyrk_("U", "T", &l, &rows, &one, Y.data(), &rows, &zero, G.data(), &l);
-    if (c) c->allreduce<double>(G, reduce_op::sum);
-    cpu::symmetrize_upper(l, G.data());
-    double trace = 0.0;
-    for (int i = 0; i < l; ++i) trace += G[i + static_cast<std::size_t>(i) * l];
-    std::vector<double> R = G;
-    int info = 0;
-    dpotrf_("U", &l, R.data(), &l, &info);
-    if (info != 0) {
-      R = G;
-      for (int i = 0; i < l; ++i) R[i + static_cast<std::size_t>(i) * l] += 1e-13 * std::max(trace, 1e-300);
-      dpotrf_("U", &l, R.data(), &l, &info);
-      if (info != 0) throw runtime_error("PCA(randomized): the range basis is numerically zero");
-    }
+    const std::vector<double> R = gram_cholesky(std::move(G), l);
     if (rows > 0) dtrsm_("R", "U", "N", "N", &rows, &l, &one, R.data(), &l, Y.data(), &rows);
   }
 }
 
-// Column-major n_r x d block of the centred rows (chunks are small enough for this solver's
-// typical use; the whole local block is materialised once).
-template <class T>
-std::vector<double> centred_colmajor(matrix_view<const T> X, const std::vector<double>& mean) {
-  const std::int64_t n = X.rows, d = X.cols;
-  std::vector<double> A(static_cast<std::size_t>(n) * d);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const T* x = X.row(i);
-    for (std::int64_t j = 0; j < d; ++j) A[i + j * n] = static_cast<double>(x[j]) - mean[j];
+// The host half of the range finder (the same interface as cuda::range_finder): A = X - mean
+// (n_r x d, column-major doubles, the whole local block once) and the basis Y = A M (n_r x l).
+class host_range_finder {
+ public:
+  template <class T>
+  host_range_finder(matrix_view<const T> X, const std::vector<double>& mean)
+      : n_(static_cast<int>(X.rows)), d_(static_cast<int>(X.cols)), A_(static_cast<std::size_t>(X.rows) * X.cols) {
+    for (std::int64_t i = 0; i < X.rows; ++i) {
+      const T* x = X.row(i);
+      for (std::int64_t j = 0; j < X.cols; ++j) A_[i + j * X.rows] = static_cast<double>(x[j]) - mean[j];
+    }
   }
-  return A;
-}
+  double sum_squares() const {
+    double s = 0.0;
+    for (double v : A_) s += v * v;
+    return s;
+  }
+  void set_basis(const std::vector<double>& M, int l) {
+    l_ = l;
+    Y_.assign(static_cast<std::size_t>(n_) * l, 0.0);
+    if (n_ > 0) dgemm_("N", "N", &n_, &l_, &d_, &one_, A_.data(), &n_, M.data(), &d_, &zero_, Y_.data(), &n_);
+  }
+  std::vector<double> basis_gram() const {
+    std::vector<double> G(static_cast<std::size_t>(l_) * l_, 0.0);
+    if (n_ > 0) dsyrk_("U", "T", &l_, &n_, &one_, Y_.data(), &n_, &zero_, G.data(), &l_);
+    return G;
+  }
+  void basis_solve_upper(const std::vector<double>& R) {
+    if (n_ > 0) dtrsm_("R", "U", "N", "N", &n_, &l_, &one_, R.data(), &l_, Y_.data(), &n_);
+  }
+  std::vector<double> project() const {
+    std::vector<double> Z(static_cast<std::size_t>(d_) * l_, 0.0);
+    if (n_ > 0) dgemm_("T", "N", &d_, &l_, &n_, &one_, A_.data(), &n_, Y_.data(), &n_, &zero_, Z.data(), &d_);
+    return Z;
+  }
 
-}  // namespace
+ private:
+  int n_, d_, l_ = 0;
+  double one_ = 1.0, zero_ = 0.0;
+  std::vector<double> A_, Y_;
+};
 
-template <class T>
-randomized_spectrum pca_randomized(const comm& c, matrix_view<const T> X, std::int64_t k,
-                                   std::int64_t oversamples, int n_iter, std::uint64_t seed) {
-  const detail::global_mean g = checked_global_mean(c, X);
+// Halko et al.'s range finder with power iterations, the rows on this rank's device or host (F):
+// every product with A is local, every l x l or d x l result is summed over the ranks, the small
+// factorisations are replicated.
+template <class Finder>
+randomized_spectrum randomized_with(const comm& c, Finder& f, const detail::global_mean& g, std::int64_t k,
+                                    std::int64_t oversamples, int n_iter, std::uint64_t seed) {
   const std::int64_t d = static_cast<std::int64_t>(g.mean.size());
   const std::int64_t n = g.rows;
   const int l = static_cast<int>(std::min<std::int64_t>(k + oversamples, std::min<std::int64_t>(n, d)));
-  const int nr = static_cast<int>(X.rows), di = static_cast<int>(d);
-  const std::vector<double> A = centred_colmajor(X, g.mean);  // nr x d
+  const int di = static_cast<int>(d);
+  // Each step's local part is agreed before its collective: a failure on one rank (e.g. CUDA)
+  // raises on every rank instead of leaving the others in an allreduce.
+  auto summed = [&](auto&& local) {
+    std::vector<double> v;
+    guarded(c, [&] { v = local(); });
+    c.allreduce<double>(v, reduce_op::sum);
+    return v;
+  };
   // Total variance: Σ_j Σ_i (x_ij - μ_j)² / (n - 1), over all ranks.
-  std::vector<double> ss(1, 0.0);
-  for (double v : A) ss[0] += v * v;
-  c.allreduce<double>(ss, reduce_op::sum);
+  const std::vector<double> ss = summed([&] { return std::vector<double>{f.sum_squares()}; });
   // Ω: d x l standard normal from the seed (identical on every rank).
   std::vector<double> Om(static_cast<std::size_t>(di) * l);
   {
@@ -270,26 +346,23 @@ randomized_spectrum pca_randomized(const comm& c, matrix_view<const T> X, std::i
     std::normal_distribution<double> normal(0.0, 1.0);
     for (auto& v : Om) v = normal(rng);
   }
-  const double one = 1.0, zero = 0.0;
-  std::vector<double> Y(static_cast<std::size_t>(nr) * l), Z(static_cast<std::size_t>(di) * l);
-  auto mult_A = [&](const std::vector<double>& M, std::vector<double>& out) {  // out = A M (nr x l)
-    if (nr > 0) dgemm_("N", "N", &nr, &l, &di, &one, A.data(), &nr, M.data(), &di, &zero, out.data(), &nr);
+  // Y = A M, then CholeskyQR2 of Y across the ranks.
+  auto range = [&](const std::vector<double>& M) {
+    guarded(c, [&] { f.set_basis(M, l); });
+    for (int round = 0; round < 2; ++round) {
+      const std::vector<double> R = gram_cholesky(summed([&] { return f.basis_gram(); }), l);
+      guarded(c, [&] { f.basis_solve_upper(R); });
+    }
   };
-  auto mult_At = [&](const std::vector<double>& Q, std::vector<double>& out) {  // out = Σ Aᵀ Q (d x l)
-    std::fill(out.begin(), out.end(), 0.0);
-    if (nr > 0) dgemm_("T", "N", &di, &l, &nr, &one, A.data(), &nr, Q.data(), &nr, &zero, out.data(), &di);
-    c.allreduce<double>(out, reduce_op::sum);
-  };
-  mult_A(Om, Y);
-  cholqr2(&c, Y, nr, l);
+  range(Om);
+  std::vector<double> Z;
   for (int it = 0; it < n_iter; ++it) {
-    mult_At(Y, Z);
-    cholqr2(nullptr, Z, di, l);
-    mult_A(Z, Y);
-    cholqr2(&c, Y, nr, l);
+    Z = summed([&] { return f.project(); });  // Σ Aᵀ Y (d x l)
+    cholqr2_local(Z, di, l);
+    range(Z);
   }
   // B = Qᵀ A (l x d) = (Aᵀ Q)ᵀ: Z = Σ Aᵀ Q (d x l); the SVD of Zᵀ gives B's.
-  mult_At(Y, Z);
+  Z = summed([&] { return f.project(); });
   std::vector<double> Bm(static_cast<std::size_t>(l) * di);  // l x d column-major
   for (int i = 0; i < l; ++i)
     for (int j = 0; j < di; ++j) Bm[i + static_cast<std::size_t>(j) * l] = Z[j + static_cast<std::size_t>(i) * di];
@@ -318,6 +391,23 @@ randomized_spectrum pca_randomized(const comm& c, matrix_view<const T> X, std::i
     for (std::int64_t j = 0; j < d; ++j) out.components[q * d + j] = Vt[q + j * mn];
   flip_signs(out.components, kk, d);
   return out;
+}
+
+}  // namespace
+
+template <class T>
+randomized_spectrum pca_randomized(const comm& c, matrix_view<const T> X, std::int64_t k,
+                                   std::int64_t oversamples, int n_iter, std::uint64_t seed) {
+  const detail::global_mean g = checked_global_mean(c, X);
+  if (X.device == device_kind::cuda) {
+#ifdef SPMDLEARN_WITH_CUDA
+    std::unique_ptr<cuda::range_finder> f;
+    guarded(c, [&] { f = std::make_unique<cuda::range_finder>(X.data, X.rows, X.cols, X.stride(), g.mean); });
+    return randomized_with(c, *f, g, k, oversamples, n_iter, seed);
+#endif
+  }
+  host_range_finder f(X, g.mean);
+  return randomized_with(c, f, g, k, oversamples, n_iter, seed);
 }
 
 template randomized_spectrum pca_randomized<float>(const comm&, matrix_view<const float>, std::int64_t,

@@ -68,15 +68,22 @@ void covariance_matches_cpu(std::int64_t n, std::int64_t d, bool outlier_first_r
 
 TEST(CudaCovariance, FusedAndGemmPathsMatchCpu) {
   SKIP_WITHOUT_GPU();
-  // d <= 64 takes the fused kernel (16-, 32- and 64-wide tiles), d > 64 the dgemm path;
-  // row counts that are not multiples of a tile.
-  for (std::int64_t d : {1, 3, 16, 17, 32, 33, 64, 65, 70}) {
+  // d <= 64 takes the fused kernel (16-, 32- and 64-wide tiles), d > 64 the batched-gemm Gram
+  // pass (1024-row batches); row counts that are not multiples of a tile or a batch.
+  for (std::int64_t d : {1, 3, 16, 17, 32, 33, 64, 65, 70, 130}) {
     covariance_matches_cpu<double>(100003, d, false);
     covariance_matches_cpu<float>(100003, d, false);
   }
   covariance_matches_cpu<double>(5, 16, false);  // fewer rows than one tile
   covariance_matches_cpu<double>(50001, 12, true);
   covariance_matches_cpu<float>(50001, 12, true);
+  // Gram pass: fewer rows than one batch, exactly one batch, a poor first-row shift, and more
+  // rows than one 256 MiB chunk (float: 65 columns -> ~1M rows a chunk).
+  covariance_matches_cpu<double>(7, 90, false);
+  covariance_matches_cpu<float>(1024, 65, false);
+  covariance_matches_cpu<double>(20001, 80, true);
+  covariance_matches_cpu<float>(20001, 80, true);
+  covariance_matches_cpu<float>(2100003, 65, false);
 }
 
 TEST(CudaCovariance, NaNIsReportedWithItsPosition) {

@@ -211,6 +211,9 @@ def run_case(cp, kind, shape, dtype, empty_last):
     from spmdlearn.decomposition import PCA
 
     pca = PCA(n_components=3, svd_solver="covariance_eigh").fit(Xl)
+    pca_full = PCA(n_components=3, svd_solver="full").fit(Xl)  # TSQR: cuSOLVER QR per rank
+    pca_rand = PCA(n_components=3, svd_solver="randomized", random_state=0).fit(Xl)
+    pca_mixed = PCA(n_components=3, svd_solver="full").fit(X[lo:hi] if RANK % 2 == 0 else Xl)
     # all ranks on GPUs: the d x d matrices merge over NCCL; mixed ranks merge on the host
     cov = EmpiricalCovariance(store_precision=False).fit(Xl)
     cov_host = EmpiricalCovariance(store_precision=False, device="cuda").fit(X[lo:hi])
@@ -220,6 +223,9 @@ def run_case(cp, kind, shape, dtype, empty_last):
     PCA_ATTRS = ["components_", "explained_variance_"]
     gathered = {
         "PCA": (gather(pca, PCA_ATTRS), PCA_ATTRS),
+        "PCA(full)": (gather(pca_full, PCA_ATTRS), PCA_ATTRS),
+        "PCA(randomized)": (gather(pca_rand, PCA_ATTRS), PCA_ATTRS),
+        "PCA(full), host and device blocks mixed": (gather(pca_mixed, PCA_ATTRS), PCA_ATTRS),
         "LogisticRegression": (gather(logit, LIN_ATTRS), LIN_ATTRS),
         "LinearRegression": (gather(lin, LIN_ATTRS), LIN_ATTRS),
         "LinearRegression, host and device blocks mixed": (gather(lin_mixed, LIN_ATTRS), LIN_ATTRS),
@@ -270,9 +276,12 @@ def run_case(cp, kind, shape, dtype, empty_last):
     from sklearn.decomposition import PCA as SkPCA
 
     sk_pca = SkPCA(n_components=3, svd_solver="full").fit(X.astype(np.float64))
-    perr = float(np.max(np.abs(pca.explained_variance_ - sk_pca.explained_variance_) / sk_pca.explained_variance_[0]))
-    if perr > (1e-9 if dtype == np.float64 else 1e-4):
-        raise AssertionError(f"{what} PCA: explained_variance_ off by {perr:.3g} from scikit-learn")
+    for est, name in ((pca, "covariance_eigh"), (pca_full, "full"), (pca_rand, "randomized"),
+                      (pca_mixed, "full, mixed")):
+        perr = float(np.max(np.abs(est.explained_variance_ - sk_pca.explained_variance_)
+                            / sk_pca.explained_variance_[0]))
+        if perr > (1e-9 if dtype == np.float64 else 1e-4):
+            raise AssertionError(f"{what} PCA({name}): explained_variance_ off by {perr:.3g} from scikit-learn")
     from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 
     sk_log = SkLogisticRegression(tol=1e-10, max_iter=500).fit(Xs.astype(np.float64), labels)

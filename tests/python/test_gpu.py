@@ -884,5 +884,66 @@ def test_pca_covariance_eigh_cupy_equals_cpu_path(dtype):
     inc.partial_fit(cp.asarray(X[:50000]))
     inc.partial_fit(cp.asarray(X[50000:]))
     assert_allclose(inc.explained_variance_, cpu.explained_variance_, rtol=tol)
-    with pytest.raises(NotImplementedError, match="CUDA path"):
-        PCA(n_components=6, svd_solver="full").fit(cp.asarray(X))
+
+
+def _pca_data(n, d, dtype, seed=5):
+    """A spectrum with clear gaps (scales 10 .. 0.01) about a far mean: the components are
+    determined, and the centring matters."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    X = (rng.normal(size=(n, d)) * np.logspace(1, -2, d)) @ basis.T + rng.uniform(-50, 50, d)
+    return X.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("solver", ["full", "randomized"])
+@pytest.mark.parametrize("shape", [(60000, 40), (3000, 300), (30, 80)], ids=["tall", "wide-ish", "n<d"])
+def test_pca_full_and_randomized_on_device_equal_cpu_path(solver, shape, dtype):
+    """The GPU TSQR (cuSOLVER QR of centred chunks) and the GPU range finder give the CPU path's
+    spectrum: the same algorithm, the same random test matrix (the same seed)."""
+    import torch
+
+    from spmdlearn.decomposition import PCA
+
+    X = _pca_data(*shape, dtype)
+    k = 5
+    kw = dict(n_components=k, svd_solver=solver, random_state=3)
+    cpu = PCA(**kw).fit(X)
+    tol = 1e-9 if dtype == np.float64 else 1e-5
+    for gpu in (PCA(**kw).fit(cp.asarray(X)), PCA(device="cuda", **kw).fit(X),
+                PCA(**kw).fit(torch.as_tensor(X, device="cuda"))):
+        assert type(gpu.components_) is np.ndarray and gpu.components_.dtype == cpu.components_.dtype
+        assert_allclose(gpu.explained_variance_, cpu.explained_variance_, rtol=tol)
+        assert_allclose(gpu.singular_values_, cpu.singular_values_, rtol=tol)
+        assert_allclose(gpu.components_, cpu.components_, atol=tol * 10)
+        assert_allclose(gpu.noise_variance_, cpu.noise_variance_, rtol=max(tol, 1e-7))
+        assert_allclose(gpu.mean_, cpu.mean_, rtol=tol, atol=tol)
+    # and scikit-learn's exact PCA: always for full; for randomized where the gap after the
+    # k + n_oversamples-th value makes 4 power iterations exact (the tall case)
+    from sklearn.decomposition import PCA as SkPCA
+
+    if solver == "full" or shape[0] > 10 * shape[1]:
+        sk = SkPCA(n_components=k, svd_solver="full").fit(X.astype(np.float64))
+        assert_allclose(gpu.explained_variance_, sk.explained_variance_, rtol=1e-6 if dtype == np.float64 else 5e-3)
+
+
+def test_pca_full_on_device_keeps_tiny_directions():
+    """Spreads from 1 down to 1e-8 about a mean of 1: the GPU TSQR gets every variance to 1e-6
+    of numpy's SVD of the centred float64 data."""
+    from spmdlearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20000, 6)) * np.array([1, 1e-3, 1e-5, 1e-6, 1e-7, 1e-8]) + 1.0
+    ref = np.linalg.svd(X - X.mean(0), compute_uv=False) ** 2 / (len(X) - 1)
+    full = PCA(svd_solver="full").fit(cp.asarray(X)).explained_variance_
+    assert_allclose(full, ref, rtol=1e-6)
+
+
+def test_pca_device_bad_input():
+    from spmdlearn.decomposition import PCA
+
+    X = _pca_data(500, 10, np.float64)
+    X[7, 2] = np.nan
+    for solver in ("full", "randomized", "covariance_eigh"):
+        with pytest.raises(ValueError, match="row 7, column 2"):
+            PCA(n_components=3, svd_solver=solver).fit(cp.asarray(X))

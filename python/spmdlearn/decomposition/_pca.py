@@ -48,8 +48,9 @@ class _PCABase(SPMDMixin):
         if is_cuda_array(X):
             if getattr(self, "device", "auto") != "cpu":
                 raise NotImplementedError(
-                    "PCA on a GPU: only fitting with svd_solver='covariance_eigh' and transform so "
-                    "far; pass numpy data or device='cpu'")
+                    "PCA on a GPU: fit and transform only so far (score, score_samples, "
+                    "inverse_transform and IncrementalPCA's partial_fit take host data); pass numpy "
+                    "data or device='cpu'")
             X = to_host(X)
         return self._local_X(X, reset=reset)
 
@@ -98,6 +99,12 @@ class PCA(_PCABase, _SkPCA):
 
     Attributes as scikit-learn (``components_`` signed so that each one's largest-magnitude entry
     is positive), identical on every rank; ``n_samples_`` counts all ranks' rows.
+
+    GPU: a CUDA X (cupy, torch, DLPack) is used in place, ``device="cuda"`` copies host data to this
+    rank's GPU. Every solver runs there: covariance_eigh by the covariance pass, full by cuSOLVER
+    QR of centred row chunks (float64), randomized with the centred block (float64, n x d) and the
+    basis on the GPU; the d x d or l x l factorisations run on the host. ``transform`` of a CUDA X
+    returns an array of its kind.
     """
 
     _parameter_constraints = {
@@ -145,10 +152,6 @@ class PCA(_PCABase, _SkPCA):
                     solver = "randomized"
                 else:
                     solver = "full"
-            if on_device and solver != "covariance_eigh":
-                raise NotImplementedError(
-                    f"PCA on a GPU: svd_solver={solver!r} (chosen for n={n}, d={d}) has no CUDA path "
-                    "yet; use svd_solver='covariance_eigh' or device='cpu'")
             if solver == "randomized" and not (isinstance(k, (int, np.integer)) and 1 <= k <= min(n, d)):
                 raise ValueError(
                     f"n_components={k!r} must be between 1 and min(n_samples, n_features)="
@@ -169,9 +172,9 @@ class PCA(_PCABase, _SkPCA):
             if n_iter == "auto":
                 n_iter = 7 if k < 0.1 * min(n, d) else 4
             res = _core.pca_randomized(addr, X, int(k), int(self.n_oversamples), int(n_iter),
-                                       _common_seed(addr, self.random_state))
+                                       _common_seed(addr, self.random_state), to_device)
         else:
-            res = _core.pca_full(addr, X)
+            res = _core.pca_full(addr, X, to_device)
         self._fit_svd_solver = solver
         self._finish(res, k, np.dtype(_dtype_name(X)))
         finish_features(self, d)

@@ -1,5 +1,5 @@
-// CUDA cross-products: the fused covariance pass for small d, the centred-chunk + dgemm path for
-// larger d, and the Mahalanobis distances. See cross_cuda.hpp for the math.
+// CUDA cross-products: the fused covariance pass for small d, the batched-gemm Gram pass for
+// larger d and the linear models, and the Mahalanobis distances. See cross_cuda.hpp for the math.
 //
 // Why a hand-written kernel for small d: X^T X of a tall, narrow matrix (e.g. 200M x 16) is
 // memory-bound (16 flops per byte), but cuBLAS's syrk/gemm for k >> m = n = 16 reaches a fraction
@@ -237,23 +237,6 @@ shifted_sums fused(const T* X, std::int64_t n, std::int64_t d, std::int64_t stri
   return fused_pass<T, 64>(X, n, d, stride, shift, st);
 }
 
-template <class T>
-__global__ void center_kernel(const T* __restrict__ X, std::int64_t rows, int d, std::int64_t stride,
-                              const double* __restrict__ mean, double* __restrict__ out) {
-  const std::int64_t total = rows * d;
-  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    const std::int64_t i = e / d;
-    const int j = static_cast<int>(e - i * d);
-    out[e] = static_cast<double>(X[i * stride + j]) - mean[j];
-  }
-}
-
-// Rows of ~64 MiB of centred doubles per chunk: the gemm gets a long k, the buffer stays small.
-std::int64_t chunk_rows(std::int64_t n, std::int64_t d) {
-  return std::max<std::int64_t>(1, std::min<std::int64_t>(n, (64LL << 20) / (8 * std::max<std::int64_t>(d, 1))));
-}
-
 }  // namespace
 
 template <class T>
@@ -300,58 +283,124 @@ local_cross centered_cross(const T* X, std::int64_t n, std::int64_t d, std::int6
     r.cross.from_host(C);
     return r;
   }
-  // Larger d: exact mean (and the NaN check), then centred chunks by cuBLAS dgemm. dgemm, not
-  // dsyrk: for a small d and a long k cuBLAS's syrk was ~100x slower than its gemm on an H100.
-  const auto m = column_moments_exact<T>(X, n, d, stride, nullptr);
-  r.mean = m.mean;
+  // Larger d: the shifted Gram pass of the linear models (batched cuBLAS gemm), no weights.
+  weighted_moments m = weighted_cross<T>(X, n, d, stride, nullptr, 0, 0, nullptr);
+  r.mean = std::move(m.mean);
   r.cross = device_doubles(static_cast<std::size_t>(d * d));
-  const std::int64_t B = chunk_rows(n, d);
-  dev_array<double> buf(static_cast<std::size_t>(B) * d, st), dmean(d, st);
-  check(cudaMemcpyAsync(dmean.p, r.mean.data(), d * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
-  const double one = 1.0;
-  for (std::int64_t i0 = 0; i0 < n; i0 += B) {
-    const std::int64_t nb = std::min(B, n - i0);
-    center_kernel<T><<<8 * multiprocessors(), threads, 0, st>>>(X + i0 * stride, nb, static_cast<int>(d),
-                                                               stride, dmean.p, buf.p);
-    check(cudaGetLastError(), "center kernel launch");
-    // Column-major: buf is d x nb (lda = d); cross += buf bufᵀ (symmetric, so row-major too).
-    const int di = static_cast<int>(d), ki = static_cast<int>(nb);
-    check_blas(cublasDgemm(scope.ctx->blas, CUBLAS_OP_N, CUBLAS_OP_T, di, di, ki, &one, buf.p, di,
-                           buf.p, di, &one, r.cross.data(), di),
-               "cublasDgemm");
-  }
-  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  r.cross.from_host(m.cross);
   return r;
 }
 
 namespace {
 
-// buf (nb x p, row-major) = sqrt(w_i) ([x_i | y_i] - shift); sw_i = sqrt(w_i); bad |= 1 for a
-// negative or non-finite weight.
+// The Gram pass for d > 64 and for the linear models. Rows are shifted (and scaled by sqrt(w))
+// into a buffer of T, cut into batches of gram_batch rows; cublas<T>gemmStridedBatched forms one
+// p x p product per batch and a reduction kernel adds the batches' products in double, in a fixed
+// order. Why batches: one gemm with m = n = p and k = n rows leaves most of the GPU idle (cuBLAS
+// tiles the small output, not k; a 256-column covariance ran at ~1 TFLOP/s), and for float data
+// a float accumulation over at most gram_batch rows keeps the rounding near float's own (the
+// double sum across batches adds none), the same split as the fused kernel's float tiles.
+constexpr int gram_batch = 1024;
+constexpr int prep_rows = 128;  // rows per block of the prepare kernel (a multiple divides the batch)
+static_assert(gram_batch % prep_rows == 0, "a batch is whole prepare blocks");
+
+// buf rows [0, padded) of block range: buf_ij = sqrt(w_i) (z_ij - shift_j) for i < nb, 0 beyond
+// (the last batch is padded with zero rows); per block of prep_rows rows the double partials
+// psum[blk][j] = Σ w_i (z_ij - shift_j) and pw[blk] = Σ w_i. bad = 1 for a negative or
+// non-finite weight. Threads: 32 columns x 8 rows.
 template <class T>
-__global__ void weighted_rows_kernel(const T* __restrict__ X, std::int64_t sx, const T* __restrict__ Y,
-                                     std::int64_t sy, const T* __restrict__ w, std::int64_t nb, int d,
-                                     int t, const double* __restrict__ shift, double* __restrict__ buf,
-                                     double* __restrict__ sw, int* __restrict__ bad) {
+__global__ void gram_prepare_kernel(const T* __restrict__ X, std::int64_t sx, const T* __restrict__ Y,
+                                    std::int64_t sy, const T* __restrict__ w, std::int64_t nb, int d,
+                                    int t, const double* __restrict__ shift, T* __restrict__ buf,
+                                    double* __restrict__ psum, double* __restrict__ pw,
+                                    int* __restrict__ bad) {
+  __shared__ double red[8][33];
   const int p = d + t;
-  const std::int64_t total = nb * p;
-  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    const std::int64_t i = e / p;
-    const int j = static_cast<int>(e - i * p);
-    double wi = 1.0;
-    if (w) {
-      wi = static_cast<double>(w[i]);
-      if (!(wi >= 0.0) || !isfinite(wi)) {
-        *bad = 1;
-        wi = 0.0;
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * prep_rows;
+  for (int c0 = 0; c0 < p; c0 += 32) {
+    const int j = c0 + tx;
+    double acc = 0.0;
+    if (j < p) {
+      const double sj = shift[j];
+      for (int r = ty; r < prep_rows; r += 8) {
+        const std::int64_t i = r0 + r;
+        T out = T(0);
+        if (i < nb) {
+          double wi = 1.0;
+          if (w) {
+            wi = static_cast<double>(w[i]);
+            if (!(wi >= 0.0) || !isfinite(wi)) {
+              *bad = 1;
+              wi = 0.0;
+            }
+          }
+          const double z = j < d ? static_cast<double>(X[i * sx + j]) : static_cast<double>(Y[i * sy + (j - d)]);
+          const double s = w ? sqrt(wi) : 1.0;
+          const double a = s * (z - sj);
+          acc += s * a;
+          out = static_cast<T>(a);
+        }
+        buf[i * p + j] = out;
       }
     }
-    const double s = sqrt(wi);
-    const double z = j < d ? static_cast<double>(X[i * sx + j]) : static_cast<double>(Y[i * sy + (j - d)]);
-    buf[e] = s * (z - shift[j]);
-    if (j == 0) sw[i] = s;
+    red[ty][tx] = acc;
+    __syncthreads();
+    if (ty == 0 && j < p) {
+      double v = red[0][tx];
+      for (int k = 1; k < 8; ++k) v += red[k][tx];
+      psum[static_cast<std::int64_t>(blockIdx.x) * p + j] = v;
+    }
+    __syncthreads();
   }
+  if (ty == 0 && tx == 0) {
+    double W = 0.0;
+    const std::int64_t end = r0 + prep_rows < nb ? r0 + prep_rows : nb;
+    if (w) {
+      for (std::int64_t i = r0; i < end; ++i) {
+        const double wi = static_cast<double>(w[i]);
+        W += (wi >= 0.0 && isfinite(wi)) ? wi : 0.0;
+      }
+    } else {
+      W = end > r0 ? static_cast<double>(end - r0) : 0.0;
+    }
+    pw[blockIdx.x] = W;
+  }
+}
+
+// S[e] += Σ_b G[b][e] (e < p²), s[j] += Σ_g psum[g][j], W += Σ_g pw[g]; each sum in a fixed order.
+template <class T>
+__global__ void gram_reduce_kernel(const T* __restrict__ G, int batches, const double* __restrict__ psum,
+                                   const double* __restrict__ pw, int groups, int p, double* __restrict__ S,
+                                   double* __restrict__ s, double* __restrict__ W) {
+  const std::int64_t pp = static_cast<std::int64_t>(p) * p;
+  const std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
+  double acc = 0.0;
+  if (e < pp) {
+    for (int b = 0; b < batches; ++b) acc += static_cast<double>(G[b * pp + e]);
+    S[e] += acc;
+  } else if (e < pp + p) {
+    const int j = static_cast<int>(e - pp);
+    for (int g = 0; g < groups; ++g) acc += psum[static_cast<std::int64_t>(g) * p + j];
+    s[j] += acc;
+  } else if (e == pp + p) {
+    for (int g = 0; g < groups; ++g) acc += pw[g];
+    *W += acc;
+  }
+}
+
+cublasStatus_t gemm_batched(cublasHandle_t h, int p, int k, const float* A, float* C, int batches) {
+  const float one = 1.0f, zero = 0.0f;
+  // Column-major: a batch of A is p x k (lda = p); C_b = A_b A_bᵀ.
+  return cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, p, p, k, &one, A, p,
+                                   static_cast<long long>(k) * p, A, p, static_cast<long long>(k) * p,
+                                   &zero, C, p, static_cast<long long>(p) * p, batches);
+}
+cublasStatus_t gemm_batched(cublasHandle_t h, int p, int k, const double* A, double* C, int batches) {
+  const double one = 1.0, zero = 0.0;
+  return cublasDgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, p, p, k, &one, A, p,
+                                   static_cast<long long>(k) * p, A, p, static_cast<long long>(k) * p,
+                                   &zero, C, p, static_cast<long long>(p) * p, batches);
 }
 
 struct shifted_weighted {
@@ -365,38 +414,36 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
                                const std::vector<double>& shift, const device_scope& scope) {
   const std::int64_t p = d + t;
   const cudaStream_t st = scope.stream();
-  // 256 MiB chunks: fewer, longer gemms (this pass serves large n).
-  const std::int64_t B = std::max<std::int64_t>(1, std::min<std::int64_t>(n, (256LL << 20) / (8 * p)));
-  dev_array<double> buf(static_cast<std::size_t>(B) * p, st), sw(B, st), dshift(p, st),
-      S(p * p, st), s(p, st), W(1, st);
+  // Chunks of whole batches, ~256 MiB of prepared rows (at least one batch).
+  const std::int64_t per_chunk = std::max<std::int64_t>(1, (256LL << 20) / (gram_batch * p * static_cast<std::int64_t>(sizeof(T))));
+  const std::int64_t batches_total = (n + gram_batch - 1) / gram_batch;
+  const std::int64_t chunk_batches = std::min(per_chunk, batches_total);
+  const std::int64_t chunk_rows = chunk_batches * gram_batch;
+  const std::int64_t groups_per_chunk = chunk_rows / prep_rows;
+  dev_array<T> buf(static_cast<std::size_t>(chunk_rows * p), st), G(static_cast<std::size_t>(chunk_batches * p * p), st);
+  dev_array<double> psum(static_cast<std::size_t>(groups_per_chunk * p), st), pw(groups_per_chunk, st),
+      dshift(p, st), S(p * p, st), s(p, st), W(1, st);
   dev_array<int> bad(1, st);
   check(cudaMemcpyAsync(dshift.p, shift.data(), p * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
   check(cudaMemsetAsync(S.p, 0, p * p * sizeof(double), st), "cudaMemsetAsync");
   check(cudaMemsetAsync(s.p, 0, p * sizeof(double), st), "cudaMemsetAsync");
+  check(cudaMemsetAsync(W.p, 0, sizeof(double), st), "cudaMemsetAsync");
   check(cudaMemsetAsync(bad.p, 0, sizeof(int), st), "cudaMemsetAsync");
-  const double one = 1.0;
-  cublasHandle_t h = scope.ctx->blas;
-  const std::int64_t chunks = (n + B - 1) / B;
-  dev_array<double> Wc(chunks, st);  // Σ w per chunk, summed on the host in order at the end
-  for (std::int64_t i0 = 0; i0 < n; i0 += B) {
-    const std::int64_t nb = std::min(B, n - i0);
-    weighted_rows_kernel<T><<<8 * multiprocessors(), threads, 0, st>>>(
-        X + i0 * sx, sx, Y + i0 * sy, sy, w ? w + i0 : nullptr, nb, static_cast<int>(d),
-        static_cast<int>(t), dshift.p, buf.p, sw.p, bad.p);
-    check(cudaGetLastError(), "weighted rows kernel launch");
-    const int pi = static_cast<int>(p), ki = static_cast<int>(nb), inc = 1;
-    // Column-major: buf is p x nb. S += buf bufᵀ; s += buf sw (= Σ w (z - shift)).
-    check_blas(cublasDgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, pi, pi, ki, &one, buf.p, pi, buf.p, pi, &one, S.p, pi),
-               "cublasDgemm");
-    check_blas(cublasDgemv(h, CUBLAS_OP_N, pi, ki, &one, buf.p, pi, sw.p, inc, &one, s.p, inc), "cublasDgemv");
-    // Σ w into device memory: no host synchronisation per chunk.
-    check_blas(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_DEVICE), "cublasSetPointerMode");
-    const cublasStatus_t dst = cublasDdot(h, ki, sw.p, inc, sw.p, inc, Wc.p + i0 / B);
-    check_blas(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST), "cublasSetPointerMode");
-    check_blas(dst, "cublasDdot");
+  for (std::int64_t i0 = 0; i0 < n; i0 += chunk_rows) {
+    const std::int64_t nb = std::min(chunk_rows, n - i0);
+    const std::int64_t batches = (nb + gram_batch - 1) / gram_batch;
+    const std::int64_t groups = batches * (gram_batch / prep_rows);
+    gram_prepare_kernel<T><<<static_cast<unsigned>(groups), dim3(32, 8), 0, st>>>(
+        X + i0 * sx, sx, Y ? Y + i0 * sy : nullptr, sy, w ? w + i0 : nullptr, nb, static_cast<int>(d),
+        static_cast<int>(t), dshift.p, buf.p, psum.p, pw.p, bad.p);
+    check(cudaGetLastError(), "gram prepare kernel launch");
+    check_blas(gemm_batched(scope.ctx->blas, static_cast<int>(p), gram_batch, buf.p, G.p, static_cast<int>(batches)),
+               "cublas gemmStridedBatched");
+    const std::int64_t entries = p * p + p + 1;
+    gram_reduce_kernel<T><<<static_cast<unsigned>((entries + threads - 1) / threads), threads, 0, st>>>(
+        G.p, static_cast<int>(batches), psum.p, pw.p, static_cast<int>(groups), static_cast<int>(p), S.p, s.p, W.p);
+    check(cudaGetLastError(), "gram reduce kernel launch");
   }
-  std::vector<double> wc(chunks);
-  check(cudaMemcpyAsync(wc.data(), Wc.p, chunks * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   shifted_weighted r;
   r.shift = shift;
   r.S.resize(p * p);
@@ -404,10 +451,14 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
   int flag = 0;
   check(cudaMemcpyAsync(r.S.data(), S.p, p * p * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   check(cudaMemcpyAsync(r.s.data(), s.p, p * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaMemcpyAsync(&r.W, W.p, sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   check(cudaMemcpyAsync(&flag, bad.p, sizeof(int), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
   if (flag) throw invalid_argument("sample_weight contains a negative value, NaN or infinity; weights must be finite and >= 0");
-  for (double v : wc) r.W += v;
+  // Only the upper triangle (column-major lower = row-major upper) is used below; mirror it so
+  // the result is exactly symmetric.
+  for (std::int64_t i = 0; i < p; ++i)
+    for (std::int64_t j = i + 1; j < p; ++j) r.S[j * p + i] = r.S[i * p + j];
   return r;
 }
 
@@ -422,7 +473,7 @@ weighted_moments weighted_cross(const T* X, std::int64_t n, std::int64_t d, std:
   r.cross.assign(p * p, 0.0);
   if (n == 0 || p == 0) return r;
   device_scope scope(X);
-  require_same_device(Y, scope.device, "y");
+  if (t > 0) require_same_device(Y, scope.device, "y");
   if (w) require_same_device(w, scope.device, "sample_weight");
   std::vector<double> shift = first_row(X, d);
   if (t > 0) {
@@ -436,7 +487,7 @@ weighted_moments weighted_cross(const T* X, std::int64_t n, std::int64_t d, std:
   for (double v : f.S) finite &= std::isfinite(v);
   if (!finite) {
     throw_first_nonfinite(X, n, d, sx);
-    throw_first_nonfinite(Y, n, t, sy);
+    if (t > 0) throw_first_nonfinite(Y, n, t, sy);
     throw invalid_argument("the weighted sums overflow (values too large)");
   }
   r.weight = f.W;
@@ -491,6 +542,24 @@ void add_outer(device_doubles& C, std::int64_t d, double f, const std::vector<do
 }
 
 namespace {
+// out (rows x d, row-major doubles) = X - mean.
+template <class T>
+__global__ void center_kernel(const T* __restrict__ X, std::int64_t rows, int d, std::int64_t stride,
+                              const double* __restrict__ mean, double* __restrict__ out) {
+  const std::int64_t total = rows * d;
+  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t i = e / d;
+    const int j = static_cast<int>(e - i * d);
+    out[e] = static_cast<double>(X[i * stride + j]) - mean[j];
+  }
+}
+
+// Rows of ~64 MiB of centred doubles per chunk.
+std::int64_t chunk_rows(std::int64_t n, std::int64_t d) {
+  return std::max<std::int64_t>(1, std::min<std::int64_t>(n, (64LL << 20) / (8 * std::max<std::int64_t>(d, 1))));
+}
+
 // out[i] = Σ_j buf[i, j] y[i, j] (rows of d doubles).
 __global__ void row_dot(const double* __restrict__ a, const double* __restrict__ b, std::int64_t rows, int d,
                         double* __restrict__ out) {
