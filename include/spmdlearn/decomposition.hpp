@@ -34,8 +34,9 @@ struct pca_spectrum {
   std::vector<double> components;          // r x d row-major
 };
 
-// Local: the spectrum of a merged covariance state (covariance::partial_fit), r = d.
-pca_spectrum pca_covariance_eigh(const covariance::state& s);
+// Local: the spectrum of a merged covariance state (covariance::partial_fit), r = d. `on_gpu`:
+// the eigen-decomposition runs on the current GPU (cuSOLVER), for states of GPU rows on every rank.
+pca_spectrum pca_covariance_eigh(const covariance::state& s, bool on_gpu = false);
 
 // Collective: exact SVD of all ranks' centred rows by TSQR, r = min(n, d). Every rank throws the
 // same error for NaN/inf, n_features or dtype differing between ranks, or no rows anywhere.

@@ -57,8 +57,10 @@ struct solution {
 // `rcond`: singular values of X below rcond * s_max count as zero (scikit-learn's LinearRegression
 // passes its `tol`, 1e-6 by default, to lstsq as this cutoff); the cutoff never goes below the
 // rounding of the normal equations themselves (~16 d eps relative to the largest eigenvalue).
+// `on_gpu`: the eigen-decomposition runs on the current GPU (cuSOLVER) instead of the host's
+// LAPACK -- for fits whose rows were on GPUs on every rank (builds without CUDA ignore it).
 solution solve(const normal_state& s, std::span<const double> alpha, bool fit_intercept,
-               double rcond = 1e-6);
+               double rcond = 1e-6, bool on_gpu = false);
 
 // Collective: the coefficient of determination of all ranks' rows, per target (scikit-learn's
 // r2_score with multioutput="raw_values"): 1 - Σ w (y - p)² / Σ w (y - ȳ)², ȳ the global weighted

@@ -122,6 +122,19 @@ def is_cuda_array(X):
     return hasattr(X, "__cuda_array_interface__")
 
 
+def all_ranks_on_gpu(addr, mine):
+    """Whether every rank's rows are on a GPU (one allreduce; the same answer on every rank).
+    Then a fit's small d x d factorisations run on the GPU (cuSOLVER) rather than the host's
+    LAPACK -- the same solver on every rank, so the model stays bitwise identical."""
+    from . import _core
+
+    if not _core.built_with_cuda():  # the same build on every rank: no collective needed
+        return False
+    flag = np.array([1 if mine else 0], dtype=np.int64)
+    _core.allreduce(addr, flag, "min")
+    return bool(flag[0])
+
+
 def _dtype_name(X):
     return str(getattr(X, "dtype", "")).replace("torch.", "")
 

@@ -410,12 +410,13 @@ nb::dict lr_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state,
   return lr_state_to(std::move(s));
 }
 
-nb::dict lr_solve(const nb::dict& state, host_vector<double> alpha, bool fit_intercept, double rcond) {
+nb::dict lr_solve(const nb::dict& state, host_vector<double> alpha, bool fit_intercept, double rcond,
+                  bool on_gpu) {
   auto s = lr_state_from(state);
   sl::linear_model::solution r;
   {
     nb::gil_scoped_release nogil;
-    r = sl::linear_model::solve(s, {alpha.data(), alpha.size()}, fit_intercept, rcond);
+    r = sl::linear_model::solve(s, {alpha.data(), alpha.size()}, fit_intercept, rcond, on_gpu);
   }
   const std::size_t t = static_cast<std::size_t>(s.n_targets), d = static_cast<std::size_t>(s.n_features);
   nb::dict out;
@@ -733,7 +734,7 @@ NB_MODULE(_core, m) {
         "w"_a.none(), "caller"_a, "to_device"_a = false);
   m.def("lr_partial_fit", &lr_partial_fit_cuda<float>, "comm"_a, "state"_a.none(), "X"_a, "Y"_a,
         "w"_a.none(), "caller"_a, "to_device"_a = false);
-  m.def("lr_solve", &lr_solve, "state"_a, "alpha"_a, "fit_intercept"_a, "rcond"_a);
+  m.def("lr_solve", &lr_solve, "state"_a, "alpha"_a, "fit_intercept"_a, "rcond"_a, "on_gpu"_a = false);
   m.def("r2_score", &r2_score<double>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());
   m.def("r2_score", &r2_score<float>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());
   m.def("logreg_fit", &logreg_fit<double>, "comm"_a, "X"_a, "y"_a, "n_classes"_a, "w"_a.none(), "C"_a,
@@ -764,15 +765,18 @@ NB_MODULE(_core, m) {
         "seed"_a, "to_device"_a = false);
   m.def("pca_randomized", &pca_randomized_cuda<float>, "comm"_a, "X"_a, "k"_a, "oversamples"_a, "n_iter"_a,
         "seed"_a, "to_device"_a = false);
-  m.def("pca_covariance_eigh", [](const nb::dict& state) {
-    auto s = cov_state_from(state);
-    sl::decomposition::pca_spectrum r;
-    {
-      nb::gil_scoped_release nogil;
-      r = sl::decomposition::pca_covariance_eigh(s);
-    }
-    return pca_to_dict(std::move(r));
-  });
+  m.def(
+      "pca_covariance_eigh",
+      [](const nb::dict& state, bool on_gpu) {
+        auto s = cov_state_from(state);
+        sl::decomposition::pca_spectrum r;
+        {
+          nb::gil_scoped_release nogil;
+          r = sl::decomposition::pca_covariance_eigh(s, on_gpu);
+        }
+        return pca_to_dict(std::move(r));
+      },
+      "state"_a, "on_gpu"_a = false);
   m.def("allreduce", &allreduce_array<double>, "comm"_a, "a"_a, "op"_a = "sum");
   m.def("allreduce", &allreduce_array<std::int64_t>, "comm"_a, "a"_a, "op"_a = "sum");
   m.def("pinvh", [](host_matrix<double> a, bool float32) {

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "backend/cpu/lapack.hpp"
+#include "backend/dense.hpp"
 #include "core/merge.hpp"
 #include "core/threads.hpp"
 #include "core/validate.hpp"
@@ -140,14 +141,14 @@ std::int64_t infer_dimension(const std::vector<double>& spectrum, std::int64_t n
   return best;
 }
 
-pca_spectrum pca_covariance_eigh(const covariance::state& s) {
+pca_spectrum pca_covariance_eigh(const covariance::state& s, bool on_gpu) {
   pca_spectrum r;
   const std::int64_t d = s.n_features, n = s.n_rows;
   r.n_samples = n;
   r.n_features = d;
   r.mean = s.mean;
   std::vector<double> V(s.cross);  // symmetric: row-major = column-major
-  std::vector<double> lam = cpu::eigh(V, static_cast<int>(d), true);
+  std::vector<double> lam = dense::eigh(V, static_cast<int>(d), true, on_gpu ? dense::where::gpu : dense::where::host);
   r.singular.resize(d);
   r.explained_variance.resize(d);
   r.components.resize(d * d);
@@ -209,21 +210,17 @@ pca_spectrum pca_full(const comm& c, matrix_view<const T> X) {
     for (int j = 0; j < di; ++j)
       for (int i = 0; i < di; ++i)
         stack[r * di + i + static_cast<std::size_t>(j) * M] = all[static_cast<std::size_t>(r) * di * di + i + static_cast<std::size_t>(j) * di];
-  if (M > 0 && cpu::geqrf(M, di, stack.data(), M) != 0) throw runtime_error("dgeqrf failed");
+  // The small factorisations on the GPUs when every rank's rows are there (the same solver on
+  // every rank: the same bits everywhere).
+  const bool all_gpu = c.allreduce_value<std::int32_t>(X.device == device_kind::cuda ? 1 : 0, reduce_op::min) == 1;
+  const dense::where where = all_gpu ? dense::where::gpu : dense::where::host;
+  if (M > 0 && dense::geqrf(M, di, stack.data(), M, where) != 0) throw runtime_error("dgeqrf failed");
   std::vector<double> R(static_cast<std::size_t>(di) * di, 0.0);
   for (int j = 0; j < di; ++j)
     for (int i = 0; i <= j && i < M; ++i) R[i + static_cast<std::size_t>(j) * di] = stack[i + static_cast<std::size_t>(j) * M];
   // SVD of R: R = U S Vt; X_c = Q R = (Q U) S Vt.
-  std::vector<double> S(di), Vt(static_cast<std::size_t>(di) * di);
-  if (di > 0) {
-    int info = 0, lwork = -1, one = 1;
-    double q = 0, dummy = 0;
-    dgesvd_("N", "A", &di, &di, R.data(), &di, S.data(), &dummy, &one, Vt.data(), &di, &q, &lwork, &info);
-    lwork = std::max(1, static_cast<int>(q));
-    std::vector<double> work(lwork);
-    dgesvd_("N", "A", &di, &di, R.data(), &di, S.data(), &dummy, &one, Vt.data(), &di, work.data(), &lwork, &info);
-    if (info != 0) throw runtime_error("dgesvd failed with info=" + std::to_string(info));
-  }
+  std::vector<double> S, Vt;
+  dense::svd_square(R, di, S, Vt, where);
   pca_spectrum out;
   const std::int64_t n = g.rows, r = std::min<std::int64_t>(n, d);
   out.n_samples = n;

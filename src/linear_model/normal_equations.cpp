@@ -6,6 +6,7 @@
 #include <string>
 
 #include "backend/cpu/lapack.hpp"
+#include "backend/dense.hpp"
 #include "backend/cuda/cross_cuda.hpp"
 #include "core/cross_merge.hpp"
 #include "core/merge.hpp"
@@ -218,7 +219,9 @@ void partial_fit(const comm& c, normal_state& s, matrix_view<const T> X, matrix_
   s.cross = std::move(acc.cross);
 }
 
-solution solve(const normal_state& s, std::span<const double> alpha, bool fit_intercept, double rcond) {
+solution solve(const normal_state& s, std::span<const double> alpha, bool fit_intercept, double rcond,
+               bool on_gpu) {
+  const dense::where where = on_gpu ? dense::where::gpu : dense::where::host;
   const std::int64_t d = s.n_features, t = s.n_targets, p = d + t;
   if (!alpha.empty() && alpha.size() != 1 && static_cast<std::int64_t>(alpha.size()) != t)
     throw invalid_argument("Number of targets and number of penalties do not correspond: " +
@@ -251,12 +254,12 @@ solution solve(const normal_state& s, std::span<const double> alpha, bool fit_in
   auto ensure_vectors = [&] {
     if (have_vectors) return;
     V = A;
-    lam = cpu::eigh(V, static_cast<int>(d), true);
+    lam = dense::eigh(V, static_cast<int>(d), true, where);
     have_vectors = true;
   };
   if (alpha.empty()) {
     std::vector<double> scratch = A;
-    lam = cpu::eigh(scratch, static_cast<int>(d), false);
+    lam = dense::eigh(scratch, static_cast<int>(d), false, where);
     const double lam_max = d > 0 ? std::max(lam.back(), 0.0) : 0.0;
     cutoff = lam_max * std::max(rcond * rcond, 16.0 * static_cast<double>(std::max<std::int64_t>(d, 1)) *
                                                    std::numeric_limits<double>::epsilon());

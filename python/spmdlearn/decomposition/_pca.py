@@ -17,6 +17,7 @@ from .. import _core
 from .._base import (
     SPMDMixin,
     _dtype_name,
+    all_ranks_on_gpu,
     check_device_input,
     device_like,
     finish_features,
@@ -166,7 +167,8 @@ class PCA(_PCABase, _SkPCA):
                     f"n_components={k!r} must be between 0 and min(n_samples, n_features)="
                     f"{min(n, d)} with svd_solver={solver!r}")
         if solver == "covariance_eigh":
-            res = _core.pca_covariance_eigh(_core.cov_partial_fit(addr, None, X, to_device))
+            state = _core.cov_partial_fit(addr, None, X, to_device)
+            res = _core.pca_covariance_eigh(state, all_ranks_on_gpu(addr, on_device))
         elif solver == "randomized":
             n_iter = self.iterated_power
             if n_iter == "auto":
@@ -272,8 +274,9 @@ class IncrementalPCA(_PCABase, _SkIncrementalPCA):
         with collective(addr, self):
             self._validate_params()
             first = reset or not hasattr(self, "_partial_state")
-            X, _, to_device = self._fit_input(X, reset=first)
+            X, on_device, to_device = self._fit_input(X, reset=first)
         state = _core.cov_partial_fit(addr, None if first else self._partial_state, X, to_device)
+        on_gpu = all_ranks_on_gpu(addr, on_device)
         n, d = int(state["n_rows"]), int(state["n_features"])
         with collective(addr, self):
             k = self.n_components
@@ -282,7 +285,7 @@ class IncrementalPCA(_PCABase, _SkIncrementalPCA):
                     f"n_components={k} must be less or equal to the batch number of samples {n} "
                     f"(all ranks' rows so far) and at most n_features={d}")
         self._partial_state = state
-        res = _core.pca_covariance_eigh(state)
+        res = _core.pca_covariance_eigh(state, on_gpu)
         dtype = np.dtype(_dtype_name(X))
         k = min(n, d) if k is None else int(k)
         ev = res["explained_variance"]

@@ -19,6 +19,7 @@ from .._base import (
     FLOAT_DTYPES,
     SPMDMixin,
     _dtype_name,
+    all_ranks_on_gpu,
     check_cuda_array,
     check_device_input,
     device_like,
@@ -123,6 +124,7 @@ class _NormalEquationsRegressor(SPMDMixin):
                 )
         state = _core.lr_partial_fit(addr, None if first else self._partial_state, X, Y, w,
                                      self._caller, to_device)
+        self._solve_on_gpu = all_ranks_on_gpu(addr, to_device or is_cuda_array(X))
         self._partial_state = state
         # A rank without rows may have passed y of shape (0,): the target layout is agreed from
         # the first round's ranks that hold rows (all ranks hold the same estimator parameters).
@@ -134,7 +136,8 @@ class _NormalEquationsRegressor(SPMDMixin):
     def _finish(self, dtype):
         state = self._partial_state
         res = _core.lr_solve(state, np.ascontiguousarray(self._alpha_vector(), dtype=np.float64),
-                             bool(self.fit_intercept), float(getattr(self, "tol", 1e-6)))
+                             bool(self.fit_intercept), float(getattr(self, "tol", 1e-6)),
+                             bool(getattr(self, "_solve_on_gpu", False)))
         coef = res["coef"].astype(dtype, copy=False)
         intercept = res["intercept"].astype(dtype, copy=False)
         self.coef_ = coef[0].copy() if self._y_1d else coef

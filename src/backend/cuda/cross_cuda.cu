@@ -323,6 +323,7 @@ __global__ void gram_prepare_kernel(const T* __restrict__ X, std::int64_t sx, co
     double acc = 0.0;
     if (j < p) {
       const double sj = shift[j];
+#pragma unroll 4
       for (int r = ty; r < prep_rows; r += 8) {
         const std::int64_t i = r0 + r;
         T out = T(0);
@@ -368,25 +369,52 @@ __global__ void gram_prepare_kernel(const T* __restrict__ X, std::int64_t sx, co
   }
 }
 
-// S[e] += Σ_b G[b][e] (e < p²), s[j] += Σ_g psum[g][j], W += Σ_g pw[g]; each sum in a fixed order.
+// Two stages, each sum in a fixed order (deterministic): slice y of the grid adds its share of
+// the batches (and of the prepare blocks) into part[y][e] for e < p² + p + 1 -- many slices keep
+// enough loads in flight (one thread walking every batch was latency-bound: ~0.4 ms a chunk);
+// then gram_finish_kernel adds the slices in order: S[e] += Σ_b G[b][e] (e < p²),
+// s[j] += Σ_g psum[g][j], W += Σ_g pw[g].
+constexpr int reduce_slices = 32;
+
 template <class T>
 __global__ void gram_reduce_kernel(const T* __restrict__ G, int batches, const double* __restrict__ psum,
-                                   const double* __restrict__ pw, int groups, int p, double* __restrict__ S,
-                                   double* __restrict__ s, double* __restrict__ W) {
-  const std::int64_t pp = static_cast<std::int64_t>(p) * p;
+                                   const double* __restrict__ pw, int groups, int p, double* __restrict__ part) {
+  const std::int64_t pp = static_cast<std::int64_t>(p) * p, entries = pp + p + 1;
   const std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= entries) return;
+  const int y = blockIdx.y, ny = gridDim.y;
   double acc = 0.0;
   if (e < pp) {
-    for (int b = 0; b < batches; ++b) acc += static_cast<double>(G[b * pp + e]);
-    S[e] += acc;
-  } else if (e < pp + p) {
-    const int j = static_cast<int>(e - pp);
-    for (int g = 0; g < groups; ++g) acc += psum[static_cast<std::int64_t>(g) * p + j];
-    s[j] += acc;
-  } else if (e == pp + p) {
-    for (int g = 0; g < groups; ++g) acc += pw[g];
-    *W += acc;
+    const int b0 = static_cast<int>(static_cast<std::int64_t>(batches) * y / ny);
+    const int b1 = static_cast<int>(static_cast<std::int64_t>(batches) * (y + 1) / ny);
+#pragma unroll 4
+    for (int b = b0; b < b1; ++b) acc += static_cast<double>(G[b * pp + e]);
+  } else {
+    const int g0 = static_cast<int>(static_cast<std::int64_t>(groups) * y / ny);
+    const int g1 = static_cast<int>(static_cast<std::int64_t>(groups) * (y + 1) / ny);
+    if (e < pp + p) {
+      const int j = static_cast<int>(e - pp);
+      for (int g = g0; g < g1; ++g) acc += psum[static_cast<std::int64_t>(g) * p + j];
+    } else {
+      for (int g = g0; g < g1; ++g) acc += pw[g];
+    }
   }
+  part[static_cast<std::int64_t>(y) * entries + e] = acc;
+}
+
+__global__ void gram_finish_kernel(const double* __restrict__ part, int slices, int p, double* __restrict__ S,
+                                   double* __restrict__ s, double* __restrict__ W) {
+  const std::int64_t pp = static_cast<std::int64_t>(p) * p, entries = pp + p + 1;
+  const std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= entries) return;
+  double acc = 0.0;
+  for (int y = 0; y < slices; ++y) acc += part[static_cast<std::int64_t>(y) * entries + e];
+  if (e < pp)
+    S[e] += acc;
+  else if (e < pp + p)
+    s[e - pp] += acc;
+  else
+    *W += acc;
 }
 
 cublasStatus_t gemm_batched(cublasHandle_t h, int p, int k, const float* A, float* C, int batches) {
@@ -424,6 +452,8 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
   dev_array<double> psum(static_cast<std::size_t>(groups_per_chunk * p), st), pw(groups_per_chunk, st),
       dshift(p, st), S(p * p, st), s(p, st), W(1, st);
   dev_array<int> bad(1, st);
+  const std::int64_t entries = p * p + p + 1;
+  dev_array<double> part(static_cast<std::size_t>(reduce_slices * entries), st);
   check(cudaMemcpyAsync(dshift.p, shift.data(), p * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
   check(cudaMemsetAsync(S.p, 0, p * p * sizeof(double), st), "cudaMemsetAsync");
   check(cudaMemsetAsync(s.p, 0, p * sizeof(double), st), "cudaMemsetAsync");
@@ -439,10 +469,12 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
     check(cudaGetLastError(), "gram prepare kernel launch");
     check_blas(gemm_batched(scope.ctx->blas, static_cast<int>(p), gram_batch, buf.p, G.p, static_cast<int>(batches)),
                "cublas gemmStridedBatched");
-    const std::int64_t entries = p * p + p + 1;
-    gram_reduce_kernel<T><<<static_cast<unsigned>((entries + threads - 1) / threads), threads, 0, st>>>(
-        G.p, static_cast<int>(batches), psum.p, pw.p, static_cast<int>(groups), static_cast<int>(p), S.p, s.p, W.p);
+    const unsigned blocks = static_cast<unsigned>((entries + threads - 1) / threads);
+    gram_reduce_kernel<T><<<dim3(blocks, reduce_slices), threads, 0, st>>>(
+        G.p, static_cast<int>(batches), psum.p, pw.p, static_cast<int>(groups), static_cast<int>(p), part.p);
     check(cudaGetLastError(), "gram reduce kernel launch");
+    gram_finish_kernel<<<blocks, threads, 0, st>>>(part.p, reduce_slices, static_cast<int>(p), S.p, s.p, W.p);
+    check(cudaGetLastError(), "gram finish kernel launch");
   }
   shifted_weighted r;
   r.shift = shift;

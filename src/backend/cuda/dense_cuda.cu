@@ -1,0 +1,90 @@
+// cuSOLVER versions of the small dense factorisations. See dense_cuda.hpp.
+#include <string>
+
+#include "backend/cuda/cuda_common.hpp"
+#include "backend/cuda/dense_cuda.hpp"
+
+namespace spmdlearn::cuda {
+namespace {
+
+// The context of the current device (cudaGetDevice), for work not tied to an input pointer.
+context& current_context() {
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  return context_for(dev);
+}
+
+void check_info(const dev_array<int>& info, cudaStream_t st, const char* what) {
+  int h = 0;
+  check(cudaMemcpyAsync(&h, info.p, sizeof(int), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  if (h != 0) throw runtime_error(std::string(what) + " failed with info=" + std::to_string(h));
+}
+
+}  // namespace
+
+std::vector<double> eigh(std::vector<double>& a, int n, bool vectors) {
+  std::vector<double> lam(n);
+  if (n == 0) return lam;
+  context& ctx = current_context();
+  const cudaStream_t st = ctx.stream;
+  cusolverDnHandle_t h = ctx.solver();
+  const cusolverEigMode_t mode = vectors ? CUSOLVER_EIG_MODE_VECTOR : CUSOLVER_EIG_MODE_NOVECTOR;
+  dev_array<double> A(a.size(), st), W(n, st);
+  dev_array<int> info(1, st);
+  check(cudaMemcpyAsync(A.p, a.data(), a.size() * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  int lwork = 0;
+  check_solver(cusolverDnDsyevd_bufferSize(h, mode, CUBLAS_FILL_MODE_UPPER, n, A.p, n, W.p, &lwork),
+               "cusolverDnDsyevd_bufferSize");
+  dev_array<double> work(static_cast<std::size_t>(lwork > 0 ? lwork : 1), st);
+  check_solver(cusolverDnDsyevd(h, mode, CUBLAS_FILL_MODE_UPPER, n, A.p, n, W.p, work.p, lwork, info.p),
+               "cusolverDnDsyevd");
+  check(cudaMemcpyAsync(lam.data(), W.p, n * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  if (vectors)
+    check(cudaMemcpyAsync(a.data(), A.p, a.size() * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check_info(info, st, "symmetric eigen-solver (cusolverDnDsyevd)");
+  return lam;
+}
+
+int geqrf(int m, int n, double* a, int lda) {
+  if (m == 0 || n == 0) return 0;
+  context& ctx = current_context();
+  const cudaStream_t st = ctx.stream;
+  cusolverDnHandle_t h = ctx.solver();
+  const std::size_t count = static_cast<std::size_t>(lda) * n;
+  dev_array<double> A(count, st), tau(m < n ? m : n, st);
+  dev_array<int> info(1, st);
+  check(cudaMemcpyAsync(A.p, a, count * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  int lwork = 0;
+  check_solver(cusolverDnDgeqrf_bufferSize(h, m, n, A.p, lda, &lwork), "cusolverDnDgeqrf_bufferSize");
+  dev_array<double> work(static_cast<std::size_t>(lwork > 0 ? lwork : 1), st);
+  check_solver(cusolverDnDgeqrf(h, m, n, A.p, lda, tau.p, work.p, lwork, info.p), "cusolverDnDgeqrf");
+  check(cudaMemcpyAsync(a, A.p, count * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  int hi = 0;
+  check(cudaMemcpyAsync(&hi, info.p, sizeof(int), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  return hi;
+}
+
+void svd_square(std::vector<double>& a, int n, std::vector<double>& s, std::vector<double>& vt) {
+  s.assign(n, 0.0);
+  vt.assign(static_cast<std::size_t>(n) * n, 0.0);
+  if (n == 0) return;
+  context& ctx = current_context();
+  const cudaStream_t st = ctx.stream;
+  cusolverDnHandle_t h = ctx.solver();
+  dev_array<double> A(a.size(), st), S(n, st), VT(vt.size(), st);
+  dev_array<int> info(1, st);
+  check(cudaMemcpyAsync(A.p, a.data(), a.size() * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  int lwork = 0;
+  check_solver(cusolverDnDgesvd_bufferSize(h, n, n, &lwork), "cusolverDnDgesvd_bufferSize");
+  dev_array<double> work(static_cast<std::size_t>(lwork > 0 ? lwork : 1), st);
+  check_solver(cusolverDnDgesvd(h, 'N', 'A', n, n, A.p, n, S.p, nullptr, 1, VT.p, n, work.p, lwork, nullptr,
+                                info.p),
+               "cusolverDnDgesvd");
+  check(cudaMemcpyAsync(s.data(), S.p, n * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaMemcpyAsync(vt.data(), VT.p, vt.size() * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check_info(info, st, "SVD (cusolverDnDgesvd)");
+}
+
+}  // namespace spmdlearn::cuda
