@@ -3,13 +3,16 @@
 // when no GPU is visible (CI has none); scripts/gpu-check.sh runs them on the lent GPU machine.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "backend/cuda/cross_cuda.hpp"
+#include "backend/cuda/kmeans_cuda.hpp"
 #include "backend/cuda/memory.hpp"
 #ifdef SPMDLEARN_TEST_NCCL
 #define OMPI_SKIP_MPICXX 1
@@ -65,6 +68,77 @@ void covariance_matches_cpu(std::int64_t n, std::int64_t d, bool outlier_first_r
 }
 
 }  // namespace
+
+// The k-means E/M step on the GPU against a float64 reference computed here: labels (away from
+// near-ties), per-cluster sums and weights, inertia and the changed count.
+template <class T>
+void lloyd_step_matches_reference(std::int64_t n, std::int64_t d, std::int64_t k) {
+  std::vector<double> x = tu::make_data(n, d, 11 + k);
+  std::vector<double> w(n);
+  for (std::int64_t i = 0; i < n; ++i) w[i] = 0.5 + static_cast<double>((i * 7919) % 13) / 8.0;
+  std::vector<double> centers(k * d);
+  for (std::int64_t j = 0; j < k; ++j)
+    for (std::int64_t l = 0; l < d; ++l) centers[j * d + l] = x[((j * 104729) % n) * d + l] + 0.01 * l;
+  std::vector<T> xt(x.begin(), x.end()), wt(w.begin(), w.end()), xsq(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    T s = T(0);
+    for (std::int64_t l = 0; l < d; ++l) s += xt[i * d + l] * xt[i * d + l];
+    xsq[i] = s;
+  }
+  std::vector<std::int32_t> labels(n, -1);
+  sl::device_copy dx(xt.data(), xt.size() * sizeof(T)), dw(wt.data(), wt.size() * sizeof(T)),
+      dsq(xsq.data(), xsq.size() * sizeof(T)), dl(labels.data(), labels.size() * sizeof(std::int32_t));
+  auto* dlab = static_cast<std::int32_t*>(const_cast<void*>(dl.data()));
+  const auto r = sl::cuda::lloyd_step<T>(static_cast<const T*>(dx.data()), n, d, d, static_cast<const T*>(dw.data()),
+                                         static_cast<const T*>(dsq.data()), centers, k, dlab, true);
+  sl::cuda::copy_device_to_host(labels.data(), dlab, labels.size() * sizeof(std::int32_t));
+  EXPECT_EQ(r.changed, n);  // every label was -1
+  // Reference in double.
+  std::vector<double> sums(k * d, 0.0), weights(k, 0.0);
+  double inertia = 0.0;
+  std::int64_t mismatched = 0;
+  const double tol = std::is_same_v<T, float> ? 1e-4 : 1e-10;
+  for (std::int64_t i = 0; i < n; ++i) {
+    std::vector<double> dist(k, 0.0);
+    for (std::int64_t j = 0; j < k; ++j)
+      for (std::int64_t l = 0; l < d; ++l) dist[j] += (x[i * d + l] - centers[j * d + l]) * (x[i * d + l] - centers[j * d + l]);
+    const std::int64_t arg = std::min_element(dist.begin(), dist.end()) - dist.begin();
+    const double best = dist[arg];
+    double second = std::numeric_limits<double>::infinity();
+    for (std::int64_t j = 0; j < k; ++j)
+      if (j != arg) second = std::min(second, dist[j]);
+    inertia += w[i] * best;
+    // Use the GPU's label for the sums (the assignment is tested separately below), so that
+    // near-ties do not move whole rows between clusters in the comparison.
+    const std::int64_t g = labels[i];
+    ASSERT_GE(g, 0);
+    ASSERT_LT(g, k);
+    if (g != arg && second - best > tol * (1.0 + best)) ++mismatched;
+    weights[g] += w[i];
+    for (std::int64_t l = 0; l < d; ++l) sums[g * d + l] += w[i] * x[i * d + l];
+  }
+  EXPECT_EQ(mismatched, 0) << "labels differ away from near-ties";
+  EXPECT_NEAR(r.inertia, inertia, (std::is_same_v<T, float> ? 1e-4 : 1e-9) * inertia);
+  for (std::int64_t j = 0; j < k; ++j) {
+    EXPECT_NEAR(r.weights[j], weights[j], 1e-6 * (1.0 + weights[j])) << "cluster " << j;
+    for (std::int64_t l = 0; l < d; ++l)
+      EXPECT_NEAR(r.sums[j * d + l], sums[j * d + l], (std::is_same_v<T, float> ? 1e-4 : 1e-10) * (1.0 + weights[j]) * 10)
+          << "cluster " << j << " column " << l;
+  }
+  // A second step with the same centres changes no label.
+  const auto again = sl::cuda::lloyd_step<T>(static_cast<const T*>(dx.data()), n, d, d, nullptr, nullptr, centers, k,
+                                             dlab, false);
+  EXPECT_EQ(again.changed, 0);
+}
+
+TEST(CudaKMeans, LloydStepMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  // Chunks, tiles and shared-memory column slices: k x (d + 1) larger than one 48 KiB tile.
+  lloyd_step_matches_reference<double>(50003, 20, 17);
+  lloyd_step_matches_reference<float>(50003, 20, 17);
+  lloyd_step_matches_reference<float>(40001, 70, 300);
+  lloyd_step_matches_reference<double>(3, 5, 2);
+}
 
 TEST(CudaCovariance, FusedAndGemmPathsMatchCpu) {
   SKIP_WITHOUT_GPU();
