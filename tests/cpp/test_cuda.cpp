@@ -118,7 +118,8 @@ void lloyd_step_matches_reference(std::int64_t n, std::int64_t d, std::int64_t k
     for (std::int64_t l = 0; l < d; ++l) sums[g * d + l] += w[i] * x[i * d + l];
   }
   EXPECT_EQ(mismatched, 0) << "labels differ away from near-ties";
-  EXPECT_NEAR(r.inertia, inertia, (std::is_same_v<T, float> ? 1e-4 : 1e-9) * inertia);
+  // ‖x‖² + (‖c‖² − 2 x·c) in float cancels when ‖x‖² >> the distance (the driver centres X first).
+  EXPECT_NEAR(r.inertia, inertia, (std::is_same_v<T, float> ? 1e-3 : 1e-9) * inertia);
   for (std::int64_t j = 0; j < k; ++j) {
     EXPECT_NEAR(r.weights[j], weights[j], 1e-6 * (1.0 + weights[j])) << "cluster " << j;
     for (std::int64_t l = 0; l < d; ++l)
