@@ -6,12 +6,13 @@
 #             (skipped, with a message, when GoogleTest is not installed)
 #   pytest    python -m pytest tests/python/test_gpu.py (must run, not skip)
 #   pytest-cpu  tests/python/test_single_process.py on the CUDA build (only if pandas imports)
-#   spmd      tests/python/gpu_spmd_check.py under mpirun -n 2 (and -n 4) when there are >= 2 GPUs
+#   spmd      tests/python/gpu_spmd_check.py under mpirun -n 2, 4, 8 ... (every power of two up to
+#             the GPUs present; GPU_CHECK_RANKS overrides), -n 2 on one GPU
 #   bench     bench/gpu_bench.py on one GPU (copy bandwidth; spmdlearn vs PyTorch vs CuPy)
 #   covbench  bench/gpu_cov_bench.py: EmpiricalCovariance on one GPU vs cuBLAS (cov-1gpu.md)
 #   linbench  bench/gpu_linear_bench.py, gpu_logistic_bench.py, gpu_pca_bench.py: LinearRegression,
-#             LogisticRegression and PCA vs PyTorch, 1/2/4-GPU weak scaling (lin-1gpu.md)
-#   scaling   bench/gpu_bench.py weak and strong scaling at 1, 2, 4 GPUs (as many as there are)
+#             LogisticRegression and PCA vs PyTorch, weak scaling at every rank count (lin-1gpu.md)
+#   scaling   bench/gpu_bench.py weak and strong scaling at 1, 2, 4, 8 ... GPUs (as many as there are)
 #
 # usage: bash scripts/gpu-check.sh [OUTDIR]      OUTDIR default: $OUT if set, else ./gpu-results
 #
@@ -32,6 +33,7 @@
 #   GPU_CHECK_WORK         scratch folder for the builds (default build/gpu-check; kept between
 #                          runs so a second run on the same machine rebuilds incrementally)
 #   GPU_CHECK_JOBS         build parallelism (default nproc)
+#   GPU_CHECK_RANKS        rank counts of the multi-GPU steps (default 1 2 4 ... up to the GPUs)
 #   CTEST_EXCLUDE          ctest -E regex (default install_and_example: a CPU-only install test)
 #   MPIRUN_ARGS            extra mpirun options (default "--bind-to none" for Open MPI)
 #   BENCH_ARGS             extra arguments for the single-GPU benchmark
@@ -85,6 +87,15 @@ STEPS=${GPU_CHECK_STEPS:-build ctest pytest pytest-cpu spmd bench covbench linbe
 
 NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
 NGPU=${NGPU:-0}
+# Rank counts of the multi-GPU steps: 1, 2, 4, 8, ... up to the GPUs present (GPU_CHECK_RANKS
+# overrides, e.g. "1 2 4 8"); one rank per GPU.
+if [[ -n "${GPU_CHECK_RANKS:-}" ]]; then
+  RANK_COUNTS=$GPU_CHECK_RANKS
+else
+  RANK_COUNTS=""
+  for ((r = 1; r <= (NGPU > 0 ? NGPU : 1); r *= 2)); do RANK_COUNTS+="$r "; done
+fi
+export RANK_COUNTS
 export NGPU
 
 MPIRUN=(mpirun)
@@ -203,7 +214,7 @@ step_ctest() {
   cd "$WORK/ctest"
   x ctest --output-on-failure --timeout 300 ${CTEST_EXCLUDE:+-E "$CTEST_EXCLUDE"}
   # The CUDA tests by name, so the log shows they ran (not skipped): one process, then NCCL at
-  # 2 and 4 ranks (one GPU each).
+  # every multi-rank count (one GPU each).
   local t=$WORK/ctest/tests/cpp/spmdlearn_tests out rc np
   out=$(mktemp)
   rc=0
@@ -212,8 +223,8 @@ step_ctest() {
   grep -E '^\[ +(OK|FAILED|SKIPPED|PASSED) +\]' "$out" || true
   if (( rc != 0 )); then tail -60 "$out"; exit 1; fi
   if grep -q SKIPPED "$out"; then echo "CUDA tests were skipped on the GPU machine"; exit 1; fi
-  for np in 2 4; do
-    (( NGPU >= np )) || continue
+  for np in $RANK_COUNTS; do
+    (( np >= 2 && NGPU >= np )) || continue
     echo "+ timeout 300 $MPIRUN_LINE -n $np $t --gtest_filter='MpiCuda*'"
     rc=0
     timeout 300 $MPIRUN_LINE -n "$np" "$t" --gtest_filter='MpiCuda*' >"$out" 2>&1 || rc=$?
@@ -308,7 +319,7 @@ step_linbench() {
     echo "| GPUs | rows a GPU | rows | dtype | median ms | card |"
     echo "|---:|---:|---:|---|---:|---|"
     local n
-    for n in 1 2 4; do
+    for n in $RANK_COUNTS; do
       (( NGPU >= n )) || continue
       PYTHONPATH="$SITE" $MPIRUN_LINE -n "$n" "$PY" bench/gpu_linear_bench.py --rows-per-gpu 20000000 --cols 100
     done
@@ -319,7 +330,7 @@ step_linbench() {
     echo
     echo "| GPUs | rows a GPU | rows | dtype | median ms | card |"
     echo "|---:|---:|---:|---|---:|---|"
-    for n in 1 2 4; do
+    for n in $RANK_COUNTS; do
       (( NGPU >= n )) || continue
       PYTHONPATH="$SITE" $MPIRUN_LINE -n "$n" "$PY" bench/gpu_logistic_bench.py --rows-per-gpu 5000000
     done
@@ -330,7 +341,7 @@ step_linbench() {
     echo
     echo "| GPUs | rows a GPU | rows | dtype | median ms | card |"
     echo "|---:|---:|---:|---|---:|---|"
-    for n in 1 2 4; do
+    for n in $RANK_COUNTS; do
       (( NGPU >= n )) || continue
       PYTHONPATH="$SITE" $MPIRUN_LINE -n "$n" "$PY" bench/gpu_pca_bench.py --rows-per-gpu 4000000
     done
@@ -466,10 +477,11 @@ for step in $STEPS; do
     pytest-cpu)
       run_step pytest-cpu 300 "PYTHONPATH=$SITE $PY -m pytest tests/python/test_single_process.py -q" step_pytest_cpu ;;
     spmd)
-      for n in 2 4; do
-        if (( n == 2 || NGPU >= 4 )); then
-          run_step "spmd-np$n" 240 "$MPIRUN_LINE -n $n $PY tests/python/gpu_spmd_check.py" step_spmd "$n"
-        fi
+      # every multi-rank count; at least 2 ranks (sharing one GPU if need be: host staging)
+      spmd_counts=""
+      for n in $RANK_COUNTS; do (( n >= 2 )) && spmd_counts+="$n "; done
+      for n in ${spmd_counts:-2}; do
+        run_step "spmd-np$n" 240 "$MPIRUN_LINE -n $n $PY tests/python/gpu_spmd_check.py" step_spmd "$n"
       done ;;
     bench)
       run_step bench 300 "$PY bench/gpu_bench.py --out bench-1gpu.md --json bench-1gpu.json $BENCH_ARGS" step_bench ;;
@@ -478,7 +490,7 @@ for step in $STEPS; do
     linbench)
       run_step linbench 240 "$PY bench/gpu_linear_bench.py ... > lin-1gpu.md" step_linbench ;;
     scaling)
-      for n in 1 2 4; do
+      for n in $RANK_COUNTS; do
         (( n == 1 || NGPU >= n )) || continue
         for mode in weak strong; do
           run_step "scaling-$mode-np$n" 180 "$MPIRUN_LINE -n $n $PY bench/gpu_bench.py --mode $mode --rows-per-gpu $SCALING_ROWS_PER_GPU --total-rows $SCALING_TOTAL_ROWS --jsonl scaling.jsonl" step_scaling "$mode" "$n"
