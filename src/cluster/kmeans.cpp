@@ -522,9 +522,10 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
   b.X = matrix_view<const T>(b.xc.data(), n, d);
   if (w) b.w.assign(w->data, w->data + w->size);
   if (prm.init != kmeans_init::given) {
-    double total = 0.0;
+    // Collective on every rank (a rank without rows has no weights either).
+    double total = b.w.empty() ? static_cast<double>(n) : 0.0;
     for (double v : b.w) total += v;
-    if (!b.w.empty() && c.allreduce_value(total, reduce_op::sum) <= 0.0)
+    if (c.allreduce_value(total, reduce_op::sum) <= 0.0)
       throw invalid_argument("KMeans: sample_weight sums to 0 over all ranks; the initial centres cannot be drawn");
   }
 
