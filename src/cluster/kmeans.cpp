@@ -521,12 +521,13 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
     }
   b.X = matrix_view<const T>(b.xc.data(), n, d);
   if (w) b.w.assign(w->data, w->data + w->size);
-  if (prm.init != kmeans_init::given) {
+  {
     // Collective on every rank (a rank without rows has no weights either).
     double total = b.w.empty() ? static_cast<double>(n) : 0.0;
     for (double v : b.w) total += v;
     if (c.allreduce_value(total, reduce_op::sum) <= 0.0)
-      throw invalid_argument("KMeans: sample_weight sums to 0 over all ranks; the initial centres cannot be drawn");
+      throw invalid_argument("KMeans: sample_weight must contain at least one non-zero weight "
+                             "(the weights of all ranks sum to zero)");
   }
 
   std::mt19937_64 rng(prm.seed);
