@@ -14,10 +14,10 @@ namespace spmdlearn::cluster::detail {
 
 namespace {
 
-// Rows per chunk: the chunk's distance block (rows x k) stays around 64 KiB (L2-resident while
-// the argmin reads it back), at least 64 rows so that gemm has work, at most 4096.
+// Rows per chunk: the chunk's distance block (rows x k) stays around 256 KiB (L2-resident while
+// the argmin reads it back; 512 rows of 64 double centres), at least 64 rows, at most 4096.
 std::int64_t chunk_rows_for(std::int64_t k, std::size_t elem) {
-  const std::int64_t r = (64 << 10) / static_cast<std::int64_t>(elem * std::max<std::int64_t>(k, 1));
+  const std::int64_t r = (256 << 10) / static_cast<std::int64_t>(elem * std::max<std::int64_t>(k, 1));
   return std::clamp<std::int64_t>(r, 64, 4096);
 }
 
@@ -48,6 +48,86 @@ void parallel_chunks(std::int64_t n, std::int64_t chunk, int threads, F&& body) 
 template <class T>
 std::vector<T> cast(std::span<const double> v) {
   return std::vector<T>(v.begin(), v.end());
+}
+
+// The argmin of a chunk's distance block, vectorised across rows: D is the column-major rows x k
+// block of −2 x·c (one column per centre), so that every centre's column is contiguous. For each
+// row the first centre with the smallest ‖c‖² − 2 x·c wins (strict <, as scikit-learn's loop);
+// fl(‖c‖² + fl(−2 x·c)) is the value scikit-learn's gemm with beta = 1 produces.
+template <class T>
+inline __attribute__((always_inline)) void argmin_columns_impl(const T* D, std::int64_t rows,
+                                                              std::int64_t k, const T* csq,
+                                                              T* best, std::int32_t* label) {
+  for (std::int64_t i = 0; i < rows; ++i) {
+    best[i] = csq[0] + D[i];
+    label[i] = 0;
+  }
+  for (std::int64_t j = 1; j < k; ++j) {
+    const T* col = D + j * rows;
+    const T cj = csq[j];
+    const std::int32_t jj = static_cast<std::int32_t>(j);
+    for (std::int64_t i = 0; i < rows; ++i) {
+      const T v = cj + col[i];
+      const bool lt = v < best[i];
+      best[i] = lt ? v : best[i];
+      label[i] = lt ? jj : label[i];
+    }
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SPMDLEARN_KMEANS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SPMDLEARN_KMEANS_CLONES
+#endif
+SPMDLEARN_KMEANS_CLONES void argmin_columns(const double* D, std::int64_t rows, std::int64_t k,
+                                            const double* csq, double* best, std::int32_t* label) {
+  argmin_columns_impl(D, rows, k, csq, best, label);
+}
+SPMDLEARN_KMEANS_CLONES void argmin_columns(const float* D, std::int64_t rows, std::int64_t k,
+                                            const float* csq, float* best, std::int32_t* label) {
+  argmin_columns_impl(D, rows, k, csq, best, label);
+}
+
+// sums[label_i] += w_i x_i, weights[label_i] += w_i over a chunk (w null: all 1), in double.
+template <class T>
+inline __attribute__((always_inline)) void accumulate_impl(const T* X, std::int64_t ldx,
+                                                          std::int64_t rows, std::int64_t d,
+                                                          const std::int32_t* label, const double* w,
+                                                          double* sums, double* weights) {
+  for (std::int64_t i = 0; i < rows; ++i) {
+    const double wi = w ? w[i] : 1.0;
+    weights[label[i]] += wi;
+    double* s = sums + label[i] * d;
+    const T* x = X + i * ldx;
+    for (std::int64_t q = 0; q < d; ++q) s[q] += wi * static_cast<double>(x[q]);
+  }
+}
+SPMDLEARN_KMEANS_CLONES void accumulate(const double* X, std::int64_t ldx, std::int64_t rows,
+                                        std::int64_t d, const std::int32_t* label, const double* w,
+                                        double* sums, double* weights) {
+  accumulate_impl(X, ldx, rows, d, label, w, sums, weights);
+}
+SPMDLEARN_KMEANS_CLONES void accumulate(const float* X, std::int64_t ldx, std::int64_t rows,
+                                        std::int64_t d, const std::int32_t* label, const double* w,
+                                        double* sums, double* weights) {
+  accumulate_impl(X, ldx, rows, d, label, w, sums, weights);
+}
+
+// D (rows x k, column-major, ld rows) = −2 X Cᵀ for the rows [i0, i0 + rows) of X.
+inline void minus_two_xct(const double* X, std::int64_t ldx, std::int64_t rows, const double* C,
+                          std::int64_t k, std::int64_t d, double* D) {
+  const int m = static_cast<int>(rows), n = static_cast<int>(k), kk = static_cast<int>(d);
+  const int lda = static_cast<int>(ldx), ldb = kk, ldc = m;
+  const double alpha = -2.0, beta = 0.0;
+  dgemm_("T", "N", &m, &n, &kk, &alpha, X, &lda, C, &ldb, &beta, D, &ldc);
+}
+inline void minus_two_xct(const float* X, std::int64_t ldx, std::int64_t rows, const float* C,
+                          std::int64_t k, std::int64_t d, float* D) {
+  const int m = static_cast<int>(rows), n = static_cast<int>(k), kk = static_cast<int>(d);
+  const int lda = static_cast<int>(ldx), ldb = kk, ldc = m;
+  const float alpha = -2.0f, beta = 0.0f;
+  sgemm_("T", "N", &m, &n, &kk, &alpha, X, &lda, C, &ldb, &beta, D, &ldc);
 }
 
 }  // namespace
@@ -82,32 +162,22 @@ lloyd_partial lloyd_step_local(matrix_view<const T> X, std::span<const double> w
       p.sums.assign(k * d, 0.0);
       p.weights.assign(k, 0.0);
     }
-    std::vector<T> D(B * k);
+    std::vector<T> D(B * k), best(B);
+    std::vector<std::int32_t> lab(B);
     for (std::int64_t i0 = lo; i0 < hi; i0 += B) {
       const std::int64_t rows = std::min(B, hi - i0);
-      for (std::int64_t i = 0; i < rows; ++i) std::copy(csq.begin(), csq.end(), D.begin() + i * k);
-      cpu::gemm_rows_by_centers(rows, k, d, T(-2), X.row(i0), X.stride(), C.data(), T(1), D.data());
+      minus_two_xct(X.row(i0), X.stride(), rows, C.data(), k, d, D.data());
+      argmin_columns(D.data(), rows, k, csq.data(), best.data(), lab.data());
       for (std::int64_t i = 0; i < rows; ++i) {
-        const T* di = D.data() + i * k;
-        T best = di[0];
-        std::int32_t label = 0;
-        for (std::int64_t j = 1; j < k; ++j)
-          if (di[j] < best) {
-            best = di[j];
-            label = static_cast<std::int32_t>(j);
-          }
+        const std::int32_t label = lab[i];
         const std::int64_t r = i0 + i;
         if (labels[r] != label) ++p.changed;
         labels[r] = label;
-        const double wi = w.empty() ? 1.0 : w[r];
-        if (!xsq.empty()) p.inertia += wi * (xsq[r] + static_cast<double>(best));
-        if (update) {
-          p.weights[label] += wi;
-          double* s = p.sums.data() + label * d;
-          const T* x = X.row(r);
-          for (std::int64_t q = 0; q < d; ++q) s[q] += wi * static_cast<double>(x[q]);
-        }
+        if (!xsq.empty()) p.inertia += (w.empty() ? 1.0 : w[r]) * (xsq[r] + static_cast<double>(best[i]));
       }
+      if (update)
+        accumulate(X.row(i0), X.stride(), rows, d, lab.data(), w.empty() ? nullptr : w.data() + i0,
+                   p.sums.data(), p.weights.data());
     }
   });
   for (const auto& p : parts) {
