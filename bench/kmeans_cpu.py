@@ -19,13 +19,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import time
 
 import numpy as np
 
-MARK = "@@KMEANS_RESULT "
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from linear_cpu import MARK, cpu_model, my_rows, run, timed_fits, worker_command  # noqa: E402
+
 BLOCK = 1 << 15
 N, D, K, ITERS = 2_000_000, 32, 64, 20
 
@@ -56,43 +56,13 @@ def worker(a):
     import warnings
 
     warnings.simplefilter("ignore")
-    n = N // 10 if a.quick else N
-    if a.lib == "spmdlearn":
-        from mpi4py import MPI
-
-        comm = MPI.COMM_WORLD
-        rank, size = comm.rank, comm.size
-        lo, hi = rank * n // size, (rank + 1) * n // size
-    else:
-        comm, rank, lo, hi = None, 0, 0, n
+    comm, rank, lo, hi = my_rows(a.lib, N // 10 if a.quick else N)
     X = make(lo, hi)
     init = make(0, K)
-    times, est = [], None
-    for i in range(a.repeats + 1):
-        if comm is not None:
-            comm.Barrier()
-        t0 = time.perf_counter()
-        est = estimator(a.lib, init).fit(X)
-        if comm is not None:
-            comm.Barrier()
-        dt = time.perf_counter() - t0
-        if comm is not None:
-            dt = comm.allreduce(dt, op=MPI.MAX)
-        if i > 0:
-            times.append(dt)
+    times, est = timed_fits(lambda: estimator(a.lib, init).fit(X), comm, a.repeats)
     if rank == 0:
         print(MARK + json.dumps({"median_s": statistics.median(times), "times": times,
                                  "inertia": float(est.inertia_), "n_iter": int(est.n_iter_)}), flush=True)
-
-
-def run(cmd):
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    for line in p.stdout.splitlines():
-        if line.startswith(MARK):
-            return json.loads(line[len(MARK):])
-    print(p.stdout[-2000:], p.stderr[-3000:], file=sys.stderr)
-    return None
 
 
 def main():
@@ -106,9 +76,7 @@ def main():
     a = p.parse_args()
     if a.worker:
         return worker(a)
-    me = [sys.executable, os.path.abspath(__file__), "--worker", "--repeats", str(a.repeats)]
-    if a.quick:
-        me.append("--quick")
+    me = worker_command(__file__, a)
     n = N // 10 if a.quick else N
     res = {}
     for lib in a.libs:
@@ -117,12 +85,7 @@ def main():
     for R in a.ranks:
         print(f"KMeans: spmdlearn {R} rank(s) ...", flush=True)
         res[f"spmdlearn x{R}"] = run(["mpirun", "--oversubscribe", "-n", str(R)] + me + ["--lib", "spmdlearn"])
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in subprocess.run(
-            ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     date = datetime.date.today().isoformat()
     sk, skx = res.get("sklearn"), res.get("sklearnex")
     out = [f"## KMeans on CPU, {date}", "",

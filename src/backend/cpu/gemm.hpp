@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 extern "C" {
 void sgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k,
@@ -15,21 +16,32 @@ void dgemm_(const char* ta, const char* tb, const int* m, const int* n, const in
 
 namespace spmdlearn::cpu {
 
+// Column-major gemm in the precision of T: C = alpha op(A) op(B) + beta C.
+template <class T>
+inline void gemm(const char* ta, const char* tb, std::int64_t m, std::int64_t n, std::int64_t k,
+                 T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C,
+                 std::int64_t ldc) {
+  const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
+  const int la = static_cast<int>(lda), lb = static_cast<int>(ldb), lc = static_cast<int>(ldc);
+  if constexpr (std::is_same_v<T, float>)
+    sgemm_(ta, tb, &mi, &ni, &ki, &alpha, A, &la, B, &lb, &beta, C, &lc);
+  else
+    dgemm_(ta, tb, &mi, &ni, &ki, &alpha, A, &la, B, &lb, &beta, C, &lc);
+}
+
 // D (rows x k, row-major, ld k) = alpha * X Cᵀ + beta * D, with X rows x d (row stride ldx) and
 // C k x d (row-major, ld d).
-inline void gemm_rows_by_centers(std::int64_t rows, std::int64_t k, std::int64_t d, double alpha,
-                                 const double* X, std::int64_t ldx, const double* C, double beta,
-                                 double* D) {
-  const int m = static_cast<int>(k), n = static_cast<int>(rows), kk = static_cast<int>(d);
-  const int lda = kk, ldb = static_cast<int>(ldx), ldc = m;
-  dgemm_("T", "N", &m, &n, &kk, &alpha, C, &lda, X, &ldb, &beta, D, &ldc);
+template <class T>
+inline void gemm_rows_by_centers(std::int64_t rows, std::int64_t k, std::int64_t d, T alpha,
+                                 const T* X, std::int64_t ldx, const T* C, T beta, T* D) {
+  gemm<T>("T", "N", k, rows, d, alpha, C, d, X, ldx, beta, D, k);
 }
-inline void gemm_rows_by_centers(std::int64_t rows, std::int64_t k, std::int64_t d, float alpha,
-                                 const float* X, std::int64_t ldx, const float* C, float beta,
-                                 float* D) {
-  const int m = static_cast<int>(k), n = static_cast<int>(rows), kk = static_cast<int>(d);
-  const int lda = kk, ldb = static_cast<int>(ldx), ldc = m;
-  sgemm_("T", "N", &m, &n, &kk, &alpha, C, &lda, X, &ldb, &beta, D, &ldc);
+
+// D (rows x k, column-major, ld rows) = alpha * X Cᵀ, same X and C.
+template <class T>
+inline void gemm_centers_by_rows(std::int64_t rows, std::int64_t k, std::int64_t d, T alpha,
+                                 const T* X, std::int64_t ldx, const T* C, T* D) {
+  gemm<T>("T", "N", rows, k, d, alpha, X, ldx, C, d, T(0), D, rows);
 }
 
 }  // namespace spmdlearn::cpu

@@ -114,22 +114,6 @@ SPMDLEARN_KMEANS_CLONES void accumulate(const float* X, std::int64_t ldx, std::i
   accumulate_impl(X, ldx, rows, d, label, w, sums, weights);
 }
 
-// D (rows x k, column-major, ld rows) = −2 X Cᵀ for the rows [i0, i0 + rows) of X.
-inline void minus_two_xct(const double* X, std::int64_t ldx, std::int64_t rows, const double* C,
-                          std::int64_t k, std::int64_t d, double* D) {
-  const int m = static_cast<int>(rows), n = static_cast<int>(k), kk = static_cast<int>(d);
-  const int lda = static_cast<int>(ldx), ldb = kk, ldc = m;
-  const double alpha = -2.0, beta = 0.0;
-  dgemm_("T", "N", &m, &n, &kk, &alpha, X, &lda, C, &ldb, &beta, D, &ldc);
-}
-inline void minus_two_xct(const float* X, std::int64_t ldx, std::int64_t rows, const float* C,
-                          std::int64_t k, std::int64_t d, float* D) {
-  const int m = static_cast<int>(rows), n = static_cast<int>(k), kk = static_cast<int>(d);
-  const int lda = static_cast<int>(ldx), ldb = kk, ldc = m;
-  const float alpha = -2.0f, beta = 0.0f;
-  sgemm_("T", "N", &m, &n, &kk, &alpha, X, &lda, C, &ldb, &beta, D, &ldc);
-}
-
 }  // namespace
 
 template <class T>
@@ -166,7 +150,7 @@ lloyd_partial lloyd_step_local(matrix_view<const T> X, std::span<const double> w
     std::vector<std::int32_t> lab(B);
     for (std::int64_t i0 = lo; i0 < hi; i0 += B) {
       const std::int64_t rows = std::min(B, hi - i0);
-      minus_two_xct(X.row(i0), X.stride(), rows, C.data(), k, d, D.data());
+      cpu::gemm_centers_by_rows<T>(rows, k, d, T(-2), X.row(i0), X.stride(), C.data(), D.data());
       argmin_columns(D.data(), rows, k, csq.data(), best.data(), lab.data());
       for (std::int64_t i = 0; i < rows; ++i) {
         const std::int32_t label = lab[i];
@@ -191,6 +175,19 @@ lloyd_partial lloyd_step_local(matrix_view<const T> X, std::span<const double> w
   return out;
 }
 
+namespace {
+// ‖x − c‖² by exact differences, in double (scikit-learn's _euclidean_dense_dense).
+template <class T>
+double squared_distance(const T* x, const double* c, std::int64_t d) {
+  double s = 0.0;
+  for (std::int64_t q = 0; q < d; ++q) {
+    const double t = static_cast<double>(x[q]) - c[q];
+    s += t * t;
+  }
+  return s;
+}
+}  // namespace
+
 template <class T>
 std::vector<std::pair<double, std::int64_t>> farthest_local(matrix_view<const T> X,
                                                              std::span<const double> centers,
@@ -199,13 +196,7 @@ std::vector<std::pair<double, std::int64_t>> farthest_local(matrix_view<const T>
   const std::int64_t n = X.rows, d = X.cols;
   std::vector<std::pair<double, std::int64_t>> all(n);
   for (std::int64_t i = 0; i < n; ++i) {
-    const T* x = X.row(i);
-    const double* c = centers.data() + labels[i] * d;
-    double s = 0.0;
-    for (std::int64_t q = 0; q < d; ++q) {
-      const double t = static_cast<double>(x[q]) - c[q];
-      s += t * t;
-    }
+    const double s = squared_distance(X.row(i), centers.data() + labels[i] * d, d);
     all[i] = {s, i};
   }
   const std::int64_t keep = std::min(m, n);
@@ -235,7 +226,7 @@ void candidate_block(matrix_view<const T> X, std::span<const double> xsq, const 
     xs = xbuf.data();
     ld = d;
   }
-  cpu::gemm_rows_by_centers(rows, m, d, -2.0, xs, ld, C, 0.0, D.data());
+  cpu::gemm_rows_by_centers<double>(rows, m, d, -2.0, xs, ld, C, 0.0, D.data());
   for (std::int64_t i = 0; i < rows; ++i)
     for (std::int64_t j = 0; j < m; ++j) {
       const double v = D[i * m + j] + xsq[i0 + i] + csq[j];
@@ -252,24 +243,34 @@ std::vector<double> squared_norms(std::span<const double> C, std::int64_t m, std
 
 }  // namespace
 
-template <class T>
-std::vector<double> candidate_potentials_local(matrix_view<const T> X, std::span<const double> xsq,
-                                               std::span<const double> w,
-                                               std::span<const double> candidates, std::int64_t m,
-                                               std::span<const double> closest) {
+// Calls fn(i0, rows, D) for the chunks of X, D (rows x m) holding the chunk's squared distances to
+// the m candidates.
+template <class T, class F>
+void for_candidate_blocks(matrix_view<const T> X, std::span<const double> xsq,
+                          std::span<const double> candidates, std::int64_t m, F&& fn) {
   const std::int64_t n = X.rows, d = X.cols;
-  std::vector<double> pot(m, 0.0);
   const std::vector<double> csq = squared_norms(candidates, m, d);
   const std::int64_t B = chunk_rows_for(m, sizeof(double));
   std::vector<double> xbuf(std::is_same_v<T, double> ? 0 : B * d), D(B * m);
   for (std::int64_t i0 = 0; i0 < n; i0 += B) {
     const std::int64_t rows = std::min(B, n - i0);
     candidate_block(X, xsq, candidates.data(), csq, m, i0, rows, xbuf, D);
+    fn(i0, rows, D);
+  }
+}
+
+template <class T>
+std::vector<double> candidate_potentials_local(matrix_view<const T> X, std::span<const double> xsq,
+                                               std::span<const double> w,
+                                               std::span<const double> candidates, std::int64_t m,
+                                               std::span<const double> closest) {
+  std::vector<double> pot(m, 0.0);
+  for_candidate_blocks(X, xsq, candidates, m, [&](std::int64_t i0, std::int64_t rows, const std::vector<double>& D) {
     for (std::int64_t i = 0; i < rows; ++i) {
       const double wi = w.empty() ? 1.0 : w[i0 + i];
       for (std::int64_t j = 0; j < m; ++j) pot[j] += wi * std::min(closest[i0 + i], D[i * m + j]);
     }
-  }
+  });
   return pot;
 }
 
@@ -277,16 +278,10 @@ template <class T>
 void update_closest_local(matrix_view<const T> X, std::span<const double> xsq,
                           std::span<const double> candidates, std::int64_t m,
                           std::span<double> closest) {
-  const std::int64_t n = X.rows, d = X.cols;
-  const std::vector<double> csq = squared_norms(candidates, m, d);
-  const std::int64_t B = chunk_rows_for(m, sizeof(double));
-  std::vector<double> xbuf(std::is_same_v<T, double> ? 0 : B * d), D(B * m);
-  for (std::int64_t i0 = 0; i0 < n; i0 += B) {
-    const std::int64_t rows = std::min(B, n - i0);
-    candidate_block(X, xsq, candidates.data(), csq, m, i0, rows, xbuf, D);
+  for_candidate_blocks(X, xsq, candidates, m, [&](std::int64_t i0, std::int64_t rows, const std::vector<double>& D) {
     for (std::int64_t i = 0; i < rows; ++i)
       for (std::int64_t j = 0; j < m; ++j) closest[i0 + i] = std::min(closest[i0 + i], D[i * m + j]);
-  }
+  });
 }
 
 template <class T>
@@ -296,13 +291,7 @@ double inertia_local(matrix_view<const T> X, std::span<const double> w,
   const std::int64_t d = X.cols;
   double total = 0.0;
   for (std::int64_t i = 0; i < X.rows; ++i) {
-    const T* x = X.row(i);
-    const double* c = centers.data() + labels[i] * d;
-    double s = 0.0;
-    for (std::int64_t q = 0; q < d; ++q) {
-      const double t = static_cast<double>(x[q]) - c[q];
-      s += t * t;
-    }
+    const double s = squared_distance(X.row(i), centers.data() + labels[i] * d, d);
     total += (w.empty() ? 1.0 : w[i]) * s;
     counts[labels[i]] += 1.0;
   }
@@ -316,14 +305,9 @@ std::vector<double> distances_local(matrix_view<const T> X, std::span<const doub
   std::vector<double> out(n * k), xsq(n, 0.0);
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t q = 0; q < d; ++q) xsq[i] += static_cast<double>(X(i, q)) * static_cast<double>(X(i, q));
-  const std::vector<double> csq = squared_norms(centers, k, d);
-  const std::int64_t B = chunk_rows_for(k, sizeof(double));
-  std::vector<double> xbuf(std::is_same_v<T, double> ? 0 : B * d), D(B * k);
-  for (std::int64_t i0 = 0; i0 < n; i0 += B) {
-    const std::int64_t rows = std::min(B, n - i0);
-    candidate_block(X, xsq, centers.data(), csq, k, i0, rows, xbuf, D);
+  for_candidate_blocks(X, xsq, centers, k, [&](std::int64_t i0, std::int64_t rows, const std::vector<double>& D) {
     for (std::int64_t q = 0; q < rows * k; ++q) out[i0 * k + q] = std::sqrt(D[q]);
-  }
+  });
   return out;
 }
 
