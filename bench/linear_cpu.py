@@ -94,33 +94,66 @@ def worker(a):
 
     warnings.simplefilter("ignore")
     n, d = CASES[a.case]
-    n = n // 10 if a.quick else n
-    if a.lib == "spmdlearn":
-        from mpi4py import MPI
-
-        comm = MPI.COMM_WORLD
-        rank, size = comm.rank, comm.size
-        lo, hi = rank * n // size, (rank + 1) * n // size
-    else:
-        comm, rank, lo, hi = None, 0, 0, n
+    comm, rank, lo, hi = my_rows(a.lib, n // 10 if a.quick else n)
     X, y = make(a.case, lo, hi, d)
-    times = []
-    est = None
-    for i in range(a.repeats + 1):
+    fit = (lambda: estimator(a.lib, a.case).fit(X)) if a.case == "PCA" else (lambda: estimator(a.lib, a.case).fit(X, y))
+    times, est = timed_fits(fit, comm, a.repeats)
+    if rank == 0:
+        print(MARK + json.dumps({"median_s": statistics.median(times), "times": times,
+                                 "model": summary(est, a.case)}), flush=True)
+
+
+def my_rows(lib, n):
+    """(comm, rank, lo, hi): this process's rows [lo, hi) of n -- all of them in one process, an
+    even block per rank under mpirun for spmdlearn."""
+    if lib != "spmdlearn":
+        return None, 0, 0, n
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    rank, size = comm.rank, comm.size
+    return comm, rank, rank * n // size, (rank + 1) * n // size
+
+
+def timed_fits(fit, comm, repeats):
+    """(times of `repeats` fits after one warm-up, the last fitted estimator); under MPI each time
+    is the slowest rank's (Barrier; fit; Barrier)."""
+    times, est = [], None
+    for i in range(repeats + 1):
         if comm is not None:
             comm.Barrier()
         t0 = time.perf_counter()
-        est = estimator(a.lib, a.case).fit(X) if a.case == "PCA" else estimator(a.lib, a.case).fit(X, y)
+        est = fit()
         if comm is not None:
             comm.Barrier()
         dt = time.perf_counter() - t0
         if comm is not None:
+            from mpi4py import MPI
+
             dt = comm.allreduce(dt, op=MPI.MAX)
         if i > 0:
             times.append(dt)
-    if rank == 0:
-        print(MARK + json.dumps({"median_s": statistics.median(times), "times": times,
-                                 "model": summary(est, a.case)}), flush=True)
+    return times, est
+
+
+def cpu_model():
+    """The CPU's model name (lscpu's, else /proc/cpuinfo's)."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in subprocess.run(
+            ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def worker_command(script, a):
+    """The command line of a worker process of `script` with the parent's --repeats / --quick."""
+    return [sys.executable, os.path.abspath(script), "--worker", "--repeats", str(a.repeats)] + (
+        ["--quick"] if a.quick else [])
 
 
 def run(cmd):
@@ -151,9 +184,7 @@ def main():
     a = p.parse_args()
     if a.worker:
         return worker(a)
-    me = [sys.executable, os.path.abspath(__file__), "--worker", "--repeats", str(a.repeats)]
-    if a.quick:
-        me.append("--quick")
+    me = worker_command(__file__, a)
     rows = []
     for case in a.cases:
         n, d = CASES[case]
@@ -167,12 +198,7 @@ def main():
             res[f"spmdlearn x{R}"] = run(["mpirun", "--oversubscribe", "-n", str(R)] + me +
                                          ["--case", case, "--lib", "spmdlearn"])
         rows.append((case, n, d, res))
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     date = datetime.date.today().isoformat()
     out = [f"## {', '.join(a.cases)} on CPU, {date}", "",
            f"- Command: `python bench/linear_cpu.py {' '.join(sys.argv[1:])}`",

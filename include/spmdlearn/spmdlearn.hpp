@@ -6,6 +6,7 @@
 #include "spmdlearn/core/guard.hpp"
 #include "spmdlearn/core/table.hpp"
 #include "spmdlearn/basic_statistics.hpp"
+#include "spmdlearn/cluster.hpp"
 #include "spmdlearn/covariance.hpp"
 #include "spmdlearn/decomposition.hpp"
 #include "spmdlearn/linear_model.hpp"

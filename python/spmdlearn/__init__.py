@@ -8,6 +8,7 @@ Every rank ends up with the same model, equal to what scikit-learn fits on all r
 """
 from . import _core
 from ._comm import comm_context, default_comm
+from .cluster import KMeans
 
 __version__ = "0.1.0"
 
@@ -17,4 +18,4 @@ def built_with_cuda() -> bool:
     return _core.built_with_cuda()
 
 
-__all__ = ["comm_context", "default_comm", "built_with_cuda", "__version__"]
+__all__ = ["comm_context", "default_comm", "built_with_cuda", "KMeans", "__version__"]

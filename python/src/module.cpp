@@ -622,6 +622,76 @@ nb::dict pca_randomized_cuda(std::uintptr_t comm, cuda_matrix<T> X, std::int64_t
   return pca_randomized<T>(comm, X, "PCA", k, oversamples, n_iter, seed);
 }
 
+// --- k-means --------------------------------------------------------------------------------------
+nb::ndarray<nb::numpy, std::int32_t> to_numpy_int32(std::vector<std::int32_t>&& v) {
+  auto* owner = new std::vector<std::int32_t>(std::move(v));
+  nb::capsule del(owner, [](void* p) noexcept { delete static_cast<std::vector<std::int32_t>*>(p); });
+  const std::size_t shape[1] = {owner->size()};
+  return nb::ndarray<nb::numpy, std::int32_t>(owner->data(), 1, shape, del);
+}
+
+std::span<const double> centers_span(const host_matrix<double>& C) { return {C.data(), C.size()}; }
+
+// init: 0 k-means++, 1 random, 2 k-means||, 3 given (init_centers: n_init x k x d).
+template <class T>
+nb::dict kmeans_fit(std::uintptr_t comm, host_matrix<T> X, std::optional<host_vector<T>> w, std::int64_t k,
+                    int init, int n_init, int max_iter, double tol, int verbose, std::uint64_t seed,
+                    std::optional<host_vector<double>> init_centers) {
+  sl::cluster::kmeans_params p;
+  p.n_clusters = k;
+  p.init = static_cast<sl::cluster::kmeans_init>(init);
+  p.n_init = n_init;
+  p.max_iter = max_iter;
+  p.tol = tol;
+  p.verbose = verbose;
+  p.seed = seed;
+  sl::cluster::kmeans_model m;
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    std::span<const double> given;
+    if (init_centers) given = {init_centers->data(), init_centers->size()};
+    m = sl::cluster::kmeans_fit<T>(*c, view(X), view(w), p, given);
+  }
+  nb::dict out;
+  const std::size_t d = static_cast<std::size_t>(m.n_features);
+  out["centers"] = to_numpy(std::move(m.centers), {static_cast<std::size_t>(k), d});
+  out["labels"] = to_numpy_int32(std::move(m.labels));
+  out["inertia"] = m.inertia;
+  out["n_iter"] = m.n_iter;
+  out["n_distinct"] = m.n_distinct;
+  out["n_features"] = m.n_features;
+  return out;
+}
+
+template <class T>
+nb::ndarray<nb::numpy, std::int32_t> kmeans_predict(host_matrix<T> X, host_matrix<double> centers) {
+  std::vector<std::int32_t> labels;
+  {
+    nb::gil_scoped_release nogil;
+    labels = sl::cluster::kmeans_predict<T>(view(X), centers_span(centers));
+  }
+  return to_numpy_int32(std::move(labels));
+}
+
+template <class T>
+f64_array kmeans_transform(host_matrix<T> X, host_matrix<double> centers) {
+  std::vector<double> dist;
+  {
+    nb::gil_scoped_release nogil;
+    dist = sl::cluster::kmeans_transform<T>(view(X), centers_span(centers));
+  }
+  return to_numpy(std::move(dist), {static_cast<std::size_t>(X.shape(0)), static_cast<std::size_t>(centers.shape(0))});
+}
+
+template <class T>
+double kmeans_inertia(std::uintptr_t comm, host_matrix<T> X, std::optional<host_vector<T>> w,
+                      host_matrix<double> centers) {
+  nb::gil_scoped_release nogil;
+  auto c = comm_from(comm);
+  return sl::cluster::kmeans_inertia<T>(*c, view(X), view(w), centers_span(centers));
+}
+
 // In-place sum/min/max of a float64 or int64 numpy array over the ranks (the Python layer's global
 // metrics and counts); identical on every rank.
 template <class T>
@@ -777,6 +847,16 @@ NB_MODULE(_core, m) {
         return pca_to_dict(std::move(r));
       },
       "state"_a, "on_gpu"_a = false);
+  m.def("kmeans_fit", &kmeans_fit<double>, "comm"_a, "X"_a, "w"_a.none(), "k"_a, "init"_a, "n_init"_a,
+        "max_iter"_a, "tol"_a, "verbose"_a, "seed"_a, "init_centers"_a.none());
+  m.def("kmeans_fit", &kmeans_fit<float>, "comm"_a, "X"_a, "w"_a.none(), "k"_a, "init"_a, "n_init"_a,
+        "max_iter"_a, "tol"_a, "verbose"_a, "seed"_a, "init_centers"_a.none());
+  m.def("kmeans_predict", &kmeans_predict<double>, "X"_a, "centers"_a);
+  m.def("kmeans_predict", &kmeans_predict<float>, "X"_a, "centers"_a);
+  m.def("kmeans_transform", &kmeans_transform<double>, "X"_a, "centers"_a);
+  m.def("kmeans_transform", &kmeans_transform<float>, "X"_a, "centers"_a);
+  m.def("kmeans_inertia", &kmeans_inertia<double>, "comm"_a, "X"_a, "w"_a.none(), "centers"_a);
+  m.def("kmeans_inertia", &kmeans_inertia<float>, "comm"_a, "X"_a, "w"_a.none(), "centers"_a);
   m.def("allreduce", &allreduce_array<double>, "comm"_a, "a"_a, "op"_a = "sum");
   m.def("allreduce", &allreduce_array<std::int64_t>, "comm"_a, "a"_a, "op"_a = "sum");
   m.def("pinvh", [](host_matrix<double> a, bool float32) {

@@ -50,4 +50,10 @@ if ! grep -q -F "check: ok" <<<"$out"; then
   echo "install_example.sh: the PCA example failed" >&2
   exit 1
 fi
+out=$("${launch[@]}" "$tmp/example/kmeans")
+echo "$out"
+if ! grep -q -F "check: ok" <<<"$out"; then
+  echo "install_example.sh: the KMeans example failed" >&2
+  exit 1
+fi
 echo "== install_and_example: passed"

@@ -17,6 +17,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import spmdlearn
 from spmdlearn.basic_statistics import BasicStatistics, IncrementalBasicStatistics
+from spmdlearn.cluster import KMeans
 from spmdlearn.covariance import EmpiricalCovariance, IncrementalEmpiricalCovariance
 from spmdlearn.decomposition import PCA, IncrementalPCA
 from spmdlearn.linear_model import (
@@ -42,10 +43,22 @@ ESTIMATORS = [
     IncrementalEmpiricalCovariance(),
     StandardScaler(),
     MaxAbsScaler(),
+    KMeans(n_clusters=2, n_init=2, max_iter=5),  # scikit-learn's own test settings
 ]
 
 
-@parametrize_with_checks(ESTIMATORS)
+def _expected_failed_checks(estimator):
+    if isinstance(estimator, KMeans):
+        # scikit-learn marks the same check as an expected failure of its own KMeans (its
+        # PER_ESTIMATOR_XFAIL_CHECKS): the random draws of the initialisation see weighted rows,
+        # not repeated ones, so the two fits start from different centres.
+        return {"check_sample_weight_equivalence_on_dense_data":
+                "sample_weight is not equivalent to removing/repeating samples (as scikit-learn's "
+                "KMeans: the k-means++ draws differ)"}
+    return {}
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
 def test_sklearn_check_estimator(estimator, check):
     check(estimator)
 

@@ -2,10 +2,13 @@
 rank. Every rank must raise ValueError (the same message, naming the faulty rank when one rank is
 at fault) instead of some ranks hanging in a collective; afterwards a good collective fit on the
 same estimator must work, proving that no rank is stuck or out of step."""
+import functools
+
 import numpy as np
 import pytest
 
 from spmdlearn.basic_statistics import BasicStatistics, IncrementalBasicStatistics
+from spmdlearn.cluster import KMeans
 from spmdlearn.covariance import EmpiricalCovariance, IncrementalEmpiricalCovariance
 from spmdlearn.decomposition import PCA, IncrementalPCA
 from spmdlearn.preprocessing import MaxAbsScaler, StandardScaler
@@ -31,6 +34,8 @@ ESTIMATORS = {
     "MaxAbsScaler": (MaxAbsScaler, "fit", False, "max_abs_"),
     "PCA": (PCA, "fit", False, "mean_"),
     "IncrementalPCA": (IncrementalPCA, "partial_fit", False, "mean_"),
+    # one cluster: its centre is the mean of all rows
+    "KMeans": (functools.partial(KMeans, n_clusters=1), "fit", True, "cluster_centers_"),
 }
 
 # case: (where the fault can be, a word the message must contain)
@@ -72,6 +77,8 @@ def _fit(est, method, X, w=None):
 
 
 def _expected_value(name, X):
+    if name == "cluster_centers_":
+        return X.mean(axis=0)[None]
     return np.abs(X).max(axis=0) if name == "max_abs_" else X.mean(axis=0)
 
 
@@ -156,6 +163,7 @@ def test_bad_parameter_on_one_rank(comm, estimator):
         "MaxAbsScaler": {"clip": "bogus"},
         "PCA": {"svd_solver": "bogus"},
         "IncrementalPCA": {"whiten": "bogus"},
+        "KMeans": {"algorithm": "bogus"},
     }[estimator]
     last = comm.Get_size() - 1
     est = cls(**(bad if comm.Get_rank() == last else {}))
@@ -228,6 +236,39 @@ class _Without:
 
     def Get_rank(self):
         return self._rank
+
+
+@pytest.mark.parametrize("case", ["too_many_clusters", "init_rows", "init_features", "nan_kmeans++",
+                                  "n_features"])
+def test_kmeans_bad_input(comm, case):
+    # KMeans-specific faults: every rank raises ValueError, none hangs
+    if case == "n_features":
+        skip_unless_several_ranks(comm)
+    X, Xl = _good_data(comm)
+    Xl = Xl.copy()
+    last = comm.Get_size() - 1
+    kw, named, match = {"n_clusters": 3}, None, None
+    if case == "too_many_clusters":
+        kw["n_clusters"] = len(X) + 1  # more than the rows of all ranks together
+        match = "n_clusters"
+    elif case == "init_rows":
+        kw["init"] = X[:2]  # 2 centres for n_clusters=3
+        match = "shape of the initial centers"
+    elif case == "init_features":
+        kw["init"] = X[:3, :-1]
+        match = "shape of the initial centers"
+    elif case == "nan_kmeans++":
+        if comm.Get_rank() == last:
+            Xl[0, 3] = np.nan
+        named, match = last, "nan"
+    elif case == "n_features":
+        if comm.Get_rank() == last:
+            Xl = Xl[:, :-1]
+        named, match = last, "features"
+    est = KMeans(**kw)
+    assert_every_rank_raises(lambda: est.fit(Xl), rank=named, match=match)
+    good = KMeans(n_clusters=3, random_state=0).fit(_good_data(comm)[1])
+    check_replicated(good, ["cluster_centers_", "inertia_"], comm)
 
 
 def test_world_is_still_in_step():

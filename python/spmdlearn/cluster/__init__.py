@@ -1,0 +1,4 @@
+"""Distributed clustering."""
+from ._kmeans import KMeans
+
+__all__ = ["KMeans"]

@@ -1,0 +1,334 @@
+// CPU backend of the k-means local work (see ../kmeans_local.hpp): chunked gemm with a fused
+// argmin, worker threads over contiguous chunk ranges, thread partials reduced in thread order
+// (deterministic for a given thread count).
+#include "cluster/kmeans_local.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <thread>
+
+#include "backend/cpu/gemm.hpp"
+
+namespace spmdlearn::cluster::detail {
+
+namespace {
+
+// Rows per chunk: the chunk's distance block (rows x k) stays around 256 KiB (L2-resident while
+// the argmin reads it back; 512 rows of 64 double centres), at least 64 rows, at most 4096.
+std::int64_t chunk_rows_for(std::int64_t k, std::size_t elem) {
+  const std::int64_t r = (256 << 10) / static_cast<std::int64_t>(elem * std::max<std::int64_t>(k, 1));
+  return std::clamp<std::int64_t>(r, 64, 4096);
+}
+
+// Runs body(t, lo, hi) for t in [0, threads) over contiguous ranges of whole chunks.
+template <class F>
+void parallel_chunks(std::int64_t n, std::int64_t chunk, int threads, F&& body) {
+  const std::int64_t n_chunks = (n + chunk - 1) / chunk;
+  threads = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, n_chunks)));
+  auto range = [&](int t) {
+    const std::int64_t c0 = n_chunks * t / threads, c1 = n_chunks * (t + 1) / threads;
+    return std::pair<std::int64_t, std::int64_t>{std::min(n, c0 * chunk), std::min(n, c1 * chunk)};
+  };
+  if (threads == 1) {
+    body(0, std::int64_t{0}, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(threads - 1);
+  for (int t = 1; t < threads; ++t) {
+    const auto [lo, hi] = range(t);
+    pool.emplace_back([&body, t, lo = lo, hi = hi] { body(t, lo, hi); });
+  }
+  const auto [lo, hi] = range(0);
+  body(0, lo, hi);
+  for (auto& th : pool) th.join();
+}
+
+template <class T>
+std::vector<T> cast(std::span<const double> v) {
+  return std::vector<T>(v.begin(), v.end());
+}
+
+// The argmin of a chunk's distance block, vectorised across rows: D is the column-major rows x k
+// block of −2 x·c (one column per centre), so that every centre's column is contiguous. For each
+// row the first centre with the smallest ‖c‖² − 2 x·c wins (strict <, as scikit-learn's loop);
+// fl(‖c‖² + fl(−2 x·c)) is the value scikit-learn's gemm with beta = 1 produces.
+template <class T>
+inline __attribute__((always_inline)) void argmin_columns_impl(const T* D, std::int64_t rows,
+                                                              std::int64_t k, const T* csq,
+                                                              T* best, std::int32_t* label) {
+  for (std::int64_t i = 0; i < rows; ++i) {
+    best[i] = csq[0] + D[i];
+    label[i] = 0;
+  }
+  for (std::int64_t j = 1; j < k; ++j) {
+    const T* col = D + j * rows;
+    const T cj = csq[j];
+    const std::int32_t jj = static_cast<std::int32_t>(j);
+    for (std::int64_t i = 0; i < rows; ++i) {
+      const T v = cj + col[i];
+      const bool lt = v < best[i];
+      best[i] = lt ? v : best[i];
+      label[i] = lt ? jj : label[i];
+    }
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SPMDLEARN_KMEANS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SPMDLEARN_KMEANS_CLONES
+#endif
+SPMDLEARN_KMEANS_CLONES void argmin_columns(const double* D, std::int64_t rows, std::int64_t k,
+                                            const double* csq, double* best, std::int32_t* label) {
+  argmin_columns_impl(D, rows, k, csq, best, label);
+}
+SPMDLEARN_KMEANS_CLONES void argmin_columns(const float* D, std::int64_t rows, std::int64_t k,
+                                            const float* csq, float* best, std::int32_t* label) {
+  argmin_columns_impl(D, rows, k, csq, best, label);
+}
+
+// sums[label_i] += w_i x_i, weights[label_i] += w_i over a chunk (w null: all 1), in double.
+template <class T>
+inline __attribute__((always_inline)) void accumulate_impl(const T* X, std::int64_t ldx,
+                                                          std::int64_t rows, std::int64_t d,
+                                                          const std::int32_t* label, const double* w,
+                                                          double* sums, double* weights) {
+  for (std::int64_t i = 0; i < rows; ++i) {
+    const double wi = w ? w[i] : 1.0;
+    weights[label[i]] += wi;
+    double* s = sums + label[i] * d;
+    const T* x = X + i * ldx;
+    for (std::int64_t q = 0; q < d; ++q) s[q] += wi * static_cast<double>(x[q]);
+  }
+}
+SPMDLEARN_KMEANS_CLONES void accumulate(const double* X, std::int64_t ldx, std::int64_t rows,
+                                        std::int64_t d, const std::int32_t* label, const double* w,
+                                        double* sums, double* weights) {
+  accumulate_impl(X, ldx, rows, d, label, w, sums, weights);
+}
+SPMDLEARN_KMEANS_CLONES void accumulate(const float* X, std::int64_t ldx, std::int64_t rows,
+                                        std::int64_t d, const std::int32_t* label, const double* w,
+                                        double* sums, double* weights) {
+  accumulate_impl(X, ldx, rows, d, label, w, sums, weights);
+}
+
+}  // namespace
+
+template <class T>
+lloyd_partial lloyd_step_local(matrix_view<const T> X, std::span<const double> w,
+                               std::span<const double> xsq, std::span<const double> centers,
+                               std::int64_t k, std::span<std::int32_t> labels, bool update,
+                               int threads) {
+  const std::int64_t n = X.rows, d = X.cols;
+  lloyd_partial out;
+  if (update) {
+    out.sums.assign(k * d, 0.0);
+    out.weights.assign(k, 0.0);
+  }
+  if (n == 0) return out;
+  // Centres and their squared norms in the precision of X, as scikit-learn's row_norms(centers).
+  const std::vector<T> C = cast<T>(centers);
+  std::vector<T> csq(k);
+  for (std::int64_t j = 0; j < k; ++j) {
+    T s = 0;
+    for (std::int64_t q = 0; q < d; ++q) s += C[j * d + q] * C[j * d + q];
+    csq[j] = s;
+  }
+  const std::int64_t B = chunk_rows_for(k, sizeof(T));
+  const int nt = static_cast<int>(std::max<std::int64_t>(
+      1, std::min<std::int64_t>(threads, n / std::max<std::int64_t>(4 * B, 1))));
+  std::vector<lloyd_partial> parts(nt);
+  parallel_chunks(n, B, nt, [&](int t, std::int64_t lo, std::int64_t hi) {
+    lloyd_partial& p = parts[t];
+    if (update) {
+      p.sums.assign(k * d, 0.0);
+      p.weights.assign(k, 0.0);
+    }
+    std::vector<T> D(B * k), best(B);
+    std::vector<std::int32_t> lab(B);
+    for (std::int64_t i0 = lo; i0 < hi; i0 += B) {
+      const std::int64_t rows = std::min(B, hi - i0);
+      cpu::gemm_centers_by_rows<T>(rows, k, d, T(-2), X.row(i0), X.stride(), C.data(), D.data());
+      argmin_columns(D.data(), rows, k, csq.data(), best.data(), lab.data());
+      for (std::int64_t i = 0; i < rows; ++i) {
+        const std::int32_t label = lab[i];
+        const std::int64_t r = i0 + i;
+        if (labels[r] != label) ++p.changed;
+        labels[r] = label;
+        if (!xsq.empty()) p.inertia += (w.empty() ? 1.0 : w[r]) * (xsq[r] + static_cast<double>(best[i]));
+      }
+      if (update)
+        accumulate(X.row(i0), X.stride(), rows, d, lab.data(), w.empty() ? nullptr : w.data() + i0,
+                   p.sums.data(), p.weights.data());
+    }
+  });
+  for (const auto& p : parts) {
+    out.changed += p.changed;
+    out.inertia += p.inertia;
+    if (update) {
+      for (std::int64_t j = 0; j < k; ++j) out.weights[j] += p.weights[j];
+      for (std::int64_t q = 0; q < k * d; ++q) out.sums[q] += p.sums[q];
+    }
+  }
+  return out;
+}
+
+namespace {
+// ‖x − c‖² by exact differences, in double (scikit-learn's _euclidean_dense_dense).
+template <class T>
+double squared_distance(const T* x, const double* c, std::int64_t d) {
+  double s = 0.0;
+  for (std::int64_t q = 0; q < d; ++q) {
+    const double t = static_cast<double>(x[q]) - c[q];
+    s += t * t;
+  }
+  return s;
+}
+}  // namespace
+
+template <class T>
+std::vector<std::pair<double, std::int64_t>> farthest_local(matrix_view<const T> X,
+                                                             std::span<const double> centers,
+                                                             std::span<const std::int32_t> labels,
+                                                             std::int64_t m) {
+  const std::int64_t n = X.rows, d = X.cols;
+  std::vector<std::pair<double, std::int64_t>> all(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double s = squared_distance(X.row(i), centers.data() + labels[i] * d, d);
+    all[i] = {s, i};
+  }
+  const std::int64_t keep = std::min(m, n);
+  auto before = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  std::partial_sort(all.begin(), all.begin() + keep, all.end(), before);
+  all.resize(keep);
+  return all;
+}
+
+namespace {
+
+// The squared distances of a chunk of rows [i0, i0 + rows) to m candidates, in double, into
+// D (rows x m): ‖x‖² + ‖c‖² − 2 x·c clipped at 0.
+template <class T>
+void candidate_block(matrix_view<const T> X, std::span<const double> xsq, const double* C,
+                     const std::vector<double>& csq, std::int64_t m, std::int64_t i0,
+                     std::int64_t rows, std::vector<double>& xbuf, std::vector<double>& D) {
+  const std::int64_t d = X.cols;
+  const double* xs;
+  std::int64_t ld;
+  if constexpr (std::is_same_v<T, double>) {
+    xs = X.row(i0);
+    ld = X.stride();
+  } else {
+    for (std::int64_t i = 0; i < rows; ++i)
+      for (std::int64_t q = 0; q < d; ++q) xbuf[i * d + q] = static_cast<double>(X(i0 + i, q));
+    xs = xbuf.data();
+    ld = d;
+  }
+  cpu::gemm_rows_by_centers<double>(rows, m, d, -2.0, xs, ld, C, 0.0, D.data());
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t j = 0; j < m; ++j) {
+      const double v = D[i * m + j] + xsq[i0 + i] + csq[j];
+      D[i * m + j] = v > 0.0 ? v : 0.0;
+    }
+}
+
+std::vector<double> squared_norms(std::span<const double> C, std::int64_t m, std::int64_t d) {
+  std::vector<double> csq(m, 0.0);
+  for (std::int64_t j = 0; j < m; ++j)
+    for (std::int64_t q = 0; q < d; ++q) csq[j] += C[j * d + q] * C[j * d + q];
+  return csq;
+}
+
+}  // namespace
+
+// Calls fn(i0, rows, D) for the chunks of X, D (rows x m) holding the chunk's squared distances to
+// the m candidates.
+template <class T, class F>
+void for_candidate_blocks(matrix_view<const T> X, std::span<const double> xsq,
+                          std::span<const double> candidates, std::int64_t m, F&& fn) {
+  const std::int64_t n = X.rows, d = X.cols;
+  const std::vector<double> csq = squared_norms(candidates, m, d);
+  const std::int64_t B = chunk_rows_for(m, sizeof(double));
+  std::vector<double> xbuf(std::is_same_v<T, double> ? 0 : B * d), D(B * m);
+  for (std::int64_t i0 = 0; i0 < n; i0 += B) {
+    const std::int64_t rows = std::min(B, n - i0);
+    candidate_block(X, xsq, candidates.data(), csq, m, i0, rows, xbuf, D);
+    fn(i0, rows, D);
+  }
+}
+
+template <class T>
+std::vector<double> candidate_potentials_local(matrix_view<const T> X, std::span<const double> xsq,
+                                               std::span<const double> w,
+                                               std::span<const double> candidates, std::int64_t m,
+                                               std::span<const double> closest) {
+  std::vector<double> pot(m, 0.0);
+  for_candidate_blocks(X, xsq, candidates, m, [&](std::int64_t i0, std::int64_t rows, const std::vector<double>& D) {
+    for (std::int64_t i = 0; i < rows; ++i) {
+      const double wi = w.empty() ? 1.0 : w[i0 + i];
+      for (std::int64_t j = 0; j < m; ++j) pot[j] += wi * std::min(closest[i0 + i], D[i * m + j]);
+    }
+  });
+  return pot;
+}
+
+template <class T>
+void update_closest_local(matrix_view<const T> X, std::span<const double> xsq,
+                          std::span<const double> candidates, std::int64_t m,
+                          std::span<double> closest) {
+  for_candidate_blocks(X, xsq, candidates, m, [&](std::int64_t i0, std::int64_t rows, const std::vector<double>& D) {
+    for (std::int64_t i = 0; i < rows; ++i)
+      for (std::int64_t j = 0; j < m; ++j) closest[i0 + i] = std::min(closest[i0 + i], D[i * m + j]);
+  });
+}
+
+template <class T>
+double inertia_local(matrix_view<const T> X, std::span<const double> w,
+                     std::span<const double> centers, std::span<const std::int32_t> labels,
+                     std::span<double> counts) {
+  const std::int64_t d = X.cols;
+  double total = 0.0;
+  for (std::int64_t i = 0; i < X.rows; ++i) {
+    const double s = squared_distance(X.row(i), centers.data() + labels[i] * d, d);
+    total += (w.empty() ? 1.0 : w[i]) * s;
+    counts[labels[i]] += 1.0;
+  }
+  return total;
+}
+
+template <class T>
+std::vector<double> distances_local(matrix_view<const T> X, std::span<const double> centers,
+                                    std::int64_t k) {
+  const std::int64_t n = X.rows, d = X.cols;
+  std::vector<double> out(n * k), xsq(n, 0.0);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t q = 0; q < d; ++q) xsq[i] += static_cast<double>(X(i, q)) * static_cast<double>(X(i, q));
+  for_candidate_blocks(X, xsq, centers, k, [&](std::int64_t i0, std::int64_t rows, const std::vector<double>& D) {
+    for (std::int64_t q = 0; q < rows * k; ++q) out[i0 * k + q] = std::sqrt(D[q]);
+  });
+  return out;
+}
+
+#define SPMDLEARN_KMEANS_LOCAL(T)                                                                  \
+  template lloyd_partial lloyd_step_local<T>(matrix_view<const T>, std::span<const double>,        \
+                                             std::span<const double>, std::span<const double>,     \
+                                             std::int64_t, std::span<std::int32_t>, bool, int);    \
+  template std::vector<std::pair<double, std::int64_t>> farthest_local<T>(                         \
+      matrix_view<const T>, std::span<const double>, std::span<const std::int32_t>, std::int64_t); \
+  template std::vector<double> candidate_potentials_local<T>(                                      \
+      matrix_view<const T>, std::span<const double>, std::span<const double>,                      \
+      std::span<const double>, std::int64_t, std::span<const double>);                             \
+  template void update_closest_local<T>(matrix_view<const T>, std::span<const double>,             \
+                                        std::span<const double>, std::int64_t, std::span<double>); \
+  template double inertia_local<T>(matrix_view<const T>, std::span<const double>,                  \
+                                   std::span<const double>, std::span<const std::int32_t>,         \
+                                   std::span<double>);                                             \
+  template std::vector<double> distances_local<T>(matrix_view<const T>, std::span<const double>,   \
+                                                  std::int64_t);
+SPMDLEARN_KMEANS_LOCAL(float)
+SPMDLEARN_KMEANS_LOCAL(double)
+#undef SPMDLEARN_KMEANS_LOCAL
+
+}  // namespace spmdlearn::cluster::detail
