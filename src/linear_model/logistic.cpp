@@ -46,7 +46,9 @@ class objective {
       : dev_(std::move(dev)), c_(c), X_(X), y_(y), w_(w), d_(X.cols), K_(K), kp_(K == 2 ? 1 : K),
         cols_(X.cols + (p.fit_intercept ? 1 : 0)), icpt_(p.fit_intercept),
         l2_(p.penalty ? 1.0 / (p.C * S) : 0.0), S_(S) {
-    B_ = std::clamp<std::int64_t>((1 << 20) / (8 * std::max<std::int64_t>(d_ + kp_, 1)), 64, 8192);
+    // ~256 KiB of rows a chunk: the gradient gemm rereads the chunk the logits gemm just read,
+    // from L2 (1 MiB chunks fell out of it: 5% slower on the 2-core Xeon VM, bench/results).
+    B_ = std::clamp<std::int64_t>((1 << 18) / (8 * std::max<std::int64_t>(d_ + kp_, 1)), 64, 8192);
     xbuf_.resize(std::max<std::int64_t>(B_ * d_, 1));
     raw_.resize(B_ * kp_);
     rowmax_.resize(B_);
