@@ -13,7 +13,14 @@
 #include <random>
 #include <string>
 
+#include <memory>
+
 #include "cluster/kmeans_local.hpp"
+#ifdef SPMDLEARN_WITH_CUDA
+#include "backend/cuda/kmeans_cuda.hpp"
+#include "backend/cuda/memory.hpp"
+#include "backend/cuda/moments_cuda.hpp"
+#endif
 #include "core/merge.hpp"
 #include "core/threads.hpp"
 #include "core/validate.hpp"
@@ -30,6 +37,7 @@ using detail::lloyd_partial;
 template <class T>
 struct block {
   std::vector<T> xc;                    // n x d, centred (in the precision of X, as scikit-learn)
+  std::shared_ptr<T> xc_device;         // the same on X's GPU when X is there (then xc is empty)
   matrix_view<const T> X;               // view of xc
   std::vector<double> w;                // n weights, empty: all 1
   std::vector<double> xsq;              // ‖x_c‖² per row
@@ -98,7 +106,7 @@ std::vector<double> fetch_rows(const comm& c, const block<T>& b, const std::vect
   for (std::int64_t j = 0; j < m; ++j) {
     if (at[j].owner != c.rank()) continue;
     const std::int64_t i = at[j].local;
-    for (std::int64_t q = 0; q < d; ++q) buf[j * (d + 1) + q] = static_cast<double>(b.X(i, q));
+    detail::copy_row(b.X, i, buf.data() + j * (d + 1));
     if (!usable || (*usable)[i] > 0.0) buf[j * (d + 1) + d] = static_cast<double>(b.offset + i + 1);
   }
   c.allreduce<double>(buf, reduce_op::sum);
@@ -232,8 +240,10 @@ std::vector<double> kmeans_parallel(const comm& c, const block<T>& b, std::int64
     if (!(psi > 0.0)) break;
     std::vector<double> mine;
     for (std::int64_t i = 0; i < n; ++i)
-      if (hashed_uniform(key, static_cast<std::uint64_t>(b.offset + i)) * psi < l * w[i] * closest[i])
-        for (std::int64_t q = 0; q < d; ++q) mine.push_back(static_cast<double>(b.X(i, q)));
+      if (hashed_uniform(key, static_cast<std::uint64_t>(b.offset + i)) * psi < l * w[i] * closest[i]) {
+        mine.resize(mine.size() + d);
+        detail::copy_row(b.X, i, mine.data() + mine.size() - d);
+      }
     const std::int64_t count = static_cast<std::int64_t>(mine.size()) / std::max<std::int64_t>(d, 1);
     const std::vector<std::int64_t> counts = c.allgather<std::int64_t>(std::span<const std::int64_t>(&count, 1));
     const std::int64_t most = *std::max_element(counts.begin(), counts.end());
@@ -301,7 +311,7 @@ void relocate_empty(const comm& c, const block<T>& b, const std::vector<double>&
   for (std::size_t j = 0; j < pool.size(); ++j) {
     const std::int64_t i = pool[j].second - b.offset;
     if (i < 0 || i >= b.X.rows) continue;
-    for (std::int64_t q = 0; q < d; ++q) buf[j * width + q] = static_cast<double>(b.X(i, q));
+    detail::copy_row(b.X, i, buf.data() + j * width);
     buf[j * width + d] = weight_of(b.w, i);
     buf[j * width + d + 1] = static_cast<double>(labels[i]);
   }
@@ -437,9 +447,36 @@ bool same_clustering(const comm& c, const std::vector<std::int32_t>& a, const st
 // The checks of one rank's block, shared by fit and score; throws for this rank only.
 template <class T>
 void check_block(const char* what, matrix_view<const T> X, const std::optional<vector_view<const T>>& w) {
+  if (X.device == device_kind::cuda) {
+    // NaN/inf of device rows: found by the moments pass (kmeans_fit) or the first kernel.
+    spmdlearn::detail::check_device_matrix(what, X);
+    if (w && w->device != device_kind::cuda)
+      throw invalid_argument(std::string(what) + ": X is on a GPU, so sample_weight must be too");
+    if (w && w->size != X.rows)
+      throw invalid_argument(std::string(what) + ": sample_weight has " + std::to_string(w->size) +
+                             " values for " + std::to_string(X.rows) + " rows");
+    return;
+  }
   spmdlearn::detail::check_host_matrix(what, X);
   spmdlearn::detail::throw_if_nonfinite("X", X, 0, X.rows);
   spmdlearn::detail::check_sample_weight(what, X.rows, w);
+}
+
+// Host copy of sample weights (device weights come from the GPU once per fit).
+template <class T>
+std::vector<double> host_weights(const std::optional<vector_view<const T>>& w) {
+  if (!w) return {};
+  if (w->device == device_kind::cuda) {
+#ifdef SPMDLEARN_WITH_CUDA
+    std::vector<T> h(static_cast<std::size_t>(w->size));
+    if (w->size > 0) cuda::copy_device_to_host(h.data(), w->data, h.size() * sizeof(T));
+    for (T v : h)
+      if (!(v >= T(0)) || !std::isfinite(static_cast<double>(v)))
+        throw invalid_argument("sample_weight contains a negative value, NaN or infinity");
+    return std::vector<double>(h.begin(), h.end());
+#endif
+  }
+  return std::vector<double>(w->data, w->data + w->size);
 }
 
 }  // namespace
@@ -450,8 +487,18 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
   spmdlearn::detail::configure_blas_threads(c);
   const std::int64_t k = prm.n_clusters;
   std::exception_ptr err;
+  std::vector<double> dev_mean, dev_m2;  // device rows: their column means and centred sums of squares
+  std::vector<double> host_w;
   try {
     check_block("KMeans", X, w);
+    host_w = host_weights(w);
+#ifdef SPMDLEARN_WITH_CUDA
+    if (X.device == device_kind::cuda && X.rows > 0 && X.cols > 0) {
+      const auto mo = cuda::column_moments_exact<T>(X.data, X.rows, X.cols, X.stride(), nullptr);  // throws on NaN
+      dev_mean = mo.mean;
+      dev_m2 = mo.m2;
+    }
+#endif
     if (k < 1) throw invalid_parameter("KMeans: n_clusters must be >= 1, got " + std::to_string(k));
     if (prm.n_init < 1) throw invalid_parameter("KMeans: n_init must be >= 1, got " + std::to_string(prm.n_init));
     if (prm.max_iter < 1) throw invalid_parameter("KMeans: max_iter must be >= 1, got " + std::to_string(prm.max_iter));
@@ -490,15 +537,23 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
   // Global mean (unweighted, Chan-merged in rank order) and variance: tol as scikit-learn's
   // _tolerance, mean(var(X, axis=0)) * tol.
   std::vector<double> local_mean(d, 0.0), m2(d, 0.0);
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t q = 0; q < d; ++q) local_mean[q] += static_cast<double>(X(i, q));
-  if (n > 0)
-    for (auto& v : local_mean) v /= static_cast<double>(n);
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t q = 0; q < d; ++q) {
-      const double t = static_cast<double>(X(i, q)) - local_mean[q];
-      m2[q] += t * t;
+  const bool on_device = X.device == device_kind::cuda;
+  if (on_device) {
+    if (n > 0 && static_cast<std::int64_t>(dev_mean.size()) == d) {
+      local_mean = dev_mean;
+      m2 = dev_m2;
     }
+  } else {
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t q = 0; q < d; ++q) local_mean[q] += static_cast<double>(X(i, q));
+    if (n > 0)
+      for (auto& v : local_mean) v /= static_cast<double>(n);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t q = 0; q < d; ++q) {
+        const double t = static_cast<double>(X(i, q)) - local_mean[q];
+        m2[q] += t * t;
+      }
+  }
   const spmdlearn::detail::global_mean g =
       spmdlearn::detail::merge_means_across(c, static_cast<double>(n), n, local_mean);
   for (std::int64_t q = 0; q < d; ++q) m2[q] += static_cast<double>(n) * g.local_delta[q] * g.local_delta[q];
@@ -511,16 +566,36 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
   // Centre the rows on the mean (in the precision of X, as scikit-learn's X -= X.mean(axis=0)).
   std::vector<T> mean_t(d);
   for (std::int64_t q = 0; q < d; ++q) mean_t[q] = static_cast<T>(g.mean[q]);
-  b.xc.resize(n * d);
-  b.xsq.assign(n, 0.0);
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t q = 0; q < d; ++q) {
-      const T v = X(i, q) - mean_t[q];
-      b.xc[i * d + q] = v;
-      b.xsq[i] += static_cast<double>(v) * static_cast<double>(v);
+  // The centred copy; agreed on every rank (host or device) so that out of GPU memory on one
+  // rank raises everywhere and ranks may mix host and device blocks.
+  std::exception_ptr copy_err;
+  if (on_device) {
+#ifdef SPMDLEARN_WITH_CUDA
+    // It stays on the GPU; the device local functions compute ‖x‖² themselves (b.xsq only
+    // signals "with inertia" to the verbose Lloyd step).
+    std::vector<double> mean_d(mean_t.begin(), mean_t.end());
+    try {
+      b.xc_device = std::shared_ptr<T>(cuda::centred_copy<T>(X.data, n, d, X.stride(), mean_d),
+                                       [](T* p) { cuda::free_device(p); });
+      b.X = matrix_view<const T>(b.xc_device.get(), n, d, -1, device_kind::cuda);
+    } catch (...) {
+      copy_err = std::current_exception();
     }
-  b.X = matrix_view<const T>(b.xc.data(), n, d);
-  if (w) b.w.assign(w->data, w->data + w->size);
+    if (prm.verbose > 0) b.xsq.assign(n, 0.0);
+#endif
+  } else {
+    b.xc.resize(n * d);
+    b.xsq.assign(n, 0.0);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t q = 0; q < d; ++q) {
+        const T v = X(i, q) - mean_t[q];
+        b.xc[i * d + q] = v;
+        b.xsq[i] += static_cast<double>(v) * static_cast<double>(v);
+      }
+    b.X = matrix_view<const T>(b.xc.data(), n, d);
+  }
+  agree(c, copy_err);
+  b.w = std::move(host_w);
   {
     // Collective on every rank (a rank without rows has no weights either).
     double total = b.w.empty() ? static_cast<double>(n) : 0.0;
@@ -569,8 +644,7 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
 
 template <class T>
 std::vector<std::int32_t> kmeans_predict(matrix_view<const T> X, std::span<const double> centers) {
-  spmdlearn::detail::check_host_matrix("KMeans.predict", X);
-  spmdlearn::detail::throw_if_nonfinite("X", X, 0, X.rows);
+  check_block<T>("KMeans.predict", X, std::nullopt);
   std::vector<std::int32_t> labels(X.rows, -1);
   if (X.rows == 0) return labels;
   if (X.cols == 0 || centers.size() % X.cols != 0)
@@ -603,8 +677,7 @@ double kmeans_inertia(const comm& c, matrix_view<const T> X, std::optional<vecto
       k = static_cast<std::int64_t>(centers.size()) / X.cols;
       std::vector<std::int32_t> labels(X.rows, -1);
       detail::lloyd_step_local(X, {}, {}, centers, k, labels, false, spmdlearn::detail::threads_per_rank(c));
-      std::vector<double> wv;
-      if (w) wv.assign(w->data, w->data + w->size);
+      const std::vector<double> wv = host_weights(w);
       std::vector<double> counts(k, 0.0);
       tail.push_back(detail::inertia_local(X, wv, centers, labels, counts));
     }

@@ -66,4 +66,8 @@ template <class T>
 std::vector<double> distances_local(matrix_view<const T> X, std::span<const double> centers,
                                     std::int64_t k);
 
+// Row i of the block as doubles (a device block: one small copy from the GPU).
+template <class T>
+void copy_row(matrix_view<const T> X, std::int64_t i, double* out);
+
 }  // namespace spmdlearn::cluster::detail

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "backend/cuda/cross_cuda.hpp"
+#include "backend/cuda/centre_rows.cuh"
 #include "backend/cuda/cuda_common.hpp"
 #include "backend/cuda/work_type.cuh"
 #include "backend/cuda/moments_cuda.hpp"
@@ -574,19 +575,6 @@ void add_outer(device_doubles& C, std::int64_t d, double f, const std::vector<do
 }
 
 namespace {
-// out (rows x d, row-major doubles) = X - mean.
-template <class T>
-__global__ void center_kernel(const T* __restrict__ X, std::int64_t rows, int d, std::int64_t stride,
-                              const double* __restrict__ mean, double* __restrict__ out) {
-  const std::int64_t total = rows * d;
-  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    const std::int64_t i = e / d;
-    const int j = static_cast<int>(e - i * d);
-    out[e] = static_cast<double>(X[i * stride + j]) - mean[j];
-  }
-}
-
 // Rows of ~64 MiB of centred doubles per chunk.
 std::int64_t chunk_rows(std::int64_t n, std::int64_t d) {
   return std::max<std::int64_t>(1, std::min<std::int64_t>(n, (64LL << 20) / (8 * std::max<std::int64_t>(d, 1))));
@@ -619,7 +607,7 @@ void mahalanobis(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride
   const double one = 1.0, zero = 0.0;
   for (std::int64_t i0 = 0; i0 < n; i0 += B) {
     const std::int64_t nb = std::min(B, n - i0);
-    center_kernel<T><<<8 * multiprocessors(), threads, 0, st>>>(X + i0 * stride, nb, static_cast<int>(d),
+    centre_rows_kernel<T, double, double><<<8 * multiprocessors(), threads, 0, st>>>(X + i0 * stride, nb, static_cast<int>(d),
                                                                stride, dloc.p, buf.p);
     check(cudaGetLastError(), "center kernel launch");
     // Column-major: buf is d x nb; y = P buf (P symmetric).

@@ -1,9 +1,9 @@
 // Host-side interface of the CUDA k-means E/M step (kmeans_cuda.cu); needs no CUDA headers.
 //
-// STATUS (2026-11-27, session 3): written and compiled, not yet called by the k-means driver and
-// not yet run on a GPU (the session's GPU time was spent); the next step is to wire it behind
-// src/cluster/kmeans_local.hpp's lloyd_step_local for device blocks and test it against the CPU
-// path (tests/python/test_gpu.py), then benchmark (bench/, 20M x 64, k = 256).
+// STATUS (2026-11-27, session 3, branch kmeans-gpu): written and compiled, wired behind
+// src/cluster/kmeans_local.hpp for device blocks, NOT yet run on a GPU (the session's GPU time was
+// spent). Version 1: labels, weights and the k-means++ distances live on the host and cross PCIe
+// on every call; the next version keeps them on the GPU.
 #pragma once
 
 #include <cstdint>
@@ -32,5 +32,31 @@ template <class T>
 lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const T* w,
                                 const T* xsq, const std::vector<double>& centers, std::int64_t k,
                                 std::int32_t* labels, bool update);
+
+// Host-side wrappers for the k-means driver's local functions (src/cluster/kmeans_local.hpp) on a
+// device block; the spans are host memory, copied to and from the GPU per call.
+template <class T>
+lloyd_device_partial lloyd_step_host(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
+                                     const double* w, bool with_inertia, const std::vector<double>& centers,
+                                     std::int64_t k, std::int32_t* labels, bool update);
+// Squared distances of the rows to m candidates (‖x‖² + ‖c‖² − 2 x·c, clipped at 0, in double from
+// a gemm in the precision of X): with `pot`, pot[j] += Σ_i w_i min(closest_i, d_ij); with
+// `update`, closest_i <- min(closest_i, min_j d_ij). closest and w are host arrays of n (w may be
+// null).
+template <class T>
+void candidate_pass(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const double* w,
+                    const std::vector<double>& candidates, std::int64_t m, double* closest, double* pot,
+                    bool update);
+// ‖x_i − c_label(i)‖² by exact differences (double), for every row (host array of n).
+template <class T>
+std::vector<double> own_distances(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
+                                  const std::vector<double>& centers, const std::int32_t* labels);
+// Row i of a device matrix as doubles.
+template <class T>
+void copy_row(const T* X, std::int64_t i, std::int64_t d, std::int64_t stride, double* out);
+// out (n x d, contiguous, device, the type of X) = X − mean in the precision of X (scikit-learn's
+// X -= X.mean(axis=0)); out is allocated on X's device and freed with free_device.
+template <class T>
+T* centred_copy(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const std::vector<double>& mean);
 
 }  // namespace spmdlearn::cuda

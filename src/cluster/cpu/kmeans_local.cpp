@@ -9,6 +9,13 @@
 #include <thread>
 
 #include "backend/cpu/gemm.hpp"
+#include "spmdlearn/core/error.hpp"
+#ifdef SPMDLEARN_WITH_CUDA
+#include "backend/cuda/kmeans_cuda.hpp"
+#endif
+
+// The local functions choose here: a block on a GPU (X.device == cuda, the k-means driver's
+// centred device copy) goes to src/backend/cuda/kmeans_cuda.cu, everything else runs below.
 
 namespace spmdlearn::cluster::detail {
 
@@ -123,6 +130,21 @@ lloyd_partial lloyd_step_local(matrix_view<const T> X, std::span<const double> w
                                int threads) {
   const std::int64_t n = X.rows, d = X.cols;
   lloyd_partial out;
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda) {
+    auto r = cuda::lloyd_step_host<T>(X.data, n, d, X.stride(), w.empty() ? nullptr : w.data(), !xsq.empty(),
+                                      std::vector<double>(centers.begin(), centers.end()), k, labels.data(), update);
+    out.sums = std::move(r.sums);
+    out.weights = std::move(r.weights);
+    out.inertia = r.inertia;
+    out.changed = r.changed;
+    if (!update) {
+      out.sums.clear();
+      out.weights.clear();
+    }
+    return out;
+  }
+#endif
   if (update) {
     out.sums.assign(k * d, 0.0);
     out.weights.assign(k, 0.0);
@@ -195,10 +217,17 @@ std::vector<std::pair<double, std::int64_t>> farthest_local(matrix_view<const T>
                                                              std::int64_t m) {
   const std::int64_t n = X.rows, d = X.cols;
   std::vector<std::pair<double, std::int64_t>> all(n);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const double s = squared_distance(X.row(i), centers.data() + labels[i] * d, d);
-    all[i] = {s, i};
-  }
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda) {
+    const std::vector<double> dist = cuda::own_distances<T>(X.data, n, d, X.stride(),
+                                                            std::vector<double>(centers.begin(), centers.end()), labels.data());
+    for (std::int64_t i = 0; i < n; ++i) all[i] = {dist[i], i};
+  } else
+#endif
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double s = squared_distance(X.row(i), centers.data() + labels[i] * d, d);
+      all[i] = {s, i};
+    }
   const std::int64_t keep = std::min(m, n);
   auto before = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
   std::partial_sort(all.begin(), all.begin() + keep, all.end(), before);
@@ -265,6 +294,14 @@ std::vector<double> candidate_potentials_local(matrix_view<const T> X, std::span
                                                std::span<const double> candidates, std::int64_t m,
                                                std::span<const double> closest) {
   std::vector<double> pot(m, 0.0);
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda) {
+    cuda::candidate_pass<T>(X.data, X.rows, X.cols, X.stride(), w.empty() ? nullptr : w.data(),
+                            std::vector<double>(candidates.begin(), candidates.end()), m,
+                            const_cast<double*>(closest.data()), pot.data(), false);  // read only
+    return pot;
+  }
+#endif
   for_candidate_blocks(X, xsq, candidates, m, [&](std::int64_t i0, std::int64_t rows, const std::vector<double>& D) {
     for (std::int64_t i = 0; i < rows; ++i) {
       const double wi = w.empty() ? 1.0 : w[i0 + i];
@@ -278,6 +315,13 @@ template <class T>
 void update_closest_local(matrix_view<const T> X, std::span<const double> xsq,
                           std::span<const double> candidates, std::int64_t m,
                           std::span<double> closest) {
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda) {
+    cuda::candidate_pass<T>(X.data, X.rows, X.cols, X.stride(), nullptr,
+                            std::vector<double>(candidates.begin(), candidates.end()), m, closest.data(), nullptr, true);
+    return;
+  }
+#endif
   for_candidate_blocks(X, xsq, candidates, m, [&](std::int64_t i0, std::int64_t rows, const std::vector<double>& D) {
     for (std::int64_t i = 0; i < rows; ++i)
       for (std::int64_t j = 0; j < m; ++j) closest[i0 + i] = std::min(closest[i0 + i], D[i * m + j]);
@@ -290,6 +334,17 @@ double inertia_local(matrix_view<const T> X, std::span<const double> w,
                      std::span<double> counts) {
   const std::int64_t d = X.cols;
   double total = 0.0;
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda) {
+    const std::vector<double> dist = cuda::own_distances<T>(X.data, X.rows, d, X.stride(),
+                                                            std::vector<double>(centers.begin(), centers.end()), labels.data());
+    for (std::int64_t i = 0; i < X.rows; ++i) {
+      total += (w.empty() ? 1.0 : w[i]) * dist[i];
+      counts[labels[i]] += 1.0;
+    }
+    return total;
+  }
+#endif
   for (std::int64_t i = 0; i < X.rows; ++i) {
     const double s = squared_distance(X.row(i), centers.data() + labels[i] * d, d);
     total += (w.empty() ? 1.0 : w[i]) * s;
@@ -302,6 +357,8 @@ template <class T>
 std::vector<double> distances_local(matrix_view<const T> X, std::span<const double> centers,
                                     std::int64_t k) {
   const std::int64_t n = X.rows, d = X.cols;
+  if (X.device == device_kind::cuda)
+    throw spmdlearn::invalid_argument("KMeans.transform: device rows take the Python layer's path (cupy/torch)");
   std::vector<double> out(n * k), xsq(n, 0.0);
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t q = 0; q < d; ++q) xsq[i] += static_cast<double>(X(i, q)) * static_cast<double>(X(i, q));
@@ -309,6 +366,17 @@ std::vector<double> distances_local(matrix_view<const T> X, std::span<const doub
     for (std::int64_t q = 0; q < rows * k; ++q) out[i0 * k + q] = std::sqrt(D[q]);
   });
   return out;
+}
+
+template <class T>
+void copy_row(matrix_view<const T> X, std::int64_t i, double* out) {
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda) {
+    cuda::copy_row<T>(X.data, i, X.cols, X.stride(), out);
+    return;
+  }
+#endif
+  for (std::int64_t q = 0; q < X.cols; ++q) out[q] = static_cast<double>(X(i, q));
 }
 
 #define SPMDLEARN_KMEANS_LOCAL(T)                                                                  \
@@ -326,7 +394,8 @@ std::vector<double> distances_local(matrix_view<const T> X, std::span<const doub
                                    std::span<const double>, std::span<const std::int32_t>,         \
                                    std::span<double>);                                             \
   template std::vector<double> distances_local<T>(matrix_view<const T>, std::span<const double>,   \
-                                                  std::int64_t);
+                                                  std::int64_t);                                   \
+  template void copy_row<T>(matrix_view<const T>, std::int64_t, double*);
 SPMDLEARN_KMEANS_LOCAL(float)
 SPMDLEARN_KMEANS_LOCAL(double)
 #undef SPMDLEARN_KMEANS_LOCAL
