@@ -306,6 +306,23 @@ step_covbench() {
     | tee -a "$OUTDIR/cov-1gpu.md"
 }
 
+# A weak-scaling table: "$title", then `mpirun -n N python <bench args>` at every rank count
+# (each prints its own row).
+weak_table() {
+  local title=$1 n
+  shift
+  echo
+  echo "### $title"
+  echo
+  echo "| GPUs | rows a GPU | rows | dtype | median ms | card |"
+  echo "|---:|---:|---:|---|---:|---|"
+  for n in $RANK_COUNTS; do
+    (( NGPU >= n )) || continue
+    PYTHONPATH="$SITE" $MPIRUN_LINE -n "$n" "$PY" "$@"
+  done
+  echo
+}
+
 step_linbench() {
   cd "$ROOT"
   if (( NGPU < 1 )); then echo "nvidia-smi lists no GPU"; exit 1; fi
@@ -313,38 +330,14 @@ step_linbench() {
     PYTHONPATH="$SITE" x "$PY" bench/gpu_linear_bench.py --rows 2000000 --cols 100 --dtype float32
     PYTHONPATH="$SITE" x "$PY" bench/gpu_linear_bench.py --rows 2000000 --cols 100 --dtype float64
     PYTHONPATH="$SITE" x "$PY" bench/gpu_linear_bench.py --rows 20000000 --cols 100 --dtype float32
-    echo
-    echo "### LinearRegression weak scaling (20,000,000 x 100 float32 a GPU; max over ranks)"
-    echo
-    echo "| GPUs | rows a GPU | rows | dtype | median ms | card |"
-    echo "|---:|---:|---:|---|---:|---|"
-    local n
-    for n in $RANK_COUNTS; do
-      (( NGPU >= n )) || continue
-      PYTHONPATH="$SITE" $MPIRUN_LINE -n "$n" "$PY" bench/gpu_linear_bench.py --rows-per-gpu 20000000 --cols 100
-    done
-    echo
+    weak_table "LinearRegression weak scaling (20,000,000 x 100 float32 a GPU; max over ranks)" \
+      bench/gpu_linear_bench.py --rows-per-gpu 20000000 --cols 100
     PYTHONPATH="$SITE" x "$PY" bench/gpu_logistic_bench.py --rows 1000000 --cols 50 --classes 5
-    echo
-    echo "### LogisticRegression weak scaling (5,000,000 x 50 float32 a GPU, 5 classes; max over ranks)"
-    echo
-    echo "| GPUs | rows a GPU | rows | dtype | median ms | card |"
-    echo "|---:|---:|---:|---|---:|---|"
-    for n in $RANK_COUNTS; do
-      (( NGPU >= n )) || continue
-      PYTHONPATH="$SITE" $MPIRUN_LINE -n "$n" "$PY" bench/gpu_logistic_bench.py --rows-per-gpu 5000000
-    done
-    echo
+    weak_table "LogisticRegression weak scaling (5,000,000 x 50 float32 a GPU, 5 classes; max over ranks)" \
+      bench/gpu_logistic_bench.py --rows-per-gpu 5000000
     PYTHONPATH="$SITE" x "$PY" bench/gpu_pca_bench.py --rows 1000000 --cols 256 --k 16
-    echo
-    echo "### PCA (covariance_eigh) weak scaling (4,000,000 x 256 float32 a GPU; max over ranks)"
-    echo
-    echo "| GPUs | rows a GPU | rows | dtype | median ms | card |"
-    echo "|---:|---:|---:|---|---:|---|"
-    for n in $RANK_COUNTS; do
-      (( NGPU >= n )) || continue
-      PYTHONPATH="$SITE" $MPIRUN_LINE -n "$n" "$PY" bench/gpu_pca_bench.py --rows-per-gpu 4000000
-    done
+    weak_table "PCA (covariance_eigh) weak scaling (4,000,000 x 256 float32 a GPU; max over ranks)" \
+      bench/gpu_pca_bench.py --rows-per-gpu 4000000
   } | tee "$OUTDIR/lin-1gpu.md"
 }
 
@@ -464,7 +457,7 @@ echo "spmdlearn GPU check: $NGPU GPU(s); steps: $STEPS; output in $OUTDIR; step 
 echo "$ENV_MD"
 write_summary
 
-export -f x have_gtest step_build step_ctest step_pytest step_pytest_cpu step_spmd step_bench \
+export -f x have_gtest weak_table step_build step_ctest step_pytest step_pytest_cpu step_spmd step_bench \
   step_covbench step_linbench step_scaling step_scaling_table
 for step in $STEPS; do
   case $step in

@@ -149,6 +149,44 @@ sl::matrix_view<const T> device_view(const Array& X, const std::string& who) {
   return {X.data(), n, d, n > 1 ? static_cast<std::int64_t>(X.stride(0)) : d, sl::device_kind::cuda};
 }
 
+// The view of a CUDA array after the collective agreement on it: a bad array (rows not
+// contiguous) on one rank raises on every rank instead of leaving the others in a collective.
+template <class T>
+sl::matrix_view<const T> agreed_device_view(const sl::comm& c, const cuda_matrix<T>& X, const std::string& who) {
+  std::exception_ptr err;
+  sl::matrix_view<const T> xv;
+  try {
+    xv = device_view<T>(X, who);
+  } catch (...) {
+    err = std::current_exception();
+  }
+  sl::agree(c, err);
+  return xv;
+}
+
+// Runs fn(comm, view) with the GIL released, after one agreement on the preparation: a host
+// matrix as it is or copied to this rank's GPU (to_device), or a CUDA array in place. Every
+// variant makes the same collective calls, so ranks may mix host and device blocks.
+template <class T, class F>
+void run_on_matrix(std::uintptr_t comm, const host_matrix<T>& X, bool to_device, F&& fn) {
+  nb::gil_scoped_release nogil;
+  auto c = comm_from(comm);
+  if (!to_device) {
+    sl::agree(*c, nullptr);
+    fn(*c, view(X));
+  } else {
+    host_on_device<T> h(X, std::nullopt);
+    sl::agree(*c, h.err);
+    fn(*c, h.view(X));
+  }
+}
+template <class T, class F>
+void run_on_matrix(std::uintptr_t comm, const cuda_matrix<T>& X, const char* who, F&& fn) {
+  nb::gil_scoped_release nogil;
+  auto c = comm_from(comm);
+  fn(*c, agreed_device_view<T>(*c, X, who));
+}
+
 template <class T>
 nb::dict bs_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state, cuda_matrix<T> X,
                              std::optional<cuda_vector<T>> w, const std::string& caller, bool) {
@@ -219,18 +257,9 @@ template <class T>
 nb::dict cov_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host_matrix<T> X,
                          bool to_device) {
   auto s = cov_state_from(state);
-  {
-    nb::gil_scoped_release nogil;
-    auto c = comm_from(comm);
-    if (!to_device) {
-      sl::agree(*c, nullptr);  // the same collective sequence as the device variants
-      sl::covariance::partial_fit<T>(*c, s, view(X));
-    } else {
-      host_on_device<T> h(X, std::nullopt);
-      sl::agree(*c, h.err);
-      sl::covariance::partial_fit<T>(*c, s, h.view(X));
-    }
-  }
+  run_on_matrix<T>(comm, X, to_device, [&](const sl::comm& c, sl::matrix_view<const T> xv) {
+    sl::covariance::partial_fit<T>(c, s, xv);
+  });
   return cov_state_to(std::move(s));
 }
 
@@ -238,19 +267,9 @@ template <class T>
 nb::dict cov_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state, cuda_matrix<T> X,
                               bool) {
   auto s = cov_state_from(state);
-  {
-    nb::gil_scoped_release nogil;
-    auto c = comm_from(comm);
-    std::exception_ptr err;
-    sl::matrix_view<const T> xv;
-    try {
-      xv = device_view<T>(X, "EmpiricalCovariance");
-    } catch (...) {
-      err = std::current_exception();
-    }
-    sl::agree(*c, err);
-    sl::covariance::partial_fit<T>(*c, s, xv);
-  }
+  run_on_matrix<T>(comm, X, "EmpiricalCovariance", [&](const sl::comm& c, sl::matrix_view<const T> xv) {
+    sl::covariance::partial_fit<T>(c, s, xv);
+  });
   return cov_state_to(std::move(s));
 }
 
@@ -298,14 +317,7 @@ double cov_score_cuda(std::uintptr_t comm, host_vector<double> location,
                       host_matrix<double> precision, cuda_matrix<T> X) {
   nb::gil_scoped_release nogil;
   auto c = comm_from(comm);
-  std::exception_ptr err;
-  sl::matrix_view<const T> xv;
-  try {
-    xv = device_view<T>(X, "EmpiricalCovariance.score");
-  } catch (...) {
-    err = std::current_exception();
-  }
-  sl::agree(*c, err);
+  const auto xv = agreed_device_view<T>(*c, X, "EmpiricalCovariance.score");
   return sl::covariance::score<T>(*c, {location.data(), location.size()},
                                   {precision.data(), precision.size()}, xv);
 }
@@ -550,37 +562,6 @@ nb::dict pca_to_dict(sl::decomposition::pca_spectrum&& r) {
   return out;
 }
 
-// Runs fn(comm, view) with the GIL released, after one agreement on the preparation: a host
-// matrix as it is or copied to this rank's GPU (to_device), or a CUDA array in place. Every
-// variant makes the same collective calls, so ranks may mix host and device blocks.
-template <class T, class F>
-void run_on_matrix(std::uintptr_t comm, const host_matrix<T>& X, bool to_device, F&& fn) {
-  nb::gil_scoped_release nogil;
-  auto c = comm_from(comm);
-  if (!to_device) {
-    sl::agree(*c, nullptr);
-    fn(*c, view(X));
-  } else {
-    host_on_device<T> h(X, std::nullopt);
-    sl::agree(*c, h.err);
-    fn(*c, h.view(X));
-  }
-}
-template <class T, class F>
-void run_on_matrix(std::uintptr_t comm, const cuda_matrix<T>& X, const char* who, F&& fn) {
-  nb::gil_scoped_release nogil;
-  auto c = comm_from(comm);
-  std::exception_ptr err;
-  sl::matrix_view<const T> xv;
-  try {
-    xv = device_view<T>(X, who);
-  } catch (...) {
-    err = std::current_exception();
-  }
-  sl::agree(*c, err);
-  fn(*c, xv);
-}
-
 template <class T, class Matrix, class Where>
 nb::dict pca_full(std::uintptr_t comm, const Matrix& X, Where where) {
   sl::decomposition::pca_spectrum r;
@@ -738,14 +719,7 @@ double kmeans_inertia_cuda(std::uintptr_t comm, cuda_matrix<T> X, std::optional<
                            host_matrix<double> centers) {
   nb::gil_scoped_release nogil;
   auto c = comm_from(comm);
-  std::exception_ptr err;
-  sl::matrix_view<const T> xv;
-  try {
-    xv = device_view<T>(X, "KMeans.score");
-  } catch (...) {
-    err = std::current_exception();
-  }
-  sl::agree(*c, err);
+  const auto xv = agreed_device_view<T>(*c, X, "KMeans.score");
   std::optional<sl::vector_view<const T>> wv;
   if (w) wv = sl::vector_view<const T>{w->data(), static_cast<std::int64_t>(w->shape(0)), sl::device_kind::cuda};
   return sl::cluster::kmeans_inertia<T>(*c, xv, wv, centers_span(centers));
