@@ -40,6 +40,7 @@ struct block {
   std::shared_ptr<T> xc_device;         // the same on X's GPU when X is there (then xc is empty)
   matrix_view<const T> X;               // view of xc
   std::vector<double> w;                // n weights, empty: all 1
+  detail::row_weights w_rows;           // the same where the rows are (X's GPU for a device block)
   std::vector<double> xsq;              // ‖x_c‖² per row
   std::vector<std::int64_t> rank_rows;  // rows of every rank
   std::int64_t offset = 0;              // global id of local row 0
@@ -259,8 +260,8 @@ std::vector<double> kmeans_parallel(const comm& c, const block<T>& b, std::int64
   }
   // Weight of each candidate: the weight of the rows nearest to it.
   const std::int64_t m = static_cast<std::int64_t>(cand.size()) / d;
-  std::vector<std::int32_t> labels(n, -1);
-  lloyd_partial part = detail::lloyd_step_local(b.X, b.w, {}, cand, m, labels, true, b.threads);
+  detail::row_labels labels(b.X);
+  lloyd_partial part = detail::lloyd_step_local(b.X, b.w_rows.span(), {}, cand, m, labels.span(), true, b.threads);
   c.allreduce<double>(part.weights, reduce_op::sum);
   // Weighted greedy k-means++ on the candidates, the same on every rank.
   block<double> cb;
@@ -280,7 +281,7 @@ std::vector<double> kmeans_parallel(const comm& c, const block<T>& b, std::int64
 // in increasing order, take the rows farthest from their own (old) centre, farthest first.
 template <class T>
 void relocate_empty(const comm& c, const block<T>& b, const std::vector<double>& old_centers,
-                    const std::vector<std::int32_t>& labels, std::vector<double>& sums,
+                    const detail::row_labels& labels, std::vector<double>& sums,
                     std::vector<double>& weights, std::int64_t k) {
   const std::int64_t d = b.d;
   std::vector<std::int64_t> empty;
@@ -288,7 +289,7 @@ void relocate_empty(const comm& c, const block<T>& b, const std::vector<double>&
     if (weights[j] == 0.0) empty.push_back(j);
   const std::int64_t m = static_cast<std::int64_t>(empty.size());
   if (m == 0) return;
-  const auto far = detail::farthest_local(b.X, old_centers, labels, m);
+  const auto far = detail::farthest_local(b.X, old_centers, labels.span(), m);
   std::vector<double> dist(m, -1.0);
   std::vector<std::int64_t> ids(m, -1);
   for (std::size_t j = 0; j < far.size(); ++j) {
@@ -313,7 +314,7 @@ void relocate_empty(const comm& c, const block<T>& b, const std::vector<double>&
     if (i < 0 || i >= b.X.rows) continue;
     detail::copy_row(b.X, i, buf.data() + j * width);
     buf[j * width + d] = weight_of(b.w, i);
-    buf[j * width + d + 1] = static_cast<double>(labels[i]);
+    buf[j * width + d + 1] = static_cast<double>(labels.at(i));
   }
   c.allreduce<double>(buf, reduce_op::sum);
   for (std::size_t j = 0; j < pool.size(); ++j) {
@@ -346,7 +347,7 @@ void average_centers(std::vector<double>& sums, const std::vector<double>& weigh
 
 struct run_result {
   std::vector<double> centers;
-  std::vector<std::int32_t> labels;
+  detail::row_labels labels;  // where the rows are
   double inertia = 0.0;
   std::int64_t n_iter = 0;
   std::int64_t n_distinct = 0;
@@ -356,18 +357,19 @@ struct run_result {
 template <class T>
 run_result lloyd(const comm& c, const block<T>& b, std::vector<double> centers, std::int64_t k,
                  const kmeans_params& prm, double tol) {
-  const std::int64_t n = b.X.rows, d = b.d;
+  const std::int64_t d = b.d;
   const bool talk = prm.verbose > 0 && c.rank() == 0;
   run_result out;
-  out.labels.assign(n, -1);
+  out.labels = detail::row_labels(b.X);
   bool strict = false;
   int it = 0;
   bool stopped = false;
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<double> buf(k * d + k + 2);
   for (it = 0; it < prm.max_iter; ++it) {
-    lloyd_partial part = detail::lloyd_step_local(b.X, b.w, prm.verbose > 0 ? std::span<const double>(b.xsq) : std::span<const double>(),
-                                                  centers, k, out.labels, true, b.threads);
+    lloyd_partial part = detail::lloyd_step_local(b.X, b.w_rows.span(),
+                                                  prm.verbose > 0 ? std::span<const double>(b.xsq) : std::span<const double>(),
+                                                  centers, k, out.labels.span(), true, b.threads);
     // The one allreduce of the iteration.
     std::copy(part.sums.begin(), part.sums.end(), buf.begin());
     std::copy(part.weights.begin(), part.weights.end(), buf.begin() + k * d);
@@ -406,9 +408,9 @@ run_result lloyd(const comm& c, const block<T>& b, std::vector<double> centers, 
     }
   }
   if (talk) std::fflush(stdout);
-  if (!strict) detail::lloyd_step_local(b.X, b.w, {}, centers, k, out.labels, false, b.threads);
+  if (!strict) detail::lloyd_step_local(b.X, b.w_rows.span(), {}, centers, k, out.labels.span(), false, b.threads);
   std::vector<double> tail(k + 1, 0.0);
-  tail[0] = detail::inertia_local(b.X, b.w, centers, out.labels, std::span<double>(tail.data() + 1, k));
+  tail[0] = detail::inertia_local(b.X, b.w_rows.span(), centers, out.labels.span(), std::span<double>(tail.data() + 1, k));
   c.allreduce<double>(tail, reduce_op::sum);
   out.inertia = tail[0];
   for (std::int64_t j = 0; j < k; ++j) out.n_distinct += tail[j + 1] > 0.0 ? 1 : 0;
@@ -537,9 +539,10 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
   // Global mean (unweighted, Chan-merged in rank order) and variance: tol as scikit-learn's
   // _tolerance, mean(var(X, axis=0)) * tol.
   std::vector<double> local_mean(d, 0.0), m2(d, 0.0);
-  const bool on_device = X.device == device_kind::cuda;
+  // A rank without rows keeps an empty host block (there is no device pointer to work from).
+  const bool on_device = X.device == device_kind::cuda && n > 0;
   if (on_device) {
-    if (n > 0 && static_cast<std::int64_t>(dev_mean.size()) == d) {
+    if ( static_cast<std::int64_t>(dev_mean.size()) == d) {
       local_mean = dev_mean;
       m2 = dev_m2;
     }
@@ -597,6 +600,15 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
   agree(c, copy_err);
   b.w = std::move(host_w);
   {
+    std::exception_ptr w_err;
+    try {
+      b.w_rows = detail::row_weights(b.X, b.w);
+    } catch (...) {
+      w_err = std::current_exception();
+    }
+    agree(c, w_err);
+  }
+  {
     // Collective on every rank (a rank without rows has no weights either).
     double total = b.w.empty() ? static_cast<double>(n) : 0.0;
     for (double v : b.w) total += v;
@@ -625,7 +637,7 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
       std::fflush(stdout);
     }
     run_result r = lloyd(c, b, std::move(init), k, prm, tol);
-    if (!have || (r.inertia < best.inertia && !same_clustering(c, r.labels, best.labels, k))) {
+    if (!have || (r.inertia < best.inertia && !same_clustering(c, r.labels.host(), best.labels.host(), k))) {
       best = std::move(r);
       have = true;
     }
@@ -635,7 +647,7 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
   m.n_samples = b.n_total;
   m.centers = std::move(best.centers);
   for (std::int64_t q = 0; q < k * d; ++q) m.centers[q] += static_cast<double>(mean_t[q % d]);
-  m.labels = std::move(best.labels);
+  m.labels = best.labels.host();
   m.inertia = best.inertia;
   m.n_iter = best.n_iter;
   m.n_distinct = best.n_distinct;
@@ -645,12 +657,12 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
 template <class T>
 std::vector<std::int32_t> kmeans_predict(matrix_view<const T> X, std::span<const double> centers) {
   check_block<T>("KMeans.predict", X, std::nullopt);
-  std::vector<std::int32_t> labels(X.rows, -1);
-  if (X.rows == 0) return labels;
+  if (X.rows == 0) return {};
   if (X.cols == 0 || centers.size() % X.cols != 0)
     throw invalid_argument("KMeans.predict: X has " + std::to_string(X.cols) + " features, the centres do not");
-  detail::lloyd_step_local(X, {}, {}, centers, static_cast<std::int64_t>(centers.size()) / X.cols, labels, false, 1);
-  return labels;
+  detail::row_labels labels(X);
+  detail::lloyd_step_local(X, {}, {}, centers, static_cast<std::int64_t>(centers.size()) / X.cols, labels.span(), false, 1);
+  return labels.host();
 }
 
 template <class T>
@@ -675,11 +687,11 @@ double kmeans_inertia(const comm& c, matrix_view<const T> X, std::optional<vecto
       if (centers.size() % X.cols != 0)
         throw invalid_argument("KMeans.score: X has " + std::to_string(X.cols) + " features, the centres do not");
       k = static_cast<std::int64_t>(centers.size()) / X.cols;
-      std::vector<std::int32_t> labels(X.rows, -1);
-      detail::lloyd_step_local(X, {}, {}, centers, k, labels, false, spmdlearn::detail::threads_per_rank(c));
-      const std::vector<double> wv = host_weights(w);
+      detail::row_labels labels(X);
+      detail::lloyd_step_local(X, {}, {}, centers, k, labels.span(), false, spmdlearn::detail::threads_per_rank(c));
+      const detail::row_weights wv(X, host_weights(w));
       std::vector<double> counts(k, 0.0);
-      tail.push_back(detail::inertia_local(X, wv, centers, labels, counts));
+      tail.push_back(detail::inertia_local(X, wv.span(), centers, labels.span(), counts));
     }
   } catch (...) {
     err = std::current_exception();

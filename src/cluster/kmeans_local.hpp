@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <utility>
 #include <vector>
@@ -12,6 +13,42 @@
 
 namespace spmdlearn::cluster::detail {
 
+// Per-row int32 labels kept where a block's rows are: host memory, or the rows' GPU for a device
+// block, so the Lloyd loop never moves them over PCIe. Move-only (the device memory is owned).
+class row_labels {
+ public:
+  row_labels() = default;
+  template <class T>
+  explicit row_labels(matrix_view<const T> X);  // X.rows labels, all -1, where X is
+  std::span<std::int32_t> span() { return {data(), static_cast<std::size_t>(n_)}; }
+  std::span<const std::int32_t> span() const { return {data(), static_cast<std::size_t>(n_)}; }
+  std::vector<std::int32_t> host() const;  // a host copy
+  std::int32_t at(std::int64_t i) const;   // one label (device: one small copy)
+
+ private:
+  std::int32_t* data() const { return device_ ? device_.get() : const_cast<std::int32_t*>(host_.data()); }
+  std::int64_t n_ = 0;
+  std::vector<std::int32_t> host_;
+  std::shared_ptr<std::int32_t> device_;  // shared by copies: a copy is a second handle, not a copy
+};
+
+// Per-row weights as doubles where a block's rows are (a device copy of the host weights for a
+// device block); an empty span when all weights are 1.
+class row_weights {
+ public:
+  row_weights() = default;
+  template <class T>
+  row_weights(matrix_view<const T> X, const std::vector<double>& host);
+  std::span<const double> span() const {
+    return {device_ ? device_.get() : host_.data(), static_cast<std::size_t>(n_)};
+  }
+
+ private:
+  std::int64_t n_ = 0;
+  std::vector<double> host_;
+  std::shared_ptr<double> device_;
+};
+
 // What one E-step (and M-step accumulation) over the local block produces.
 struct lloyd_partial {
   std::vector<double> sums;     // k x d: Σ w x over the rows nearest to each centre
@@ -19,6 +56,10 @@ struct lloyd_partial {
   double inertia = 0.0;         // Σ w ‖x − c_label‖² from the assignment distances
   std::int64_t changed = 0;     // rows whose label differs from the label passed in
 };
+
+// Where the per-row arrays live: for a block on a GPU (X.device == cuda) the `w` of
+// lloyd_step_local and inertia_local and every `labels` are device memory on X's GPU (row_weights,
+// row_labels); `xsq`, `closest` and the `w` of the k-means++ functions are host memory always.
 
 // E-step over the local rows: labels[i] <- argmin_j (‖c_j‖² − 2 x_i·c_j) (first minimum), with the
 // distance block of a chunk of rows computed by one gemm in the precision of X (as scikit-learn)

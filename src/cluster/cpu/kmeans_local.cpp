@@ -12,6 +12,8 @@
 #include "spmdlearn/core/error.hpp"
 #ifdef SPMDLEARN_WITH_CUDA
 #include "backend/cuda/kmeans_cuda.hpp"
+#include "backend/cuda/memory.hpp"
+#include "backend/cuda/moments_cuda.hpp"
 #endif
 
 // The local functions choose here: a block on a GPU (X.device == cuda, the k-means driver's
@@ -132,16 +134,12 @@ lloyd_partial lloyd_step_local(matrix_view<const T> X, std::span<const double> w
   lloyd_partial out;
 #ifdef SPMDLEARN_WITH_CUDA
   if (X.device == device_kind::cuda) {
-    auto r = cuda::lloyd_step_host<T>(X.data, n, d, X.stride(), w.empty() ? nullptr : w.data(), !xsq.empty(),
+    auto r = cuda::lloyd_step_rows<T>(X.data, n, d, X.stride(), w.empty() ? nullptr : w.data(), !xsq.empty(),
                                       std::vector<double>(centers.begin(), centers.end()), k, labels.data(), update);
     out.sums = std::move(r.sums);
     out.weights = std::move(r.weights);
     out.inertia = r.inertia;
     out.changed = r.changed;
-    if (!update) {
-      out.sums.clear();
-      out.weights.clear();
-    }
     return out;
   }
 #endif
@@ -335,15 +333,10 @@ double inertia_local(matrix_view<const T> X, std::span<const double> w,
   const std::int64_t d = X.cols;
   double total = 0.0;
 #ifdef SPMDLEARN_WITH_CUDA
-  if (X.device == device_kind::cuda) {
-    const std::vector<double> dist = cuda::own_distances<T>(X.data, X.rows, d, X.stride(),
-                                                            std::vector<double>(centers.begin(), centers.end()), labels.data());
-    for (std::int64_t i = 0; i < X.rows; ++i) {
-      total += (w.empty() ? 1.0 : w[i]) * dist[i];
-      counts[labels[i]] += 1.0;
-    }
-    return total;
-  }
+  if (X.device == device_kind::cuda)
+    return cuda::own_inertia<T>(X.data, X.rows, d, X.stride(), std::vector<double>(centers.begin(), centers.end()),
+                                static_cast<std::int64_t>(counts.size()), labels.data(), w.empty() ? nullptr : w.data(),
+                                counts.data());
 #endif
   for (std::int64_t i = 0; i < X.rows; ++i) {
     const double s = squared_distance(X.row(i), centers.data() + labels[i] * d, d);
@@ -379,6 +372,48 @@ void copy_row(matrix_view<const T> X, std::int64_t i, double* out) {
   for (std::int64_t q = 0; q < X.cols; ++q) out[q] = static_cast<double>(X(i, q));
 }
 
+// ---- row_labels, row_weights --------------------------------------------------------------------
+template <class T>
+row_labels::row_labels(matrix_view<const T> X) : n_(X.rows) {
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda && n_ > 0) {
+    device_ = std::shared_ptr<std::int32_t>(cuda::alloc_labels(X.data, n_), [](std::int32_t* p) { cuda::free_device(p); });
+    return;
+  }
+#endif
+  host_.assign(static_cast<std::size_t>(n_), -1);
+}
+
+std::vector<std::int32_t> row_labels::host() const {
+  if (!device_) return host_;
+  std::vector<std::int32_t> h(static_cast<std::size_t>(n_));
+#ifdef SPMDLEARN_WITH_CUDA
+  cuda::copy_device_to_host(h.data(), device_.get(), h.size() * sizeof(std::int32_t));
+#endif
+  return h;
+}
+
+std::int32_t row_labels::at(std::int64_t i) const {
+  if (!device_) return host_[i];
+  std::int32_t v = -1;
+#ifdef SPMDLEARN_WITH_CUDA
+  cuda::copy_device_to_host(&v, device_.get() + i, sizeof(v));
+#endif
+  return v;
+}
+
+template <class T>
+row_weights::row_weights(matrix_view<const T> X, const std::vector<double>& host)
+    : n_(static_cast<std::int64_t>(host.size())) {
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda && n_ > 0) {
+    device_ = std::shared_ptr<double>(cuda::upload_doubles(X.data, host.data(), n_), [](double* p) { cuda::free_device(p); });
+    return;
+  }
+#endif
+  host_ = host;
+}
+
 #define SPMDLEARN_KMEANS_LOCAL(T)                                                                  \
   template lloyd_partial lloyd_step_local<T>(matrix_view<const T>, std::span<const double>,        \
                                              std::span<const double>, std::span<const double>,     \
@@ -395,7 +430,9 @@ void copy_row(matrix_view<const T> X, std::int64_t i, double* out) {
                                    std::span<double>);                                             \
   template std::vector<double> distances_local<T>(matrix_view<const T>, std::span<const double>,   \
                                                   std::int64_t);                                   \
-  template void copy_row<T>(matrix_view<const T>, std::int64_t, double*);
+  template void copy_row<T>(matrix_view<const T>, std::int64_t, double*);                          \
+  template row_labels::row_labels(matrix_view<const T>);                                           \
+  template row_weights::row_weights(matrix_view<const T>, const std::vector<double>&);
 SPMDLEARN_KMEANS_LOCAL(float)
 SPMDLEARN_KMEANS_LOCAL(double)
 #undef SPMDLEARN_KMEANS_LOCAL
