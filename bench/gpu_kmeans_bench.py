@@ -97,6 +97,8 @@ def main():
     km = est(init).fit(X)
     t_sl = timed(lambda: est(init).fit(X), repeats=a.repeats)
     per = t_sl / km.n_iter_
+    kpp = KMeans(a.k, n_init=1, max_iter=a.iters, tol=0.0, random_state=0)
+    t_kpp = timed(lambda: kpp.fit(X), repeats=1)
     rate = lambda ms: flops(a.rows) / ms / 1e9  # noqa: E731 - TFLOP/s
     print(f"## KMeans on one GPU, {card}, {time.strftime('%Y-%m-%d')}\n")
     print(f"X: {a.rows:,} x {a.cols} {a.dtype} (blobs), k = {a.k}, {a.iters} Lloyd iterations from the same "
@@ -111,6 +113,7 @@ def main():
           f"{rate(t_torch / a.iters):.1f} ({rate(t_torch / a.iters) / peak:.0%}) | |")
     print(f"| spmdlearn KMeans.fit (n_iter_={km.n_iter_}) | {t_sl:.1f} | {per:.2f} | {rate(per):.1f} "
           f"({rate(per) / peak:.0%}) | {abs(km.inertia_ - inertia_t) / inertia_t:.1e} |")
+    print(f"| spmdlearn KMeans.fit, init='k-means++' (n_iter_={kpp.n_iter_}) | {t_kpp:.1f} | | | |")
     print(f"\nspmdlearn vs PyTorch per iteration: {t_torch / a.iters / per:.2f}x\n")
 
 

@@ -40,7 +40,7 @@ struct block {
   std::shared_ptr<T> xc_device;         // the same on X's GPU when X is there (then xc is empty)
   matrix_view<const T> X;               // view of xc
   std::vector<double> w;                // n weights, empty: all 1
-  detail::row_weights w_rows;           // the same where the rows are (X's GPU for a device block)
+  detail::row_values w_rows;            // the same where the rows are (X's GPU for a device block)
   std::vector<double> xsq;              // ‖x_c‖² per row
   std::vector<std::int64_t> rank_rows;  // rows of every rank
   std::int64_t offset = 0;              // global id of local row 0
@@ -59,15 +59,16 @@ struct located {
   int owner = -1;
   std::int64_t local = -1;  // valid on the owner only
 };
-std::vector<located> locate(const comm& c, const std::vector<double>& cum,
-                            const std::vector<double>& values, bool right,
-                            const std::vector<std::int64_t>& rank_rows) {
-  const double mine = cum.empty() ? 0.0 : cum.back();
+std::vector<located> locate(const comm& c, const detail::mass_index& cum, const std::vector<double>& values,
+                            bool right, const std::vector<std::int64_t>& rank_rows) {
+  const double mine = cum.total();
   const std::vector<double> totals = c.allgather<double>(std::span<const double>(&mine, 1));
   const int p = c.size(), me = c.rank();
   std::vector<double> prefix(p, 0.0);
   for (int r = 1; r < p; ++r) prefix[r] = prefix[r - 1] + totals[r - 1];
   std::vector<located> out(values.size());
+  std::vector<std::size_t> mine_at;  // the values this rank owns, searched in one call
+  std::vector<double> local_u;
   for (std::size_t j = 0; j < values.size(); ++j) {
     const double v = values[j];
     int owner = -1, last = -1;
@@ -88,12 +89,20 @@ std::vector<located> locate(const comm& c, const std::vector<double>& cum,
     }
     o.owner = owner;
     if (me == owner) {
-      const double u = v - prefix[owner];
-      auto it = right ? std::upper_bound(cum.begin(), cum.end(), u) : std::lower_bound(cum.begin(), cum.end(), u);
-      o.local = std::min<std::int64_t>(it - cum.begin(), rank_rows[owner] - 1);
+      mine_at.push_back(j);
+      local_u.push_back(v - prefix[owner]);
     }
   }
+  if (!mine_at.empty()) {
+    const std::vector<std::int64_t> rows = cum.find(local_u, right);
+    for (std::size_t q = 0; q < mine_at.size(); ++q)
+      out[mine_at[q]].local = std::min<std::int64_t>(rows[q], rank_rows[me] - 1);
+  }
   return out;
+}
+std::vector<located> locate(const comm& c, const std::vector<double>& cum, const std::vector<double>& values,
+                            bool right, const std::vector<std::int64_t>& rank_rows) {
+  return locate(c, detail::mass_index(cum), values, right, rank_rows);
 }
 
 // The rows at `at` (m x d, centred, double) and their global ids (-1 where `usable` said no),
@@ -147,24 +156,23 @@ std::vector<double> kmeans_plusplus(const comm& c, const block<T>& b, std::int64
     const std::vector<double> row = fetch_rows(c, b, at);
     std::copy(row.begin(), row.end(), centers.begin());
   }
-  std::vector<double> closest(n, std::numeric_limits<double>::infinity());
-  detail::update_closest_local(b.X, b.xsq, std::span<const double>(centers.data(), d), 1, closest);
-  double pot = 0.0;
-  for (std::int64_t i = 0; i < n; ++i) pot += w[i] * closest[i];
-  pot = c.allreduce_value(pot, reduce_op::sum);
-  std::vector<double> mass(n);
+  // closest_i and the weights live where the rows are (on the GPU for a device block), so a
+  // step moves only the candidates and their potentials.
+  detail::row_values closest(b.X, std::numeric_limits<double>::infinity());
+  detail::update_closest_local(b.X, b.xsq, std::span<const double>(centers.data(), d), 1, closest.span());
+  double pot = c.allreduce_value(detail::mass_index(b.X, b.w_rows.span(), closest.span()).total(), reduce_op::sum);
   for (std::int64_t cc = 1; cc < k; ++cc) {
     std::vector<double> values(trials);
     for (auto& v : values) v = uniform01(rng) * pot;
-    for (std::int64_t i = 0; i < n; ++i) mass[i] = w[i] * closest[i];
-    const auto at = locate(c, cumulative(n, mass), values, false, b.rank_rows);
+    const auto at = locate(c, detail::mass_index(b.X, b.w_rows.span(), closest.span()), values, false, b.rank_rows);
     const std::vector<double> cand = fetch_rows(c, b, at);
-    std::vector<double> pots = detail::candidate_potentials_local(b.X, b.xsq, w, cand, trials, closest);
+    std::vector<double> pots =
+        detail::candidate_potentials_local(b.X, b.xsq, b.w_rows.span(), cand, trials, closest.span());
     c.allreduce<double>(pots, reduce_op::sum);
     const std::int64_t best = std::min_element(pots.begin(), pots.end()) - pots.begin();
     pot = pots[best];
     const std::span<const double> chosen(cand.data() + best * d, d);
-    detail::update_closest_local(b.X, b.xsq, chosen, 1, closest);
+    detail::update_closest_local(b.X, b.xsq, chosen, 1, closest.span());
     std::copy(chosen.begin(), chosen.end(), centers.begin() + cc * d);
   }
   return centers;
@@ -231,9 +239,10 @@ std::vector<double> kmeans_parallel(const comm& c, const block<T>& b, std::int64
     const double total = c.allreduce_value(local, reduce_op::sum);
     cand = fetch_rows(c, b, locate(c, cum, {uniform01(rng) * total}, true, b.rank_rows));
   }
-  std::vector<double> closest(n, std::numeric_limits<double>::infinity());
-  detail::update_closest_local(b.X, b.xsq, cand, 1, closest);
+  detail::row_values closest_rows(b.X, std::numeric_limits<double>::infinity());
+  detail::update_closest_local(b.X, b.xsq, cand, 1, closest_rows.span());
   for (int round = 0; round < 5; ++round) {
+    const std::vector<double> closest = closest_rows.host();  // the draws below read every row
     double psi = 0.0;
     for (std::int64_t i = 0; i < n; ++i) psi += w[i] * closest[i];
     psi = c.allreduce_value(psi, reduce_op::sum);
@@ -255,7 +264,7 @@ std::vector<double> kmeans_parallel(const comm& c, const block<T>& b, std::int64
     for (int r = 0; r < c.size(); ++r)
       fresh.insert(fresh.end(), all.begin() + r * most * d, all.begin() + (r * most + counts[r]) * d);
     const std::int64_t m = static_cast<std::int64_t>(fresh.size()) / d;
-    detail::update_closest_local(b.X, b.xsq, fresh, m, closest);
+    detail::update_closest_local(b.X, b.xsq, fresh, m, closest_rows.span());
     cand.insert(cand.end(), fresh.begin(), fresh.end());
   }
   // Weight of each candidate: the weight of the rows nearest to it.
@@ -268,6 +277,7 @@ std::vector<double> kmeans_parallel(const comm& c, const block<T>& b, std::int64
   cb.xc = cand;
   cb.X = matrix_view<const double>(cb.xc.data(), m, d);
   cb.w = part.weights;
+  cb.w_rows = detail::row_values(cb.X, cb.w);
   cb.xsq.assign(m, 0.0);
   for (std::int64_t i = 0; i < m; ++i)
     for (std::int64_t q = 0; q < d; ++q) cb.xsq[i] += cand[i * d + q] * cand[i * d + q];
@@ -602,7 +612,7 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
   {
     std::exception_ptr w_err;
     try {
-      b.w_rows = detail::row_weights(b.X, b.w);
+      b.w_rows = detail::row_values(b.X, b.w);
     } catch (...) {
       w_err = std::current_exception();
     }
@@ -689,7 +699,7 @@ double kmeans_inertia(const comm& c, matrix_view<const T> X, std::optional<vecto
       k = static_cast<std::int64_t>(centers.size()) / X.cols;
       detail::row_labels labels(X);
       detail::lloyd_step_local(X, {}, {}, centers, k, labels.span(), false, spmdlearn::detail::threads_per_rank(c));
-      const detail::row_weights wv(X, host_weights(w));
+      const detail::row_values wv(X, host_weights(w));
       std::vector<double> counts(k, 0.0);
       tail.push_back(detail::inertia_local(X, wv.span(), centers, labels.span(), counts));
     }

@@ -994,18 +994,37 @@ def test_kmeans_given_init_on_device_equals_cpu_path(kind, dtype):
     assert gpu.score(Xd) == pytest.approx(cpu.score(X), rel=tol)
 
 
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("init", ["k-means++", "k-means||", "random"])
-def test_kmeans_seeded_inits_on_device(init):
-    """The same seed draws the same numbers on the GPU and the CPU path; distances differ in
-    rounding only, so the fits reach the same clustering of well separated blobs."""
+def test_kmeans_seeded_inits_on_device(init, weighted):
+    """The same seed draws the same numbers on the GPU and the CPU path (k-means++ keeps its
+    closest distances on the GPU and draws through 1024-row tile sums: 20 tiles here); distances
+    differ in rounding only, so the fits reach the same clustering of well separated blobs."""
     from spmdlearn.cluster import KMeans
 
     X, _ = _kmeans_data(np.float64)
-    cpu = KMeans(7, init=init, n_init=2, random_state=3).fit(X)
-    gpu = KMeans(7, init=init, n_init=2, random_state=3).fit(cp.asarray(X))
+    w = np.random.default_rng(5).uniform(0.2, 2.0, len(X)) if weighted else None
+    wd = None if w is None else cp.asarray(w)
+    cpu = KMeans(7, init=init, n_init=2, random_state=3).fit(X, sample_weight=w)
+    gpu = KMeans(7, init=init, n_init=2, random_state=3).fit(cp.asarray(X), sample_weight=wd)
     assert gpu.inertia_ == pytest.approx(cpu.inertia_, rel=1e-9)
-    twin = KMeans(7, init=init, n_init=2, random_state=3).fit(cp.asarray(X))
+    twin = KMeans(7, init=init, n_init=2, random_state=3).fit(cp.asarray(X), sample_weight=wd)
     np.testing.assert_array_equal(twin.cluster_centers_, gpu.cluster_centers_)  # reproducible
+
+
+def test_kmeans_plusplus_on_device_float32_many_clusters():
+    """k-means++ with k = 300 on float32 device rows (three centre tiles of the fused kernel):
+    within 5% of scikit-learn's k-means++ from the same number of runs, and reproducible."""
+    from sklearn.cluster import KMeans as SkKMeans
+
+    from spmdlearn.cluster import KMeans
+
+    X, _ = _kmeans_data(np.float32, n=30000, d=20, k=300, seed=4)
+    gpu = KMeans(300, n_init=2, random_state=0, max_iter=50).fit(cp.asarray(X))
+    sk = SkKMeans(300, n_init=2, random_state=0, max_iter=50).fit(X)
+    assert gpu.inertia_ <= sk.inertia_ * 1.05  # different random streams: a 5% margin
+    twin = KMeans(300, n_init=2, random_state=0, max_iter=50).fit(cp.asarray(X))
+    np.testing.assert_array_equal(twin.cluster_centers_, gpu.cluster_centers_)
 
 
 def test_kmeans_device_weights_and_empty_cluster():

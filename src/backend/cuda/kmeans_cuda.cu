@@ -461,12 +461,9 @@ void candidate_pass(const T* X, std::int64_t n, std::int64_t d, std::int64_t str
     for (std::int64_t q = 0; q < d; ++q) csq[j] += candidates[j * d + q] * candidates[j * d + q];
   const std::int64_t chunk = std::max<std::int64_t>(threads, std::min<std::int64_t>(n, (256LL << 20) / (m * sizeof(T))));
   dev_array<T> dC(C.size(), st), G(static_cast<std::size_t>(std::min(chunk, n) * m), st);
-  dev_array<double> dcsq(static_cast<std::size_t>(m), st), dcl(static_cast<std::size_t>(n), st),
-      dw(w ? static_cast<std::size_t>(n) : 0, st);
+  dev_array<double> dcsq(static_cast<std::size_t>(m), st);
   check(cudaMemcpyAsync(dC.p, C.data(), C.size() * sizeof(T), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
   check(cudaMemcpyAsync(dcsq.p, csq.data(), m * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
-  check(cudaMemcpyAsync(dcl.p, closest, n * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
-  if (w) check(cudaMemcpyAsync(dw.p, w, n * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
   const std::int64_t chunks = (n + chunk - 1) / chunk;
   const std::int64_t blocks_per_chunk = (std::min(chunk, n) + threads - 1) / threads;
   dev_array<double> part(pot ? static_cast<std::size_t>(chunks * blocks_per_chunk * m) : 0, st);
@@ -478,18 +475,110 @@ void candidate_pass(const T* X, std::int64_t n, std::int64_t d, std::int64_t str
                "cublas gemm (candidates)");
     const unsigned blocks = static_cast<unsigned>((rows + threads - 1) / threads);
     candidate_kernel<T><<<blocks, threads, pot ? threads * m * sizeof(double) : 0, st>>>(
-        X + i0 * stride, rows, static_cast<int>(d), stride, G.p, static_cast<int>(m), dcsq.p, w ? dw.p + i0 : nullptr,
-        dcl.p + i0, pot ? part.p + c * blocks_per_chunk * m : nullptr, update);
+        X + i0 * stride, rows, static_cast<int>(d), stride, G.p, static_cast<int>(m), dcsq.p, w ? w + i0 : nullptr,
+        closest + i0, pot ? part.p + c * blocks_per_chunk * m : nullptr, update);
     check(cudaGetLastError(), "candidate kernel launch");
   }
-  if (update)
-    check(cudaMemcpyAsync(closest, dcl.p, n * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   std::vector<double> hp(pot ? static_cast<std::size_t>(chunks * blocks_per_chunk * m) : 0);
   if (pot) check(cudaMemcpyAsync(hp.data(), part.p, hp.size() * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
   if (pot)
     for (std::size_t b = 0; b < hp.size() / m; ++b)
       for (std::int64_t j = 0; j < m; ++j) pot[j] += hp[b * m + j];
+}
+
+namespace {
+
+// One warp per tile of mass_tile rows: lane l adds rows l, l + 32, ... in order, then a fixed
+// shuffle tree; the tile's sum of w_i closest_i into out[tile].
+__global__ void mass_tiles_kernel(std::int64_t n, const double* __restrict__ w, const double* __restrict__ closest,
+                                  std::int64_t tiles, double* __restrict__ out) {
+  const int lane = threadIdx.x & 31;
+  const std::int64_t tile = (blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x) / 32;
+  if (tile >= tiles) return;  // whole warps leave together
+  const std::int64_t r0 = tile * mass_tile, r1 = r0 + mass_tile < n ? r0 + mass_tile : n;
+  double s = 0.0;
+  for (std::int64_t i = r0 + lane; i < r1; i += 32) s += (w ? w[i] : 1.0) * (closest ? closest[i] : 1.0);
+  for (int off = 16; off > 0; off >>= 1) s += __shfl_down_sync(0xffffffffu, s, off);
+  if (lane == 0) out[tile] = s;
+}
+
+// One thread per value: the running mass from the tile's start, row by row.
+__global__ void mass_find_kernel(std::int64_t n, const double* __restrict__ w, const double* __restrict__ closest,
+                                 int values, const std::int64_t* __restrict__ tiles, const double* __restrict__ start,
+                                 const double* __restrict__ u, bool right, std::int64_t* __restrict__ out) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= values) return;
+  const std::int64_t r0 = tiles[j] * mass_tile, r1 = r0 + mass_tile < n ? r0 + mass_tile : n;
+  double acc = start[j];
+  std::int64_t found = r1 - 1;
+  for (std::int64_t i = r0; i < r1; ++i) {
+    acc += (w ? w[i] : 1.0) * (closest ? closest[i] : 1.0);
+    if (right ? acc > u[j] : acc >= u[j]) {
+      found = i;
+      break;
+    }
+  }
+  out[j] = found;
+}
+
+__global__ void fill_kernel(double* p, std::int64_t n, double v) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+    p[i] = v;
+}
+
+}  // namespace
+
+std::vector<double> mass_tiles(const void* like, std::int64_t n, const double* w, const double* closest) {
+  const std::int64_t tiles = (n + mass_tile - 1) / mass_tile;
+  std::vector<double> out(static_cast<std::size_t>(tiles));
+  if (tiles == 0) return out;
+  device_scope scope(like);
+  const cudaStream_t st = scope.stream();
+  dev_array<double> d(static_cast<std::size_t>(tiles), st);
+  const std::int64_t warps_per_block = threads / 32;
+  mass_tiles_kernel<<<static_cast<unsigned>((tiles + warps_per_block - 1) / warps_per_block), threads, 0, st>>>(
+      n, w, closest, tiles, d.p);
+  check(cudaGetLastError(), "mass tiles launch");
+  check(cudaMemcpyAsync(out.data(), d.p, tiles * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  return out;
+}
+
+std::vector<std::int64_t> mass_find(const void* like, std::int64_t n, const double* w, const double* closest,
+                                    const std::vector<std::int64_t>& tiles, const std::vector<double>& start,
+                                    const std::vector<double>& u, bool right) {
+  const int m = static_cast<int>(u.size());
+  std::vector<std::int64_t> out(u.size());
+  if (m == 0) return out;
+  device_scope scope(like, false);
+  const cudaStream_t st = scope.stream();
+  dev_array<std::int64_t> dt(u.size(), st), dout(u.size(), st);
+  dev_array<double> ds(u.size(), st), du(u.size(), st);
+  check(cudaMemcpyAsync(dt.p, tiles.data(), m * sizeof(std::int64_t), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  check(cudaMemcpyAsync(ds.p, start.data(), m * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  check(cudaMemcpyAsync(du.p, u.data(), m * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  mass_find_kernel<<<(m + 63) / 64, 64, 0, st>>>(n, w, closest, m, dt.p, ds.p, du.p, right, dout.p);
+  check(cudaGetLastError(), "mass find launch");
+  check(cudaMemcpyAsync(out.data(), dout.p, m * sizeof(std::int64_t), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  return out;
+}
+
+double* filled_doubles(const void* like, std::int64_t n, double fill) {
+  device_scope scope(like, false);
+  double* p = nullptr;
+  const std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(double);
+  check(cudaMalloc(reinterpret_cast<void**>(&p), bytes), "cudaMalloc", bytes);
+  fill_kernel<<<grid_rows(n), threads, 0, scope.stream()>>>(p, n, fill);
+  const cudaError_t e = cudaGetLastError();
+  const cudaError_t e2 = cudaStreamSynchronize(scope.stream());
+  if (e != cudaSuccess || e2 != cudaSuccess) {
+    cudaFree(p);
+    fail(e != cudaSuccess ? e : e2, "fill kernel");
+  }
+  return p;
 }
 
 template <class T>

@@ -37,10 +37,22 @@ lloyd_device_partial lloyd_step_rows(const T* X, std::int64_t n, std::int64_t d,
                                      bool with_inertia, const std::vector<double>& centers, std::int64_t k,
                                      std::int32_t* labels, bool update);
 
+// k-means++ on device rows: the tile sums (tiles of mass_tile rows, each summed in a fixed order)
+// of m_i = w_i closest_i (a null factor counts as 1), and for each value u_j the first row of
+// tile tiles[j] whose running mass start_j + Σ m reaches u_j (>= u; right: > u), else the tile's
+// last row. w and closest on the GPU of `like`.
+constexpr std::int64_t mass_tile = 1024;
+std::vector<double> mass_tiles(const void* like, std::int64_t n, const double* w, const double* closest);
+std::vector<std::int64_t> mass_find(const void* like, std::int64_t n, const double* w, const double* closest,
+                                    const std::vector<std::int64_t>& tiles, const std::vector<double>& start,
+                                    const std::vector<double>& u, bool right);
+// n doubles, all `fill`, on the GPU of `like`; free with free_device.
+double* filled_doubles(const void* like, std::int64_t n, double fill);
+
 // Squared distances of the rows to m candidates (‖x‖² + ‖c‖² − 2 x·c, clipped at 0, in double from
-// a gemm in the precision of X): with `pot`, pot[j] += Σ_i w_i min(closest_i, d_ij); with
-// `update`, closest_i <- min(closest_i, min_j d_ij). closest and w are host arrays of n (w may be
-// null).
+// a gemm in the precision of X): with `pot`, pot[j] += Σ_i w_i min(closest_i, d_ij) (host, m);
+// with `update`, closest_i <- min(closest_i, min_j d_ij). closest and w (or null) are n doubles on
+// X's GPU.
 template <class T>
 void candidate_pass(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const double* w,
                     const std::vector<double>& candidates, std::int64_t m, double* closest, double* pot,

@@ -296,7 +296,7 @@ std::vector<double> candidate_potentials_local(matrix_view<const T> X, std::span
   if (X.device == device_kind::cuda) {
     cuda::candidate_pass<T>(X.data, X.rows, X.cols, X.stride(), w.empty() ? nullptr : w.data(),
                             std::vector<double>(candidates.begin(), candidates.end()), m,
-                            const_cast<double*>(closest.data()), pot.data(), false);  // read only
+                            const_cast<double*>(closest.data()), pot.data(), false);  // read only (device)
     return pot;
   }
 #endif
@@ -403,7 +403,7 @@ std::int32_t row_labels::at(std::int64_t i) const {
 }
 
 template <class T>
-row_weights::row_weights(matrix_view<const T> X, const std::vector<double>& host)
+row_values::row_values(matrix_view<const T> X, const std::vector<double>& host)
     : n_(static_cast<std::int64_t>(host.size())) {
 #ifdef SPMDLEARN_WITH_CUDA
   if (X.device == device_kind::cuda && n_ > 0) {
@@ -412,6 +412,72 @@ row_weights::row_weights(matrix_view<const T> X, const std::vector<double>& host
   }
 #endif
   host_ = host;
+}
+
+template <class T>
+row_values::row_values(matrix_view<const T> X, double fill) : n_(X.rows) {
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda && n_ > 0) {
+    device_ = std::shared_ptr<double>(cuda::filled_doubles(X.data, n_, fill), [](double* p) { cuda::free_device(p); });
+    return;
+  }
+#endif
+  host_.assign(static_cast<std::size_t>(n_), fill);
+}
+
+std::vector<double> row_values::host() const {
+  if (!device_) return host_;
+  std::vector<double> h(static_cast<std::size_t>(n_));
+#ifdef SPMDLEARN_WITH_CUDA
+  cuda::copy_device_to_host(h.data(), device_.get(), h.size() * sizeof(double));
+#endif
+  return h;
+}
+
+mass_index::mass_index(std::vector<double> host_cumulative)
+    : n_(static_cast<std::int64_t>(host_cumulative.size())),
+      total_(host_cumulative.empty() ? 0.0 : host_cumulative.back()),
+      cum_(std::move(host_cumulative)) {}
+
+template <class T>
+mass_index::mass_index(matrix_view<const T> X, std::span<const double> w, std::span<const double> closest)
+    : n_(X.rows) {
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda) {
+    device_ = true;
+    like_ = X.data;
+    w_ = w.empty() ? nullptr : w.data();
+    closest_ = closest.empty() ? nullptr : closest.data();
+    if (n_ > 0) cum_ = cuda::mass_tiles(X.data, n_, w_, closest_);
+    double s = 0.0;
+    for (double& v : cum_) v = (s += v);
+    total_ = s;
+    return;
+  }
+#endif
+  cum_.resize(static_cast<std::size_t>(n_));
+  double s = 0.0;
+  for (std::int64_t i = 0; i < n_; ++i)
+    cum_[i] = (s += (w.empty() ? 1.0 : w[i]) * (closest.empty() ? 1.0 : closest[i]));
+  total_ = s;
+}
+
+std::vector<std::int64_t> mass_index::find(const std::vector<double>& u, bool right) const {
+  std::vector<std::int64_t> out(u.size(), n_ - 1);
+  if (n_ == 0) return out;
+  for (std::size_t j = 0; j < u.size(); ++j) {
+    auto it = right ? std::upper_bound(cum_.begin(), cum_.end(), u[j]) : std::lower_bound(cum_.begin(), cum_.end(), u[j]);
+    out[j] = std::min<std::int64_t>(it - cum_.begin(), static_cast<std::int64_t>(cum_.size()) - 1);
+  }
+#ifdef SPMDLEARN_WITH_CUDA
+  if (device_) {
+    // out[j] is the tile; the row inside it comes from a scan on the GPU from the tile's start.
+    std::vector<double> start(u.size());
+    for (std::size_t j = 0; j < u.size(); ++j) start[j] = out[j] > 0 ? cum_[out[j] - 1] : 0.0;
+    return cuda::mass_find(like_, n_, w_, closest_, out, start, u, right);
+  }
+#endif
+  return out;
 }
 
 #define SPMDLEARN_KMEANS_LOCAL(T)                                                                  \
@@ -432,7 +498,9 @@ row_weights::row_weights(matrix_view<const T> X, const std::vector<double>& host
                                                   std::int64_t);                                   \
   template void copy_row<T>(matrix_view<const T>, std::int64_t, double*);                          \
   template row_labels::row_labels(matrix_view<const T>);                                           \
-  template row_weights::row_weights(matrix_view<const T>, const std::vector<double>&);
+  template row_values::row_values(matrix_view<const T>, const std::vector<double>&);                \
+  template row_values::row_values(matrix_view<const T>, double);                                   \
+  template mass_index::mass_index(matrix_view<const T>, std::span<const double>, std::span<const double>);
 SPMDLEARN_KMEANS_LOCAL(float)
 SPMDLEARN_KMEANS_LOCAL(double)
 #undef SPMDLEARN_KMEANS_LOCAL
