@@ -224,11 +224,23 @@ __global__ void sums_kernel(const T* __restrict__ X, std::int64_t n, int d, std:
   const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * tile_rows;
   const std::int64_t r1 = r0 + tile_rows < n ? r0 + tile_rows : n;
   if (t < cols && c <= d) {
-#pragma unroll 8
-    for (std::int64_t i = r0; i < r1; ++i) {
-      const T wi = w ? static_cast<T>(w[i]) : T(1);
-      const T v = c < d ? wi * X[i * stride + c] : wi;
-      acc[labels[i] * cols + t] += v;
+    // Groups of 32 rows: the group's loads are all issued before its shared-memory adds, so a
+    // thread waits for memory once a group, not once a row (the adds form a chain: two rows
+    // may share a label). Rows past r1 add zero to label 0.
+    constexpr int group = 32;
+    for (std::int64_t i0 = r0; i0 < r1; i0 += group) {
+      int lab[group];
+      T v[group];
+#pragma unroll
+      for (int u = 0; u < group; ++u) {
+        const std::int64_t i = i0 + u;
+        const bool live = i < r1;
+        lab[u] = live ? labels[i] : 0;
+        const T wi = live ? (w ? static_cast<T>(w[i]) : T(1)) : T(0);
+        v[u] = c < d ? (live ? wi * X[i * stride + c] : T(0)) : wi;
+      }
+#pragma unroll
+      for (int u = 0; u < group; ++u) acc[lab[u] * cols + t] += v[u];
     }
   }
   __syncthreads();
