@@ -949,7 +949,7 @@ def test_pca_device_bad_input():
             PCA(n_components=3, svd_solver=solver).fit(cp.asarray(X))
 
 
-# --- KMeans on device arrays (branch kmeans-gpu: written 2026-11-27, first run pending) ---------
+# --- KMeans on device arrays --------------------------------------------------------------------
 
 def _kmeans_data(dtype, n=20000, d=12, k=7, seed=0):
     from sklearn.datasets import make_blobs

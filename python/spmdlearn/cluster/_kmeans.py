@@ -75,10 +75,12 @@ class KMeans(SPMDMixin, _SkKMeans):
     comm : mpi4py communicator or None
     device : {"auto", "cpu", "cuda"}, default="auto"
         A CUDA X (cupy, torch, DLPack; sample_weight then a CUDA array too) is fitted on its GPU:
-        the centred copy, the distance gemms, the argmin and the per-cluster sums run there (the
-        k-means++ draws and the relocation of empty clusters on the host). "cuda" copies host
-        data to this rank's GPU; "cpu" brings a CUDA X to the host. predict/transform of a CUDA
-        X return arrays of its kind. (Branch kmeans-gpu, 2026-11-27: not yet run on a GPU.)
+        the centred copy, the labels, the weights and k-means++'s closest distances stay there;
+        distances and argmin run in one fused kernel, the per-cluster sums in a deterministic
+        kernel, and only k x d numbers cross PCIe an iteration (the draws themselves and the
+        relocation of empty clusters are decided on the host from replicated numbers). "cuda"
+        copies host data to this rank's GPU; "cpu" brings a CUDA X to the host. predict/transform
+        of a CUDA X return arrays of its kind; labels_ is a numpy array.
 
     Attributes
     ----------

@@ -1,4 +1,5 @@
-// CUDA k-means E/M step. See kmeans_cuda.hpp (status: compiled, not yet run on a GPU).
+// CUDA k-means local work (fused distance + argmin, M-step sums, k-means++ passes). See kmeans_cuda.hpp;
+// checked on 4x H200 in session 4 (bench/results/gpu_2026-11-27_h200x4_session4.md).
 #include <algorithm>
 #include <string>
 
