@@ -12,6 +12,8 @@
 #   covbench  bench/gpu_cov_bench.py: EmpiricalCovariance on one GPU vs cuBLAS (cov-1gpu.md)
 #   linbench  bench/gpu_linear_bench.py, gpu_logistic_bench.py, gpu_pca_bench.py: LinearRegression,
 #             LogisticRegression and PCA vs PyTorch, weak scaling at every rank count (lin-1gpu.md)
+#   kmbench   bench/gpu_kmeans_bench.py: KMeans vs a PyTorch Lloyd loop on one GPU, weak and strong
+#             scaling at every rank count (km-1gpu.md)
 #   scaling   bench/gpu_bench.py weak and strong scaling at 1, 2, 4, 8 ... GPUs (as many as there are)
 #
 # usage: bash scripts/gpu-check.sh [OUTDIR]      OUTDIR default: $OUT if set, else ./gpu-results
@@ -58,7 +60,7 @@ else
 fi
 rm -f "$OUTDIR/SUMMARY.md" "$OUTDIR/gpu-check.log" "$OUTDIR/logs.tar.gz" "$OUTDIR/scaling.jsonl" \
       "$OUTDIR/scaling.md" "$OUTDIR/bench-1gpu.md" "$OUTDIR/bench-1gpu.json" "$OUTDIR/cov-1gpu.md" \
-      "$OUTDIR/lin-1gpu.md"
+      "$OUTDIR/lin-1gpu.md" "$OUTDIR/km-1gpu.md"
 exec > >(tee -a "$OUTDIR/gpu-check.log") 2>&1
 
 # Never let NCCL, PyTorch or NVSHMEM use NVLink multicast on the lent machines (KINDS.md).
@@ -341,6 +343,26 @@ step_linbench() {
   } | tee "$OUTDIR/lin-1gpu.md"
 }
 
+step_kmbench() {
+  cd "$ROOT"
+  if (( NGPU < 1 )); then echo "nvidia-smi lists no GPU"; exit 1; fi
+  local n mode
+  {
+    PYTHONPATH="$SITE" x "$PY" bench/gpu_kmeans_bench.py --rows 20000000 --cols 64 --k 256 --iters 20
+    for mode in "rows-per-gpu 20000000" "total-rows 20000000"; do
+      echo
+      echo "### KMeans ${mode%% *} scaling (${mode##* } rows; 64 columns float32, k = 256, 20 iterations; max over ranks)"
+      echo
+      echo "| GPUs | rows a GPU | rows | dtype | fit ms | ms per iteration | card |"
+      echo "|---:|---:|---:|---|---:|---:|---|"
+      for n in $RANK_COUNTS; do
+        (( NGPU >= n )) || continue
+        PYTHONPATH="$SITE" $MPIRUN_LINE -n "$n" "$PY" bench/gpu_kmeans_bench.py --"${mode%% *}" "${mode##* }"
+      done
+    done
+  } | tee "$OUTDIR/km-1gpu.md"
+}
+
 step_scaling() {
   local mode=$1 n=$2
   cd "$ROOT"
@@ -458,7 +480,7 @@ echo "$ENV_MD"
 write_summary
 
 export -f x have_gtest weak_table step_build step_ctest step_pytest step_pytest_cpu step_spmd step_bench \
-  step_covbench step_linbench step_scaling step_scaling_table
+  step_covbench step_linbench step_kmbench step_scaling step_scaling_table
 for step in $STEPS; do
   case $step in
     build)
@@ -482,6 +504,8 @@ for step in $STEPS; do
       run_step covbench 240 "$PY bench/gpu_cov_bench.py > cov-1gpu.md" step_covbench ;;
     linbench)
       run_step linbench 240 "$PY bench/gpu_linear_bench.py ... > lin-1gpu.md" step_linbench ;;
+    kmbench)
+      run_step kmbench 300 "$PY bench/gpu_kmeans_bench.py ... > km-1gpu.md" step_kmbench ;;
     scaling)
       for n in $RANK_COUNTS; do
         (( n == 1 || NGPU >= n )) || continue
@@ -491,7 +515,7 @@ for step in $STEPS; do
       done
       run_step scaling-table 60 "$PY bench/gpu_bench.py --assemble scaling.jsonl --out scaling.md" step_scaling_table ;;
     *)
-      echo "unknown step '$step' (known: build ctest pytest pytest-cpu spmd bench covbench linbench scaling)"
+      echo "unknown step '$step' (known: build ctest pytest pytest-cpu spmd bench covbench linbench kmbench scaling)"
       record "$step" FAIL 0 "" "/dev/null" "unknown step"
       ANY_FAILED=1 ;;
   esac

@@ -2,7 +2,7 @@
 calls of spmdlearn's own code, as seen by CUPTI through torch.profiler (it records every kernel
 and runtime call in the process, not only PyTorch's).
 
-    python bench/profile/gpu_profile.py [--what linear|pca|all]
+    python bench/profile/gpu_profile.py [--what linear|pca|kmeans|all]
 """
 import argparse
 
@@ -10,6 +10,7 @@ import cupy as cp
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from spmdlearn.cluster import KMeans
 from spmdlearn.decomposition import PCA
 from spmdlearn.linear_model import LinearRegression
 
@@ -41,6 +42,12 @@ def main():
         report("PCA(covariance_eigh) 1M x 256 float32",
                lambda: PCA(n_components=16, svd_solver="covariance_eigh").fit(X))
         report("PCA(full) 1M x 256 float32", lambda: PCA(n_components=16, svd_solver="full").fit(X), reps=1)
+        del X
+    if a.what in ("kmeans", "all"):
+        X = rs.standard_normal((20_000_000, 64), dtype=cp.float32)
+        init = cp.asnumpy(X[:256])
+        report("KMeans 20M x 64 float32, k = 256, 5 Lloyd iterations",
+               lambda: KMeans(256, init=init, n_init=1, max_iter=5, tol=0.0).fit(X), reps=1)
 
 
 if __name__ == "__main__":

@@ -614,26 +614,17 @@ nb::ndarray<nb::numpy, std::int32_t> to_numpy_int32(std::vector<std::int32_t>&& 
 std::span<const double> centers_span(const host_matrix<double>& C) { return {C.data(), C.size()}; }
 
 // init: 0 k-means++, 1 random, 2 k-means||, 3 given (init_centers: n_init x k x d).
+struct kmeans_args {
+  std::int64_t k;
+  int init, n_init, max_iter;
+  double tol;
+  int verbose;
+  std::uint64_t seed;
+  std::optional<host_vector<double>> init_centers;
+};
+
 template <class T>
-nb::dict kmeans_fit(std::uintptr_t comm, host_matrix<T> X, std::optional<host_vector<T>> w, std::int64_t k,
-                    int init, int n_init, int max_iter, double tol, int verbose, std::uint64_t seed,
-                    std::optional<host_vector<double>> init_centers) {
-  sl::cluster::kmeans_params p;
-  p.n_clusters = k;
-  p.init = static_cast<sl::cluster::kmeans_init>(init);
-  p.n_init = n_init;
-  p.max_iter = max_iter;
-  p.tol = tol;
-  p.verbose = verbose;
-  p.seed = seed;
-  sl::cluster::kmeans_model m;
-  {
-    nb::gil_scoped_release nogil;
-    auto c = comm_from(comm);
-    std::span<const double> given;
-    if (init_centers) given = {init_centers->data(), init_centers->size()};
-    m = sl::cluster::kmeans_fit<T>(*c, view(X), view(w), p, given);
-  }
+nb::dict kmeans_result(sl::cluster::kmeans_model&& m, std::int64_t k) {
   nb::dict out;
   const std::size_t d = static_cast<std::size_t>(m.n_features);
   out["centers"] = to_numpy(std::move(m.centers), {static_cast<std::size_t>(k), d});
@@ -643,6 +634,95 @@ nb::dict kmeans_fit(std::uintptr_t comm, host_matrix<T> X, std::optional<host_ve
   out["n_distinct"] = m.n_distinct;
   out["n_features"] = m.n_features;
   return out;
+}
+
+// The fit itself on views (host, host copied to the GPU, or device), GIL released, after one
+// agreement on the preparation (the same collective sequence for every variant).
+template <class T>
+sl::cluster::kmeans_model kmeans_fit_views(const sl::comm& c, std::exception_ptr prep, sl::matrix_view<const T> xv,
+                                           std::optional<sl::vector_view<const T>> wv, const kmeans_args& a) {
+  sl::agree(c, prep);
+  sl::cluster::kmeans_params p;
+  p.n_clusters = a.k;
+  p.init = static_cast<sl::cluster::kmeans_init>(a.init);
+  p.n_init = a.n_init;
+  p.max_iter = a.max_iter;
+  p.tol = a.tol;
+  p.verbose = a.verbose;
+  p.seed = a.seed;
+  std::span<const double> given;
+  if (a.init_centers) given = {a.init_centers->data(), a.init_centers->size()};
+  return sl::cluster::kmeans_fit<T>(c, xv, wv, p, given);
+}
+
+template <class T>
+nb::dict kmeans_fit(std::uintptr_t comm, host_matrix<T> X, std::optional<host_vector<T>> w, std::int64_t k,
+                    int init, int n_init, int max_iter, double tol, int verbose, std::uint64_t seed,
+                    std::optional<host_vector<double>> init_centers, bool to_device) {
+  const kmeans_args a{k, init, n_init, max_iter, tol, verbose, seed, std::move(init_centers)};
+  sl::cluster::kmeans_model m;
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    if (!to_device) {
+      m = kmeans_fit_views<T>(*c, nullptr, view(X), view(w), a);
+    } else {
+      host_on_device<T> h(X, w);
+      std::optional<sl::vector_view<const T>> wv;
+      if (h.w) wv = sl::vector_view<const T>{static_cast<const T*>(h.w->data()), static_cast<std::int64_t>(w->shape(0)),
+                                             sl::device_kind::cuda};
+      m = kmeans_fit_views<T>(*c, h.err, h.err ? sl::matrix_view<const T>{} : h.view(X), wv, a);
+    }
+  }
+  return kmeans_result<T>(std::move(m), k);
+}
+
+template <class T>
+nb::dict kmeans_fit_cuda(std::uintptr_t comm, cuda_matrix<T> X, std::optional<cuda_vector<T>> w, std::int64_t k,
+                         int init, int n_init, int max_iter, double tol, int verbose, std::uint64_t seed,
+                         std::optional<host_vector<double>> init_centers, bool) {
+  const kmeans_args a{k, init, n_init, max_iter, tol, verbose, seed, std::move(init_centers)};
+  sl::cluster::kmeans_model m;
+  {
+    nb::gil_scoped_release nogil;
+    auto c = comm_from(comm);
+    std::exception_ptr err;
+    sl::matrix_view<const T> xv;
+    std::optional<sl::vector_view<const T>> wv;
+    try {
+      xv = device_view<T>(X, "KMeans");
+      if (w) {
+        if (w->shape(0) > 1 && w->stride(0) != 1)
+          throw sl::invalid_argument("KMeans: sample_weight on the device is not contiguous");
+        wv = sl::vector_view<const T>{w->data(), static_cast<std::int64_t>(w->shape(0)), sl::device_kind::cuda};
+      }
+    } catch (...) {
+      err = std::current_exception();
+    }
+    m = kmeans_fit_views<T>(*c, err, xv, wv, a);
+  }
+  return kmeans_result<T>(std::move(m), k);
+}
+
+template <class T>
+nb::ndarray<nb::numpy, std::int32_t> kmeans_predict_cuda(cuda_matrix<T> X, host_matrix<double> centers) {
+  std::vector<std::int32_t> labels;
+  {
+    nb::gil_scoped_release nogil;
+    labels = sl::cluster::kmeans_predict<T>(device_view<T>(X, "KMeans.predict"), centers_span(centers));
+  }
+  return to_numpy_int32(std::move(labels));
+}
+
+template <class T>
+double kmeans_inertia_cuda(std::uintptr_t comm, cuda_matrix<T> X, std::optional<cuda_vector<T>> w,
+                           host_matrix<double> centers) {
+  nb::gil_scoped_release nogil;
+  auto c = comm_from(comm);
+  const auto xv = agreed_device_view<T>(*c, X, "KMeans.score");
+  std::optional<sl::vector_view<const T>> wv;
+  if (w) wv = sl::vector_view<const T>{w->data(), static_cast<std::int64_t>(w->shape(0)), sl::device_kind::cuda};
+  return sl::cluster::kmeans_inertia<T>(*c, xv, wv, centers_span(centers));
 }
 
 template <class T>
@@ -670,6 +750,7 @@ double kmeans_inertia(std::uintptr_t comm, host_matrix<T> X, std::optional<host_
                       host_matrix<double> centers) {
   nb::gil_scoped_release nogil;
   auto c = comm_from(comm);
+  sl::agree(*c, nullptr);  // the device variant's agreement on its views: the same collectives
   return sl::cluster::kmeans_inertia<T>(*c, view(X), view(w), centers_span(centers));
 }
 
@@ -829,9 +910,17 @@ NB_MODULE(_core, m) {
       },
       "state"_a, "on_gpu"_a = false);
   m.def("kmeans_fit", &kmeans_fit<double>, "comm"_a, "X"_a, "w"_a.none(), "k"_a, "init"_a, "n_init"_a,
-        "max_iter"_a, "tol"_a, "verbose"_a, "seed"_a, "init_centers"_a.none());
+        "max_iter"_a, "tol"_a, "verbose"_a, "seed"_a, "init_centers"_a.none(), "to_device"_a = false);
   m.def("kmeans_fit", &kmeans_fit<float>, "comm"_a, "X"_a, "w"_a.none(), "k"_a, "init"_a, "n_init"_a,
-        "max_iter"_a, "tol"_a, "verbose"_a, "seed"_a, "init_centers"_a.none());
+        "max_iter"_a, "tol"_a, "verbose"_a, "seed"_a, "init_centers"_a.none(), "to_device"_a = false);
+  m.def("kmeans_fit", &kmeans_fit_cuda<double>, "comm"_a, "X"_a, "w"_a.none(), "k"_a, "init"_a, "n_init"_a,
+        "max_iter"_a, "tol"_a, "verbose"_a, "seed"_a, "init_centers"_a.none(), "to_device"_a = false);
+  m.def("kmeans_fit", &kmeans_fit_cuda<float>, "comm"_a, "X"_a, "w"_a.none(), "k"_a, "init"_a, "n_init"_a,
+        "max_iter"_a, "tol"_a, "verbose"_a, "seed"_a, "init_centers"_a.none(), "to_device"_a = false);
+  m.def("kmeans_predict", &kmeans_predict_cuda<double>, "X"_a, "centers"_a);
+  m.def("kmeans_predict", &kmeans_predict_cuda<float>, "X"_a, "centers"_a);
+  m.def("kmeans_inertia", &kmeans_inertia_cuda<double>, "comm"_a, "X"_a, "w"_a.none(), "centers"_a);
+  m.def("kmeans_inertia", &kmeans_inertia_cuda<float>, "comm"_a, "X"_a, "w"_a.none(), "centers"_a);
   m.def("kmeans_predict", &kmeans_predict<double>, "X"_a, "centers"_a);
   m.def("kmeans_predict", &kmeans_predict<float>, "X"_a, "centers"_a);
   m.def("kmeans_transform", &kmeans_transform<double>, "X"_a, "centers"_a);

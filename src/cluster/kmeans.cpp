@@ -13,7 +13,14 @@
 #include <random>
 #include <string>
 
+#include <memory>
+
 #include "cluster/kmeans_local.hpp"
+#ifdef SPMDLEARN_WITH_CUDA
+#include "backend/cuda/kmeans_cuda.hpp"
+#include "backend/cuda/memory.hpp"
+#include "backend/cuda/moments_cuda.hpp"
+#endif
 #include "core/merge.hpp"
 #include "core/threads.hpp"
 #include "core/validate.hpp"
@@ -30,8 +37,10 @@ using detail::lloyd_partial;
 template <class T>
 struct block {
   std::vector<T> xc;                    // n x d, centred (in the precision of X, as scikit-learn)
+  std::shared_ptr<T> xc_device;         // the same on X's GPU when X is there (then xc is empty)
   matrix_view<const T> X;               // view of xc
   std::vector<double> w;                // n weights, empty: all 1
+  detail::row_values w_rows;            // the same where the rows are (X's GPU for a device block)
   std::vector<double> xsq;              // ‖x_c‖² per row
   std::vector<std::int64_t> rank_rows;  // rows of every rank
   std::int64_t offset = 0;              // global id of local row 0
@@ -50,15 +59,16 @@ struct located {
   int owner = -1;
   std::int64_t local = -1;  // valid on the owner only
 };
-std::vector<located> locate(const comm& c, const std::vector<double>& cum,
-                            const std::vector<double>& values, bool right,
-                            const std::vector<std::int64_t>& rank_rows) {
-  const double mine = cum.empty() ? 0.0 : cum.back();
+std::vector<located> locate(const comm& c, const detail::mass_index& cum, const std::vector<double>& values,
+                            bool right, const std::vector<std::int64_t>& rank_rows) {
+  const double mine = cum.total();
   const std::vector<double> totals = c.allgather<double>(std::span<const double>(&mine, 1));
   const int p = c.size(), me = c.rank();
   std::vector<double> prefix(p, 0.0);
   for (int r = 1; r < p; ++r) prefix[r] = prefix[r - 1] + totals[r - 1];
   std::vector<located> out(values.size());
+  std::vector<std::size_t> mine_at;  // the values this rank owns, searched in one call
+  std::vector<double> local_u;
   for (std::size_t j = 0; j < values.size(); ++j) {
     const double v = values[j];
     int owner = -1, last = -1;
@@ -79,12 +89,20 @@ std::vector<located> locate(const comm& c, const std::vector<double>& cum,
     }
     o.owner = owner;
     if (me == owner) {
-      const double u = v - prefix[owner];
-      auto it = right ? std::upper_bound(cum.begin(), cum.end(), u) : std::lower_bound(cum.begin(), cum.end(), u);
-      o.local = std::min<std::int64_t>(it - cum.begin(), rank_rows[owner] - 1);
+      mine_at.push_back(j);
+      local_u.push_back(v - prefix[owner]);
     }
   }
+  if (!mine_at.empty()) {
+    const std::vector<std::int64_t> rows = cum.find(local_u, right);
+    for (std::size_t q = 0; q < mine_at.size(); ++q)
+      out[mine_at[q]].local = std::min<std::int64_t>(rows[q], rank_rows[me] - 1);
+  }
   return out;
+}
+std::vector<located> locate(const comm& c, const std::vector<double>& cum, const std::vector<double>& values,
+                            bool right, const std::vector<std::int64_t>& rank_rows) {
+  return locate(c, detail::mass_index(cum), values, right, rank_rows);
 }
 
 // The rows at `at` (m x d, centred, double) and their global ids (-1 where `usable` said no),
@@ -98,7 +116,7 @@ std::vector<double> fetch_rows(const comm& c, const block<T>& b, const std::vect
   for (std::int64_t j = 0; j < m; ++j) {
     if (at[j].owner != c.rank()) continue;
     const std::int64_t i = at[j].local;
-    for (std::int64_t q = 0; q < d; ++q) buf[j * (d + 1) + q] = static_cast<double>(b.X(i, q));
+    detail::copy_row(b.X, i, buf.data() + j * (d + 1));
     if (!usable || (*usable)[i] > 0.0) buf[j * (d + 1) + d] = static_cast<double>(b.offset + i + 1);
   }
   c.allreduce<double>(buf, reduce_op::sum);
@@ -138,24 +156,23 @@ std::vector<double> kmeans_plusplus(const comm& c, const block<T>& b, std::int64
     const std::vector<double> row = fetch_rows(c, b, at);
     std::copy(row.begin(), row.end(), centers.begin());
   }
-  std::vector<double> closest(n, std::numeric_limits<double>::infinity());
-  detail::update_closest_local(b.X, b.xsq, std::span<const double>(centers.data(), d), 1, closest);
-  double pot = 0.0;
-  for (std::int64_t i = 0; i < n; ++i) pot += w[i] * closest[i];
-  pot = c.allreduce_value(pot, reduce_op::sum);
-  std::vector<double> mass(n);
+  // closest_i and the weights live where the rows are (on the GPU for a device block), so a
+  // step moves only the candidates and their potentials.
+  detail::row_values closest(b.X, std::numeric_limits<double>::infinity());
+  detail::update_closest_local(b.X, b.xsq, std::span<const double>(centers.data(), d), 1, closest.span());
+  double pot = c.allreduce_value(detail::mass_index(b.X, b.w_rows.span(), closest.span()).total(), reduce_op::sum);
   for (std::int64_t cc = 1; cc < k; ++cc) {
     std::vector<double> values(trials);
     for (auto& v : values) v = uniform01(rng) * pot;
-    for (std::int64_t i = 0; i < n; ++i) mass[i] = w[i] * closest[i];
-    const auto at = locate(c, cumulative(n, mass), values, false, b.rank_rows);
+    const auto at = locate(c, detail::mass_index(b.X, b.w_rows.span(), closest.span()), values, false, b.rank_rows);
     const std::vector<double> cand = fetch_rows(c, b, at);
-    std::vector<double> pots = detail::candidate_potentials_local(b.X, b.xsq, w, cand, trials, closest);
+    std::vector<double> pots =
+        detail::candidate_potentials_local(b.X, b.xsq, b.w_rows.span(), cand, trials, closest.span());
     c.allreduce<double>(pots, reduce_op::sum);
     const std::int64_t best = std::min_element(pots.begin(), pots.end()) - pots.begin();
     pot = pots[best];
     const std::span<const double> chosen(cand.data() + best * d, d);
-    detail::update_closest_local(b.X, b.xsq, chosen, 1, closest);
+    detail::update_closest_local(b.X, b.xsq, chosen, 1, closest.span());
     std::copy(chosen.begin(), chosen.end(), centers.begin() + cc * d);
   }
   return centers;
@@ -222,9 +239,10 @@ std::vector<double> kmeans_parallel(const comm& c, const block<T>& b, std::int64
     const double total = c.allreduce_value(local, reduce_op::sum);
     cand = fetch_rows(c, b, locate(c, cum, {uniform01(rng) * total}, true, b.rank_rows));
   }
-  std::vector<double> closest(n, std::numeric_limits<double>::infinity());
-  detail::update_closest_local(b.X, b.xsq, cand, 1, closest);
+  detail::row_values closest_rows(b.X, std::numeric_limits<double>::infinity());
+  detail::update_closest_local(b.X, b.xsq, cand, 1, closest_rows.span());
   for (int round = 0; round < 5; ++round) {
+    const std::vector<double> closest = closest_rows.host();  // the draws below read every row
     double psi = 0.0;
     for (std::int64_t i = 0; i < n; ++i) psi += w[i] * closest[i];
     psi = c.allreduce_value(psi, reduce_op::sum);
@@ -232,8 +250,10 @@ std::vector<double> kmeans_parallel(const comm& c, const block<T>& b, std::int64
     if (!(psi > 0.0)) break;
     std::vector<double> mine;
     for (std::int64_t i = 0; i < n; ++i)
-      if (hashed_uniform(key, static_cast<std::uint64_t>(b.offset + i)) * psi < l * w[i] * closest[i])
-        for (std::int64_t q = 0; q < d; ++q) mine.push_back(static_cast<double>(b.X(i, q)));
+      if (hashed_uniform(key, static_cast<std::uint64_t>(b.offset + i)) * psi < l * w[i] * closest[i]) {
+        mine.resize(mine.size() + d);
+        detail::copy_row(b.X, i, mine.data() + mine.size() - d);
+      }
     const std::int64_t count = static_cast<std::int64_t>(mine.size()) / std::max<std::int64_t>(d, 1);
     const std::vector<std::int64_t> counts = c.allgather<std::int64_t>(std::span<const std::int64_t>(&count, 1));
     const std::int64_t most = *std::max_element(counts.begin(), counts.end());
@@ -244,19 +264,20 @@ std::vector<double> kmeans_parallel(const comm& c, const block<T>& b, std::int64
     for (int r = 0; r < c.size(); ++r)
       fresh.insert(fresh.end(), all.begin() + r * most * d, all.begin() + (r * most + counts[r]) * d);
     const std::int64_t m = static_cast<std::int64_t>(fresh.size()) / d;
-    detail::update_closest_local(b.X, b.xsq, fresh, m, closest);
+    detail::update_closest_local(b.X, b.xsq, fresh, m, closest_rows.span());
     cand.insert(cand.end(), fresh.begin(), fresh.end());
   }
   // Weight of each candidate: the weight of the rows nearest to it.
   const std::int64_t m = static_cast<std::int64_t>(cand.size()) / d;
-  std::vector<std::int32_t> labels(n, -1);
-  lloyd_partial part = detail::lloyd_step_local(b.X, b.w, {}, cand, m, labels, true, b.threads);
+  detail::row_labels labels(b.X);
+  lloyd_partial part = detail::lloyd_step_local(b.X, b.w_rows.span(), {}, cand, m, labels.span(), true, b.threads);
   c.allreduce<double>(part.weights, reduce_op::sum);
   // Weighted greedy k-means++ on the candidates, the same on every rank.
   block<double> cb;
   cb.xc = cand;
   cb.X = matrix_view<const double>(cb.xc.data(), m, d);
   cb.w = part.weights;
+  cb.w_rows = detail::row_values(cb.X, cb.w);
   cb.xsq.assign(m, 0.0);
   for (std::int64_t i = 0; i < m; ++i)
     for (std::int64_t q = 0; q < d; ++q) cb.xsq[i] += cand[i * d + q] * cand[i * d + q];
@@ -270,7 +291,7 @@ std::vector<double> kmeans_parallel(const comm& c, const block<T>& b, std::int64
 // in increasing order, take the rows farthest from their own (old) centre, farthest first.
 template <class T>
 void relocate_empty(const comm& c, const block<T>& b, const std::vector<double>& old_centers,
-                    const std::vector<std::int32_t>& labels, std::vector<double>& sums,
+                    const detail::row_labels& labels, std::vector<double>& sums,
                     std::vector<double>& weights, std::int64_t k) {
   const std::int64_t d = b.d;
   std::vector<std::int64_t> empty;
@@ -278,7 +299,7 @@ void relocate_empty(const comm& c, const block<T>& b, const std::vector<double>&
     if (weights[j] == 0.0) empty.push_back(j);
   const std::int64_t m = static_cast<std::int64_t>(empty.size());
   if (m == 0) return;
-  const auto far = detail::farthest_local(b.X, old_centers, labels, m);
+  const auto far = detail::farthest_local(b.X, old_centers, labels.span(), m);
   std::vector<double> dist(m, -1.0);
   std::vector<std::int64_t> ids(m, -1);
   for (std::size_t j = 0; j < far.size(); ++j) {
@@ -301,9 +322,9 @@ void relocate_empty(const comm& c, const block<T>& b, const std::vector<double>&
   for (std::size_t j = 0; j < pool.size(); ++j) {
     const std::int64_t i = pool[j].second - b.offset;
     if (i < 0 || i >= b.X.rows) continue;
-    for (std::int64_t q = 0; q < d; ++q) buf[j * width + q] = static_cast<double>(b.X(i, q));
+    detail::copy_row(b.X, i, buf.data() + j * width);
     buf[j * width + d] = weight_of(b.w, i);
-    buf[j * width + d + 1] = static_cast<double>(labels[i]);
+    buf[j * width + d + 1] = static_cast<double>(labels.at(i));
   }
   c.allreduce<double>(buf, reduce_op::sum);
   for (std::size_t j = 0; j < pool.size(); ++j) {
@@ -336,7 +357,7 @@ void average_centers(std::vector<double>& sums, const std::vector<double>& weigh
 
 struct run_result {
   std::vector<double> centers;
-  std::vector<std::int32_t> labels;
+  detail::row_labels labels;  // where the rows are
   double inertia = 0.0;
   std::int64_t n_iter = 0;
   std::int64_t n_distinct = 0;
@@ -346,18 +367,19 @@ struct run_result {
 template <class T>
 run_result lloyd(const comm& c, const block<T>& b, std::vector<double> centers, std::int64_t k,
                  const kmeans_params& prm, double tol) {
-  const std::int64_t n = b.X.rows, d = b.d;
+  const std::int64_t d = b.d;
   const bool talk = prm.verbose > 0 && c.rank() == 0;
   run_result out;
-  out.labels.assign(n, -1);
+  out.labels = detail::row_labels(b.X);
   bool strict = false;
   int it = 0;
   bool stopped = false;
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<double> buf(k * d + k + 2);
   for (it = 0; it < prm.max_iter; ++it) {
-    lloyd_partial part = detail::lloyd_step_local(b.X, b.w, prm.verbose > 0 ? std::span<const double>(b.xsq) : std::span<const double>(),
-                                                  centers, k, out.labels, true, b.threads);
+    lloyd_partial part = detail::lloyd_step_local(b.X, b.w_rows.span(),
+                                                  prm.verbose > 0 ? std::span<const double>(b.xsq) : std::span<const double>(),
+                                                  centers, k, out.labels.span(), true, b.threads);
     // The one allreduce of the iteration.
     std::copy(part.sums.begin(), part.sums.end(), buf.begin());
     std::copy(part.weights.begin(), part.weights.end(), buf.begin() + k * d);
@@ -396,9 +418,9 @@ run_result lloyd(const comm& c, const block<T>& b, std::vector<double> centers, 
     }
   }
   if (talk) std::fflush(stdout);
-  if (!strict) detail::lloyd_step_local(b.X, b.w, {}, centers, k, out.labels, false, b.threads);
+  if (!strict) detail::lloyd_step_local(b.X, b.w_rows.span(), {}, centers, k, out.labels.span(), false, b.threads);
   std::vector<double> tail(k + 1, 0.0);
-  tail[0] = detail::inertia_local(b.X, b.w, centers, out.labels, std::span<double>(tail.data() + 1, k));
+  tail[0] = detail::inertia_local(b.X, b.w_rows.span(), centers, out.labels.span(), std::span<double>(tail.data() + 1, k));
   c.allreduce<double>(tail, reduce_op::sum);
   out.inertia = tail[0];
   for (std::int64_t j = 0; j < k; ++j) out.n_distinct += tail[j + 1] > 0.0 ? 1 : 0;
@@ -437,9 +459,36 @@ bool same_clustering(const comm& c, const std::vector<std::int32_t>& a, const st
 // The checks of one rank's block, shared by fit and score; throws for this rank only.
 template <class T>
 void check_block(const char* what, matrix_view<const T> X, const std::optional<vector_view<const T>>& w) {
+  if (X.device == device_kind::cuda) {
+    // NaN/inf of device rows: found by the moments pass (kmeans_fit) or the first kernel.
+    spmdlearn::detail::check_device_matrix(what, X);
+    if (w && w->device != device_kind::cuda)
+      throw invalid_argument(std::string(what) + ": X is on a GPU, so sample_weight must be too");
+    if (w && w->size != X.rows)
+      throw invalid_argument(std::string(what) + ": sample_weight has " + std::to_string(w->size) +
+                             " values for " + std::to_string(X.rows) + " rows");
+    return;
+  }
   spmdlearn::detail::check_host_matrix(what, X);
   spmdlearn::detail::throw_if_nonfinite("X", X, 0, X.rows);
   spmdlearn::detail::check_sample_weight(what, X.rows, w);
+}
+
+// Host copy of sample weights (device weights come from the GPU once per fit).
+template <class T>
+std::vector<double> host_weights(const std::optional<vector_view<const T>>& w) {
+  if (!w) return {};
+  if (w->device == device_kind::cuda) {
+#ifdef SPMDLEARN_WITH_CUDA
+    std::vector<T> h(static_cast<std::size_t>(w->size));
+    if (w->size > 0) cuda::copy_device_to_host(h.data(), w->data, h.size() * sizeof(T));
+    for (T v : h)
+      if (!(v >= T(0)) || !std::isfinite(static_cast<double>(v)))
+        throw invalid_argument("sample_weight contains a negative value, NaN or infinity");
+    return std::vector<double>(h.begin(), h.end());
+#endif
+  }
+  return std::vector<double>(w->data, w->data + w->size);
 }
 
 }  // namespace
@@ -450,8 +499,18 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
   spmdlearn::detail::configure_blas_threads(c);
   const std::int64_t k = prm.n_clusters;
   std::exception_ptr err;
+  std::vector<double> dev_mean, dev_m2;  // device rows: their column means and centred sums of squares
+  std::vector<double> host_w;
   try {
     check_block("KMeans", X, w);
+    host_w = host_weights(w);
+#ifdef SPMDLEARN_WITH_CUDA
+    if (X.device == device_kind::cuda && X.rows > 0 && X.cols > 0) {
+      const auto mo = cuda::column_moments_exact<T>(X.data, X.rows, X.cols, X.stride(), nullptr);  // throws on NaN
+      dev_mean = mo.mean;
+      dev_m2 = mo.m2;
+    }
+#endif
     if (k < 1) throw invalid_parameter("KMeans: n_clusters must be >= 1, got " + std::to_string(k));
     if (prm.n_init < 1) throw invalid_parameter("KMeans: n_init must be >= 1, got " + std::to_string(prm.n_init));
     if (prm.max_iter < 1) throw invalid_parameter("KMeans: max_iter must be >= 1, got " + std::to_string(prm.max_iter));
@@ -490,15 +549,24 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
   // Global mean (unweighted, Chan-merged in rank order) and variance: tol as scikit-learn's
   // _tolerance, mean(var(X, axis=0)) * tol.
   std::vector<double> local_mean(d, 0.0), m2(d, 0.0);
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t q = 0; q < d; ++q) local_mean[q] += static_cast<double>(X(i, q));
-  if (n > 0)
-    for (auto& v : local_mean) v /= static_cast<double>(n);
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t q = 0; q < d; ++q) {
-      const double t = static_cast<double>(X(i, q)) - local_mean[q];
-      m2[q] += t * t;
+  // A rank without rows keeps an empty host block (there is no device pointer to work from).
+  const bool on_device = X.device == device_kind::cuda && n > 0;
+  if (on_device) {
+    if ( static_cast<std::int64_t>(dev_mean.size()) == d) {
+      local_mean = dev_mean;
+      m2 = dev_m2;
     }
+  } else {
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t q = 0; q < d; ++q) local_mean[q] += static_cast<double>(X(i, q));
+    if (n > 0)
+      for (auto& v : local_mean) v /= static_cast<double>(n);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t q = 0; q < d; ++q) {
+        const double t = static_cast<double>(X(i, q)) - local_mean[q];
+        m2[q] += t * t;
+      }
+  }
   const spmdlearn::detail::global_mean g =
       spmdlearn::detail::merge_means_across(c, static_cast<double>(n), n, local_mean);
   for (std::int64_t q = 0; q < d; ++q) m2[q] += static_cast<double>(n) * g.local_delta[q] * g.local_delta[q];
@@ -511,16 +579,45 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
   // Centre the rows on the mean (in the precision of X, as scikit-learn's X -= X.mean(axis=0)).
   std::vector<T> mean_t(d);
   for (std::int64_t q = 0; q < d; ++q) mean_t[q] = static_cast<T>(g.mean[q]);
-  b.xc.resize(n * d);
-  b.xsq.assign(n, 0.0);
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t q = 0; q < d; ++q) {
-      const T v = X(i, q) - mean_t[q];
-      b.xc[i * d + q] = v;
-      b.xsq[i] += static_cast<double>(v) * static_cast<double>(v);
+  // The centred copy; agreed on every rank (host or device) so that out of GPU memory on one
+  // rank raises everywhere and ranks may mix host and device blocks.
+  std::exception_ptr copy_err;
+  if (on_device) {
+#ifdef SPMDLEARN_WITH_CUDA
+    // It stays on the GPU; the device local functions compute ‖x‖² themselves (b.xsq only
+    // signals "with inertia" to the verbose Lloyd step).
+    std::vector<double> mean_d(mean_t.begin(), mean_t.end());
+    try {
+      b.xc_device = std::shared_ptr<T>(cuda::centred_copy<T>(X.data, n, d, X.stride(), mean_d),
+                                       [](T* p) { cuda::free_device(p); });
+      b.X = matrix_view<const T>(b.xc_device.get(), n, d, -1, device_kind::cuda);
+    } catch (...) {
+      copy_err = std::current_exception();
     }
-  b.X = matrix_view<const T>(b.xc.data(), n, d);
-  if (w) b.w.assign(w->data, w->data + w->size);
+    if (prm.verbose > 0) b.xsq.assign(n, 0.0);
+#endif
+  } else {
+    b.xc.resize(n * d);
+    b.xsq.assign(n, 0.0);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t q = 0; q < d; ++q) {
+        const T v = X(i, q) - mean_t[q];
+        b.xc[i * d + q] = v;
+        b.xsq[i] += static_cast<double>(v) * static_cast<double>(v);
+      }
+    b.X = matrix_view<const T>(b.xc.data(), n, d);
+  }
+  agree(c, copy_err);
+  b.w = std::move(host_w);
+  {
+    std::exception_ptr w_err;
+    try {
+      b.w_rows = detail::row_values(b.X, b.w);
+    } catch (...) {
+      w_err = std::current_exception();
+    }
+    agree(c, w_err);
+  }
   {
     // Collective on every rank (a rank without rows has no weights either).
     double total = b.w.empty() ? static_cast<double>(n) : 0.0;
@@ -550,7 +647,7 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
       std::fflush(stdout);
     }
     run_result r = lloyd(c, b, std::move(init), k, prm, tol);
-    if (!have || (r.inertia < best.inertia && !same_clustering(c, r.labels, best.labels, k))) {
+    if (!have || (r.inertia < best.inertia && !same_clustering(c, r.labels.host(), best.labels.host(), k))) {
       best = std::move(r);
       have = true;
     }
@@ -560,7 +657,7 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
   m.n_samples = b.n_total;
   m.centers = std::move(best.centers);
   for (std::int64_t q = 0; q < k * d; ++q) m.centers[q] += static_cast<double>(mean_t[q % d]);
-  m.labels = std::move(best.labels);
+  m.labels = best.labels.host();
   m.inertia = best.inertia;
   m.n_iter = best.n_iter;
   m.n_distinct = best.n_distinct;
@@ -569,14 +666,13 @@ kmeans_model kmeans_fit(const comm& c, matrix_view<const T> X, std::optional<vec
 
 template <class T>
 std::vector<std::int32_t> kmeans_predict(matrix_view<const T> X, std::span<const double> centers) {
-  spmdlearn::detail::check_host_matrix("KMeans.predict", X);
-  spmdlearn::detail::throw_if_nonfinite("X", X, 0, X.rows);
-  std::vector<std::int32_t> labels(X.rows, -1);
-  if (X.rows == 0) return labels;
+  check_block<T>("KMeans.predict", X, std::nullopt);
+  if (X.rows == 0) return {};
   if (X.cols == 0 || centers.size() % X.cols != 0)
     throw invalid_argument("KMeans.predict: X has " + std::to_string(X.cols) + " features, the centres do not");
-  detail::lloyd_step_local(X, {}, {}, centers, static_cast<std::int64_t>(centers.size()) / X.cols, labels, false, 1);
-  return labels;
+  detail::row_labels labels(X);
+  detail::lloyd_step_local(X, {}, {}, centers, static_cast<std::int64_t>(centers.size()) / X.cols, labels.span(), false, 1);
+  return labels.host();
 }
 
 template <class T>
@@ -601,12 +697,11 @@ double kmeans_inertia(const comm& c, matrix_view<const T> X, std::optional<vecto
       if (centers.size() % X.cols != 0)
         throw invalid_argument("KMeans.score: X has " + std::to_string(X.cols) + " features, the centres do not");
       k = static_cast<std::int64_t>(centers.size()) / X.cols;
-      std::vector<std::int32_t> labels(X.rows, -1);
-      detail::lloyd_step_local(X, {}, {}, centers, k, labels, false, spmdlearn::detail::threads_per_rank(c));
-      std::vector<double> wv;
-      if (w) wv.assign(w->data, w->data + w->size);
+      detail::row_labels labels(X);
+      detail::lloyd_step_local(X, {}, {}, centers, k, labels.span(), false, spmdlearn::detail::threads_per_rank(c));
+      const detail::row_values wv(X, host_weights(w));
       std::vector<double> counts(k, 0.0);
-      tail.push_back(detail::inertia_local(X, wv, centers, labels, counts));
+      tail.push_back(detail::inertia_local(X, wv.span(), centers, labels.span(), counts));
     }
   } catch (...) {
     err = std::current_exception();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <utility>
 #include <vector>
@@ -12,6 +13,68 @@
 
 namespace spmdlearn::cluster::detail {
 
+// Per-row int32 labels kept where a block's rows are: host memory, or the rows' GPU for a device
+// block, so the Lloyd loop never moves them over PCIe. Move-only (the device memory is owned).
+class row_labels {
+ public:
+  row_labels() = default;
+  template <class T>
+  explicit row_labels(matrix_view<const T> X);  // X.rows labels, all -1, where X is
+  std::span<std::int32_t> span() { return {data(), static_cast<std::size_t>(n_)}; }
+  std::span<const std::int32_t> span() const { return {data(), static_cast<std::size_t>(n_)}; }
+  std::vector<std::int32_t> host() const;  // a host copy
+  std::int32_t at(std::int64_t i) const;   // one label (device: one small copy)
+
+ private:
+  std::int32_t* data() const { return device_ ? device_.get() : const_cast<std::int32_t*>(host_.data()); }
+  std::int64_t n_ = 0;
+  std::vector<std::int32_t> host_;
+  std::shared_ptr<std::int32_t> device_;  // shared by copies: a copy is a second handle, not a copy
+};
+
+// Per-row doubles where a block's rows are (X's GPU for a device block): the weights (an empty
+// span when all are 1) and k-means++'s closest squared distances. A copy shares the device memory.
+class row_values {
+ public:
+  row_values() = default;
+  template <class T>
+  row_values(matrix_view<const T> X, const std::vector<double>& host);  // a copy of host (n or empty)
+  template <class T>
+  row_values(matrix_view<const T> X, double fill);  // X.rows values, all `fill`
+  std::span<double> span() { return {data(), static_cast<std::size_t>(n_)}; }
+  std::span<const double> span() const { return {data(), static_cast<std::size_t>(n_)}; }
+  std::vector<double> host() const;  // a host copy
+
+ private:
+  double* data() const { return device_ ? device_.get() : const_cast<double*>(host_.data()); }
+  std::int64_t n_ = 0;
+  std::vector<double> host_;
+  std::shared_ptr<double> device_;
+};
+
+// The cumulative mass m_i = w_i closest_i (closest empty: w_i; w empty: 1) of the local rows, for
+// draws proportional to it: total() = Σ m_i and find(u) = the first local row whose cumulative
+// mass is >= u (right: > u), the last row if none. Host rows: the serial cumulative sum (numpy's
+// cumsum). Device rows: tile sums of 1024 rows (fixed order) on the host, then a scan of one tile
+// on the GPU per value: two passes over w and closest, nothing of size n crosses PCIe.
+class mass_index {
+ public:
+  explicit mass_index(std::vector<double> host_cumulative);
+  template <class T>
+  mass_index(matrix_view<const T> X, std::span<const double> w, std::span<const double> closest);
+  double total() const { return total_; }
+  std::vector<std::int64_t> find(const std::vector<double>& u, bool right) const;
+
+ private:
+  std::int64_t n_ = 0;
+  double total_ = 0.0;
+  std::vector<double> cum_;        // host rows: per row; device rows: per tile (inclusive)
+  const double* w_ = nullptr;      // device rows: the masses' factors on the GPU
+  const double* closest_ = nullptr;
+  const void* like_ = nullptr;     // device rows: X's data (which GPU)
+  bool device_ = false;
+};
+
 // What one E-step (and M-step accumulation) over the local block produces.
 struct lloyd_partial {
   std::vector<double> sums;     // k x d: Σ w x over the rows nearest to each centre
@@ -19,6 +82,10 @@ struct lloyd_partial {
   double inertia = 0.0;         // Σ w ‖x − c_label‖² from the assignment distances
   std::int64_t changed = 0;     // rows whose label differs from the label passed in
 };
+
+// Where the per-row arrays live: for a block on a GPU (X.device == cuda) every `w`, `labels` and
+// `closest` is device memory on X's GPU (row_values, row_labels); `xsq` is host memory (the
+// device functions compute ‖x‖² themselves).
 
 // E-step over the local rows: labels[i] <- argmin_j (‖c_j‖² − 2 x_i·c_j) (first minimum), with the
 // distance block of a chunk of rows computed by one gemm in the precision of X (as scikit-learn)
@@ -65,5 +132,9 @@ double inertia_local(matrix_view<const T> X, std::span<const double> w,
 template <class T>
 std::vector<double> distances_local(matrix_view<const T> X, std::span<const double> centers,
                                     std::int64_t k);
+
+// Row i of the block as doubles (a device block: one small copy from the GPU).
+template <class T>
+void copy_row(matrix_view<const T> X, std::int64_t i, double* out);
 
 }  // namespace spmdlearn::cluster::detail

@@ -79,18 +79,16 @@ void lloyd_step_matches_reference(std::int64_t n, std::int64_t d, std::int64_t k
   std::vector<double> centers(k * d);
   for (std::int64_t j = 0; j < k; ++j)
     for (std::int64_t l = 0; l < d; ++l) centers[j * d + l] = x[((j * 104729) % n) * d + l] + 0.01 * l;
-  std::vector<T> xt(x.begin(), x.end()), wt(w.begin(), w.end()), xsq(n);
-  for (std::int64_t i = 0; i < n; ++i) {
-    T s = T(0);
-    for (std::int64_t l = 0; l < d; ++l) s += xt[i * d + l] * xt[i * d + l];
-    xsq[i] = s;
-  }
+  std::vector<T> xt(x.begin(), x.end());
+  std::vector<double> xsq(n, 0.0);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t l = 0; l < d; ++l) xsq[i] += static_cast<double>(xt[i * d + l]) * static_cast<double>(xt[i * d + l]);
   std::vector<std::int32_t> labels(n, -1);
-  sl::device_copy dx(xt.data(), xt.size() * sizeof(T)), dw(wt.data(), wt.size() * sizeof(T)),
-      dsq(xsq.data(), xsq.size() * sizeof(T)), dl(labels.data(), labels.size() * sizeof(std::int32_t));
+  sl::device_copy dx(xt.data(), xt.size() * sizeof(T)), dw(w.data(), w.size() * sizeof(double)),
+      dsq(xsq.data(), xsq.size() * sizeof(double)), dl(labels.data(), labels.size() * sizeof(std::int32_t));
   auto* dlab = static_cast<std::int32_t*>(const_cast<void*>(dl.data()));
-  const auto r = sl::cuda::lloyd_step<T>(static_cast<const T*>(dx.data()), n, d, d, static_cast<const T*>(dw.data()),
-                                         static_cast<const T*>(dsq.data()), centers, k, dlab, true);
+  const auto r = sl::cuda::lloyd_step<T>(static_cast<const T*>(dx.data()), n, d, d, static_cast<const double*>(dw.data()),
+                                         static_cast<const double*>(dsq.data()), centers, k, dlab, true);
   sl::cuda::copy_device_to_host(labels.data(), dlab, labels.size() * sizeof(std::int32_t));
   EXPECT_EQ(r.changed, n);  // every label was -1
   // Reference in double.
@@ -139,6 +137,7 @@ TEST(CudaKMeans, LloydStepMatchesReference) {
   lloyd_step_matches_reference<float>(50003, 20, 17);
   lloyd_step_matches_reference<float>(40001, 70, 300);
   lloyd_step_matches_reference<double>(3, 5, 2);
+  lloyd_step_matches_reference<float>(20000, 64, 256);  // the benchmark's shape, two whole centre tiles
 }
 
 TEST(CudaCovariance, FusedAndGemmPathsMatchCpu) {
@@ -153,7 +152,7 @@ TEST(CudaCovariance, FusedAndGemmPathsMatchCpu) {
   covariance_matches_cpu<double>(50001, 12, true);
   covariance_matches_cpu<float>(50001, 12, true);
   // Gram pass: fewer rows than one batch, exactly one batch, a poor first-row shift, and more
-  // rows than one 256 MiB chunk (float: 65 columns -> ~1M rows a chunk).
+  // rows than one ~512 MiB chunk (float: 65 columns -> ~1.97M rows a chunk).
   covariance_matches_cpu<double>(7, 90, false);
   covariance_matches_cpu<float>(1024, 65, false);
   covariance_matches_cpu<double>(20001, 80, true);

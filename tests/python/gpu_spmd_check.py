@@ -215,6 +215,12 @@ def run_case(cp, kind, shape, dtype, empty_last):
     pca_rand = PCA(n_components=3, svd_solver="randomized", random_state=0).fit(Xl)
     pca_rand_host = PCA(n_components=3, svd_solver="randomized", random_state=0).fit(X[lo:hi])
     pca_mixed = PCA(n_components=3, svd_solver="full").fit(X[lo:hi] if RANK % 2 == 0 else Xl)
+    # KMeans from given centres on device shards, and with host and device ranks mixed
+    from spmdlearn.cluster import KMeans
+
+    km_init = X[:5].astype(np.float64) + 0.25
+    km = KMeans(5, init=km_init, n_init=1, tol=1e-6).fit(Xl)
+    km_mixed = KMeans(5, init=km_init, n_init=1, tol=1e-6).fit(X[lo:hi] if RANK % 2 == 0 else Xl)
     # all ranks on GPUs: the d x d matrices merge over NCCL; mixed ranks merge on the host
     cov = EmpiricalCovariance(store_precision=False).fit(Xl)
     cov_host = EmpiricalCovariance(store_precision=False, device="cuda").fit(X[lo:hi])
@@ -224,6 +230,8 @@ def run_case(cp, kind, shape, dtype, empty_last):
     PCA_ATTRS = ["components_", "explained_variance_"]
     gathered = {
         "PCA": (gather(pca, PCA_ATTRS), PCA_ATTRS),
+        "KMeans": (gather(km, ["cluster_centers_"]), ["cluster_centers_"]),
+        "KMeans, host and device blocks mixed": (gather(km_mixed, ["cluster_centers_"]), ["cluster_centers_"]),
         "PCA(full)": (gather(pca_full, PCA_ATTRS), PCA_ATTRS),
         "PCA(randomized)": (gather(pca_rand, PCA_ATTRS), PCA_ATTRS),
         "PCA(full), host and device blocks mixed": (gather(pca_mixed, PCA_ATTRS), PCA_ATTRS),
@@ -277,6 +285,19 @@ def run_case(cp, kind, shape, dtype, empty_last):
     from sklearn.decomposition import PCA as SkPCA
 
     sk_pca = SkPCA(n_components=3, svd_solver="full").fit(X.astype(np.float64))
+    from sklearn.cluster import KMeans as SkKMeans
+
+    sk_km = SkKMeans(5, init=km_init, n_init=1, tol=1e-6).fit(X.astype(np.float64))
+    for est, name in ((km, "KMeans"), (km_mixed, "KMeans mixed")):
+        if dtype == np.float64:  # the same trajectory: the same centres
+            cerr = float(np.abs(est.cluster_centers_ - sk_km.cluster_centers_).max()
+                         / np.abs(sk_km.cluster_centers_).max())
+            if cerr > 1e-9:
+                raise AssertionError(f"{what} {name}: cluster_centers_ off by {cerr:.3g} from scikit-learn")
+        else:  # float32 rounding may move a few rows between clusters: compare the objective
+            ierr = abs(est.inertia_ - sk_km.inertia_) / sk_km.inertia_
+            if ierr > 1e-3:
+                raise AssertionError(f"{what} {name}: inertia_ off by {ierr:.3g} from scikit-learn")
     # randomized is approximate: the GPU run must equal the host run of the same algorithm
     perr = float(np.max(np.abs(pca_rand.explained_variance_ - pca_rand_host.explained_variance_)
                         / pca_rand_host.explained_variance_[0]))

@@ -15,13 +15,21 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _is_arraylike_not_scalar, check_is_fitted
 
 from .. import _core
-from .._base import SPMDMixin, finish_features, is_cuda_array, local_weights, to_host
+from .._base import (
+    SPMDMixin,
+    _dtype_name,
+    check_device_input,
+    device_like,
+    device_weights,
+    finish_features,
+    is_cuda_array,
+    local_weights,
+    to_host,
+)
 from .._comm import collective
 from ..decomposition._pca import _common_seed
 
 _INIT_CODES = {"k-means++": 0, "random": 1, "k-means||": 2}
-_NO_CUDA = ("KMeans has no CUDA path yet; pass numpy data, or device='cpu' to bring a CUDA array "
-            "to the host")
 
 
 class KMeans(SPMDMixin, _SkKMeans):
@@ -66,7 +74,13 @@ class KMeans(SPMDMixin, _SkKMeans):
         (Elkan's only skips distance computations that cannot change a label).
     comm : mpi4py communicator or None
     device : {"auto", "cpu", "cuda"}, default="auto"
-        KMeans has no CUDA path yet: "cuda" and CUDA arrays raise NotImplementedError.
+        A CUDA X (cupy, torch, DLPack; sample_weight then a CUDA array too) is fitted on its GPU:
+        the centred copy, the labels, the weights and k-means++'s closest distances stay there;
+        distances and argmin run in one fused kernel, the per-cluster sums in a deterministic
+        kernel, and only k x d numbers cross PCIe an iteration (the draws themselves and the
+        relocation of empty clusters are decided on the host from replicated numbers). "cuda"
+        copies host data to this rank's GPU; "cpu" brings a CUDA X to the host. predict/transform
+        of a CUDA X return arrays of its kind; labels_ is a numpy array.
 
     Attributes
     ----------
@@ -95,9 +109,19 @@ class KMeans(SPMDMixin, _SkKMeans):
 
     # --- input -----------------------------------------------------------------------------------
     def _host(self, X):
-        if self.device == "cuda" or (is_cuda_array(X) and self.device != "cpu"):
-            raise NotImplementedError(_NO_CUDA)
         return to_host(X) if is_cuda_array(X) else X
+
+    def _on_gpu(self, X):
+        """A CUDA X used in place (device "auto" or "cuda")."""
+        return is_cuda_array(X) and self.device != "cpu"
+
+    def _fit_input(self, X, sample_weight, reset):
+        """(X, w, to_device): a CUDA X stays on its GPU with CUDA weights; host X as usual, and
+        device="cuda" asks the C++ core to copy it (and the weights) to this rank's GPU."""
+        X, to_device = self._device_X(X, reset=reset)
+        if is_cuda_array(X):
+            return X, device_weights(sample_weight, X), False
+        return X, local_weights(sample_weight, X), to_device
 
     def _n_init_for(self):
         """scikit-learn's _check_params_vs_input for n_init (with its warning for arrays)."""
@@ -149,8 +173,8 @@ class KMeans(SPMDMixin, _SkKMeans):
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             self._validate_params()
-            X = self._local_X(self._host(X), reset=True)
-            w = local_weights(sample_weight, X)
+            X, w, to_device = self._fit_input(X, sample_weight, reset=True)
+            dtype = np.dtype(_dtype_name(X))
             n_init = self._n_init_for()
             init, given = self.init, None
             if isinstance(init, str):
@@ -159,16 +183,17 @@ class KMeans(SPMDMixin, _SkKMeans):
                 mode = 3
             else:
                 mode = 3
-                given = check_array(init, dtype=X.dtype, copy=True, order="C")
+                given = check_array(init, dtype=dtype, copy=True, order="C")
                 self._check_centers(given, X)
                 given = given[None]
         if callable(init):
-            given = self._callable_centers(comm, addr, X, n_init)
+            given = self._callable_centers(comm, addr, self._host(X), n_init)
         seed = _common_seed(addr, self.random_state) if mode != 3 else 0
         flat = None if given is None else np.ascontiguousarray(given, dtype=np.float64).ravel()
         res = _core.kmeans_fit(addr, X, w, int(self.n_clusters), mode, int(n_init),
-                               int(self.max_iter), float(self.tol), int(self.verbose), int(seed), flat)
-        self.cluster_centers_ = np.ascontiguousarray(res["centers"].astype(X.dtype))
+                               int(self.max_iter), float(self.tol), int(self.verbose), int(seed), flat,
+                               to_device)
+        self.cluster_centers_ = np.ascontiguousarray(res["centers"].astype(dtype))
         self._n_features_out = self.cluster_centers_.shape[0]
         self.labels_ = res["labels"]
         self.inertia_ = float(res["inertia"])
@@ -196,12 +221,21 @@ class KMeans(SPMDMixin, _SkKMeans):
     def predict(self, X):
         """The index of the nearest centre of each of this rank's rows (local)."""
         check_is_fitted(self)
+        if self._on_gpu(X):  # labels on X's GPU, as an array of its kind
+            check_device_input(self, X)
+            return device_like(X, _core.kmeans_predict(X, self._centers64()))
         X = self._local_X(self._host(X), reset=False)
         return _core.kmeans_predict(X, self._centers64())
 
     def transform(self, X):
         """Euclidean distances of this rank's rows to the centres (local)."""
         check_is_fitted(self)
+        if self._on_gpu(X):
+            # On X's GPU with its own library (one gemm): sqrt(max(‖x‖² − 2 x·c + ‖c‖², 0)).
+            check_device_input(self, X)
+            C = device_like(X, self.cluster_centers_.astype(_dtype_name(X)))
+            D = (X * X).sum(1)[:, None] - 2 * (X @ C.T) + (C * C).sum(1)[None, :]
+            return (D * (D > 0)) ** 0.5
         X = self._local_X(self._host(X), reset=False)
         return _core.kmeans_transform(X, self._centers64()).astype(X.dtype, copy=False)
 
@@ -213,8 +247,12 @@ class KMeans(SPMDMixin, _SkKMeans):
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             check_is_fitted(self)
-            X = self._local_X(self._host(X), reset=False)
-            w = local_weights(sample_weight, X)
+            if self._on_gpu(X):
+                check_device_input(self, X)
+                w = device_weights(sample_weight, X)
+            else:
+                X = self._local_X(self._host(X), reset=False)
+                w = local_weights(sample_weight, X)
         return -float(_core.kmeans_inertia(addr, X, w, self._centers64()))
 
     def __sklearn_tags__(self):

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "backend/cuda/cross_cuda.hpp"
+#include "backend/cuda/centre_rows.cuh"
 #include "backend/cuda/cuda_common.hpp"
 #include "backend/cuda/work_type.cuh"
 #include "backend/cuda/moments_cuda.hpp"
@@ -295,140 +296,149 @@ namespace {
 
 // The Gram pass for d > 64 and for the linear models. Rows are shifted (and scaled by sqrt(w))
 // into a buffer of T, cut into batches of gram_batch rows; cublas<T>gemmStridedBatched forms one
-// p x p product per batch and a reduction kernel adds the batches' products in double, in a fixed
-// order. Why batches: one gemm with m = n = p and k = n rows leaves most of the GPU idle (cuBLAS
-// tiles the small output, not k; a 256-column covariance ran at ~1 TFLOP/s), and for float data
-// a float accumulation over at most gram_batch rows keeps the rounding near float's own (the
-// double sum across batches adds none), the same split as the fused kernel's float tiles.
+// q x q product per batch (q = p + 1, see gram_prepare_kernel) and a reduction kernel adds the
+// batches' products in double, in a fixed order. Why batches: one gemm with m = n = p and k = n
+// rows leaves most of the GPU idle (cuBLAS tiles the small output, not k; a 256-column covariance
+// ran at ~1 TFLOP/s), and for float data a float accumulation over at most gram_batch rows keeps
+// the rounding near float's own (the double sum across batches adds none), the same split as the
+// fused kernel's float tiles.
 constexpr int gram_batch = 1024;
-constexpr int prep_rows = 128;  // rows per block of the prepare kernel (a multiple divides the batch)
-static_assert(gram_batch % prep_rows == 0, "a batch is whole prepare blocks");
+constexpr int prep_threads = 256;  // 8 warps a block
+constexpr int prep_unroll = 6;     // loads a lane has in flight before its stores
+static_assert(gram_batch % 32 == 0, "a batch is whole 32-row strips");
 
-// buf rows [0, padded) of block range: buf_ij = sqrt(w_i) (z_ij - shift_j) for i < nb, 0 beyond
-// (the last batch is padded with zero rows); per block of prep_rows rows the double partials
-// psum[blk][j] = Σ w_i (z_ij - shift_j) and pw[blk] = Σ w_i. bad = 1 for a negative or
-// non-finite weight. Threads: 32 columns x 8 rows.
-template <class T>
-__global__ void gram_prepare_kernel(const T* __restrict__ X, std::int64_t sx, const T* __restrict__ Y,
-                                    std::int64_t sy, const T* __restrict__ w, std::int64_t nb, int d,
-                                    int t, const double* __restrict__ shift, T* __restrict__ buf,
-                                    double* __restrict__ psum, double* __restrict__ pw,
-                                    int* __restrict__ bad) {
-  __shared__ double red[8][33];
-  const int p = d + t;
-  const int tx = threadIdx.x, ty = threadIdx.y;
-  const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * prep_rows;
-  for (int c0 = 0; c0 < p; c0 += 32) {
-    const int j = c0 + tx;
-    double acc = 0.0;
-    if (j < p) {
-      const double sj = shift[j];
-#pragma unroll 4
-      for (int r = ty; r < prep_rows; r += 8) {
-        const std::int64_t i = r0 + r;
-        T out = T(0);
-        if (i < nb) {
-          double wi = 1.0;
-          if (w) {
-            wi = static_cast<double>(w[i]);
-            if (!(wi >= 0.0) || !isfinite(wi)) {
-              *bad = 1;
-              wi = 0.0;
-            }
-          }
-          const double z = j < d ? static_cast<double>(X[i * sx + j]) : static_cast<double>(Y[i * sy + (j - d)]);
-          const double s = w ? sqrt(wi) : 1.0;
-          const double a = s * (z - sj);
-          acc += s * a;
-          out = static_cast<T>(a);
+// Buffer rows [0, strips * 32) of a chunk, each q = p + 1 wide: buf[i][j] = sqrt(w_i) (z_ij - shift_j)
+// for j < p, buf[i][p] = sqrt(w_i) (1 without weights); rows i >= nb (the last batch's padding)
+// are 0. Each entry is computed in double (convert, subtract the shift, scale) and rounded once to
+// T. bad = 1 (a plain store) for a negative or non-finite weight, which then counts as 0.
+// Why the extra column: a batch's q x q Gram then holds S in its p x p block, s_j = Σ w (z_j -
+// shift_j) in entry (p, j) and W = Σ w in entry (p, p), so the shifted sums come out of the same
+// gemm; this kernel is purely element-wise (no per-block column partials, no shared memory, no
+// serial weight loop) and runs at the memory bandwidth: one read of the rows, one write of the
+// buffer.
+// Layout: warp-per-strip of 32 rows, grid-stride over strips. A strip's 32 q buffer entries are
+// contiguous; lane l writes entries e = l + 32 k (k < q), i.e. row e / q, column e % q, so each
+// warp store is one contiguous run and the reads of a row are contiguous too (for any q, narrow
+// or wide). Lane l computes sqrt(w) of the strip's row l once; an entry takes its row's factor by
+// a shuffle. Off: the type of an offset inside a strip (int when 32 rows of X and of Y span less
+// than 2^31 entries -- fewer registers and instructions, ~6% faster for float on an H200 --,
+// else std::int64_t); rows and chunk offsets are always 64-bit.
+template <class T, class Off>
+__global__ void __launch_bounds__(prep_threads)
+    gram_prepare_kernel(const T* __restrict__ X, std::int64_t sx, const T* __restrict__ Y, std::int64_t sy,
+                        const T* __restrict__ w, std::int64_t nb, std::int64_t strips, int d, int t,
+                        const double* __restrict__ shift, T* __restrict__ buf, int* __restrict__ bad) {
+  constexpr int warps = prep_threads / 32;
+  const int p = d + t, q = p + 1;
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  const int dr = 32 / q, dj = 32 % q;  // (row, column) step of e -> e + 32
+  const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * warps;
+  for (std::int64_t strip = static_cast<std::int64_t>(blockIdx.x) * warps + threadIdx.x / 32; strip < strips;
+       strip += step) {
+    const std::int64_t i0 = strip * 32;
+    double sw = 1.0;  // the factor of row i0 + lane
+    if (w != nullptr && i0 + lane < nb) {
+      double wi = static_cast<double>(w[i0 + lane]);
+      if (!(wi >= 0.0) || !isfinite(wi)) {
+        *bad = 1;
+        wi = 0.0;
+      }
+      sw = sqrt(wi);
+    }
+    // Rows of the strip below nb (0 for a strip of padding).
+    const int live = static_cast<int>(nb - i0 < 0 ? 0 : nb - i0 < 32 ? nb - i0 : 32);
+    const T* __restrict__ Xs = X + i0 * sx;
+    const T* __restrict__ Ys = Y != nullptr ? Y + i0 * sy : Y;  // read only when t > 0
+    T* __restrict__ out = buf + i0 * q;
+    const Off sxo = static_cast<Off>(sx), syo = static_cast<Off>(sy);
+    int r = lane / q, j = lane % q;  // entry e = lane + 32 k of the strip: row r, column j
+    for (int k0 = 0; k0 < q; k0 += prep_unroll) {
+      // Issue the group's loads first (prep_unroll in flight), then convert and store.
+      T raw[prep_unroll];
+      const int rg = r, jg = j;
+#pragma unroll
+      for (int u = 0; u < prep_unroll; ++u) {
+        raw[u] = T(0);
+        if (k0 + u < q && r < live) {
+          if (j < d)
+            raw[u] = Xs[r * sxo + j];
+          else if (j < p)
+            raw[u] = Ys[r * syo + (j - d)];
         }
-        buf[i * p + j] = out;
+        j += dj;
+        r += dr + (j >= q);
+        j -= j >= q ? q : 0;
+      }
+      r = rg;
+      j = jg;
+#pragma unroll
+      for (int u = 0; u < prep_unroll; ++u) {
+        // Every lane shuffles (k0 + u < q is the same for the whole warp).
+        const double f = w != nullptr ? __shfl_sync(0xffffffffu, sw, r & 31) : 1.0;
+        if (k0 + u < q) {
+          T v = T(0);
+          if (r < live) v = j < p ? static_cast<T>(f * (static_cast<double>(raw[u]) - shift[j])) : static_cast<T>(f);
+          out[(k0 + u) * 32 + lane] = v;
+        }
+        j += dj;
+        r += dr + (j >= q);
+        j -= j >= q ? q : 0;
       }
     }
-    red[ty][tx] = acc;
-    __syncthreads();
-    if (ty == 0 && j < p) {
-      double v = red[0][tx];
-      for (int k = 1; k < 8; ++k) v += red[k][tx];
-      psum[static_cast<std::int64_t>(blockIdx.x) * p + j] = v;
-    }
-    __syncthreads();
-  }
-  if (ty == 0 && tx == 0) {
-    double W = 0.0;
-    const std::int64_t end = r0 + prep_rows < nb ? r0 + prep_rows : nb;
-    if (w) {
-      for (std::int64_t i = r0; i < end; ++i) {
-        const double wi = static_cast<double>(w[i]);
-        W += (wi >= 0.0 && isfinite(wi)) ? wi : 0.0;
-      }
-    } else {
-      W = end > r0 ? static_cast<double>(end - r0) : 0.0;
-    }
-    pw[blockIdx.x] = W;
   }
 }
 
-// Two stages, each sum in a fixed order (deterministic): slice y of the grid adds its share of
-// the batches (and of the prepare blocks) into part[y][e] for e < p² + p + 1 -- many slices keep
-// enough loads in flight (one thread walking every batch was latency-bound: ~0.4 ms a chunk);
-// then gram_finish_kernel adds the slices in order: S[e] += Σ_b G[b][e] (e < p²),
-// s[j] += Σ_g psum[g][j], W += Σ_g pw[g].
+// Two stages, each sum in a fixed order (deterministic), over the entries (r, c) with r >= c of
+// the column-major q x q batch Grams G[b][r + c q] (all that is used; G is symmetric): slice y of
+// the grid adds its share of the batches into part[y][e] -- many slices keep enough loads in
+// flight (one thread walking every batch was latency-bound: ~0.4 ms a chunk); then
+// gram_finish_kernel adds the slices in order and scatters: (r, c) with r < p is S[c][r]
+// (row-major upper triangle, c <= r), (p, c) with c < p is s[c], (p, p) is W.
 constexpr int reduce_slices = 32;
 
 template <class T>
-__global__ void gram_reduce_kernel(const T* __restrict__ G, int batches, const double* __restrict__ psum,
-                                   const double* __restrict__ pw, int groups, int p, double* __restrict__ part) {
-  const std::int64_t pp = static_cast<std::int64_t>(p) * p, entries = pp + p + 1;
+__global__ void gram_reduce_kernel(const T* __restrict__ G, int batches, int q, double* __restrict__ part) {
+  const std::int64_t qq = static_cast<std::int64_t>(q) * q;
   const std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
-  if (e >= entries) return;
+  if (e >= qq || e % q < e / q) return;
   const int y = blockIdx.y, ny = gridDim.y;
+  const int b0 = static_cast<int>(static_cast<std::int64_t>(batches) * y / ny);
+  const int b1 = static_cast<int>(static_cast<std::int64_t>(batches) * (y + 1) / ny);
   double acc = 0.0;
-  if (e < pp) {
-    const int b0 = static_cast<int>(static_cast<std::int64_t>(batches) * y / ny);
-    const int b1 = static_cast<int>(static_cast<std::int64_t>(batches) * (y + 1) / ny);
 #pragma unroll 4
-    for (int b = b0; b < b1; ++b) acc += static_cast<double>(G[b * pp + e]);
-  } else {
-    const int g0 = static_cast<int>(static_cast<std::int64_t>(groups) * y / ny);
-    const int g1 = static_cast<int>(static_cast<std::int64_t>(groups) * (y + 1) / ny);
-    if (e < pp + p) {
-      const int j = static_cast<int>(e - pp);
-      for (int g = g0; g < g1; ++g) acc += psum[static_cast<std::int64_t>(g) * p + j];
-    } else {
-      for (int g = g0; g < g1; ++g) acc += pw[g];
-    }
-  }
-  part[static_cast<std::int64_t>(y) * entries + e] = acc;
+  for (int b = b0; b < b1; ++b) acc += static_cast<double>(G[b * qq + e]);
+  part[static_cast<std::int64_t>(y) * qq + e] = acc;
 }
 
-__global__ void gram_finish_kernel(const double* __restrict__ part, int slices, int p, double* __restrict__ S,
+__global__ void gram_finish_kernel(const double* __restrict__ part, int slices, int q, double* __restrict__ S,
                                    double* __restrict__ s, double* __restrict__ W) {
-  const std::int64_t pp = static_cast<std::int64_t>(p) * p, entries = pp + p + 1;
+  const std::int64_t qq = static_cast<std::int64_t>(q) * q;
   const std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
-  if (e >= entries) return;
+  if (e >= qq) return;
+  const std::int64_t r = e % q, c = e / q, p = q - 1;
+  if (r < c) return;
   double acc = 0.0;
-  for (int y = 0; y < slices; ++y) acc += part[static_cast<std::int64_t>(y) * entries + e];
-  if (e < pp)
-    S[e] += acc;
-  else if (e < pp + p)
-    s[e - pp] += acc;
+  for (int y = 0; y < slices; ++y) acc += part[static_cast<std::int64_t>(y) * qq + e];
+  if (r < p)
+    S[c * p + r] += acc;
+  else if (c < p)
+    s[c] += acc;
   else
     *W += acc;
 }
 
-cublasStatus_t gemm_batched(cublasHandle_t h, int p, int k, const float* A, float* C, int batches) {
+cublasStatus_t gemm_batched(cublasHandle_t h, int q, int k, const float* A, float* C, int batches) {
   const float one = 1.0f, zero = 0.0f;
-  // Column-major: a batch of A is p x k (lda = p); C_b = A_b A_bᵀ.
-  return cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, p, p, k, &one, A, p,
-                                   static_cast<long long>(k) * p, A, p, static_cast<long long>(k) * p,
-                                   &zero, C, p, static_cast<long long>(p) * p, batches);
+  // Column-major: a batch of A is q x k (lda = q; column i is buffer row i); C_b = A_b A_bᵀ.
+  return cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, q, q, k, &one, A, q,
+                                   static_cast<long long>(k) * q, A, q, static_cast<long long>(k) * q,
+                                   &zero, C, q, static_cast<long long>(q) * q, batches);
 }
-cublasStatus_t gemm_batched(cublasHandle_t h, int p, int k, const double* A, double* C, int batches) {
+cublasStatus_t gemm_batched(cublasHandle_t h, int q, int k, const double* A, double* C, int batches) {
   const double one = 1.0, zero = 0.0;
-  return cublasDgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, p, p, k, &one, A, p,
-                                   static_cast<long long>(k) * p, A, p, static_cast<long long>(k) * p,
-                                   &zero, C, p, static_cast<long long>(p) * p, batches);
+  return cublasDgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, q, q, k, &one, A, q,
+                                   static_cast<long long>(k) * q, A, q, static_cast<long long>(k) * q,
+                                   &zero, C, q, static_cast<long long>(q) * q, batches);
 }
 
 struct shifted_weighted {
@@ -440,40 +450,46 @@ template <class T>
 shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::int64_t sx, const T* Y,
                                std::int64_t t, std::int64_t sy, const T* w,
                                const std::vector<double>& shift, const device_scope& scope) {
-  const std::int64_t p = d + t;
+  const std::int64_t p = d + t, q = p + 1, qq = q * q;
   const cudaStream_t st = scope.stream();
-  // Chunks of whole batches, ~256 MiB of prepared rows (at least one batch).
-  const std::int64_t per_chunk = std::max<std::int64_t>(1, (256LL << 20) / (gram_batch * p * static_cast<std::int64_t>(sizeof(T))));
+  // Chunks of whole batches, ~512 MiB of buffer and batch Grams together (at least one batch).
+  const std::int64_t batch_bytes = (gram_batch * q + qq) * static_cast<std::int64_t>(sizeof(T));
+  const std::int64_t per_chunk = std::max<std::int64_t>(1, (512LL << 20) / batch_bytes);
   const std::int64_t batches_total = (n + gram_batch - 1) / gram_batch;
   const std::int64_t chunk_batches = std::min(per_chunk, batches_total);
   const std::int64_t chunk_rows = chunk_batches * gram_batch;
-  const std::int64_t groups_per_chunk = chunk_rows / prep_rows;
-  dev_array<T> buf(static_cast<std::size_t>(chunk_rows * p), st), G(static_cast<std::size_t>(chunk_batches * p * p), st);
-  dev_array<double> psum(static_cast<std::size_t>(groups_per_chunk * p), st), pw(groups_per_chunk, st),
-      dshift(p, st), S(p * p, st), s(p, st), W(1, st);
+  dev_array<T> buf(static_cast<std::size_t>(chunk_rows * q), st), G(static_cast<std::size_t>(chunk_batches * qq), st);
+  dev_array<double> dshift(p, st), S(p * p, st), s(p, st), W(1, st);
   dev_array<int> bad(1, st);
-  const std::int64_t entries = p * p + p + 1;
-  dev_array<double> part(static_cast<std::size_t>(reduce_slices * entries), st);
+  dev_array<double> part(static_cast<std::size_t>(reduce_slices * qq), st);
   check(cudaMemcpyAsync(dshift.p, shift.data(), p * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
   check(cudaMemsetAsync(S.p, 0, p * p * sizeof(double), st), "cudaMemsetAsync");
   check(cudaMemsetAsync(s.p, 0, p * sizeof(double), st), "cudaMemsetAsync");
   check(cudaMemsetAsync(W.p, 0, sizeof(double), st), "cudaMemsetAsync");
   check(cudaMemsetAsync(bad.p, 0, sizeof(int), st), "cudaMemsetAsync");
+  // Up to 64 blocks an SM: a block rarely walks more than a few strips when q is wide (the block
+  // scheduler balances the SMs), and narrow rows still get warps that stream many strips.
+  const std::int64_t max_blocks = 64LL * multiprocessors();
+  // Offsets inside a 32-row strip fit an int (see gram_prepare_kernel).
+  const std::int64_t int_max = std::numeric_limits<int>::max();
+  const bool narrow = 32 * (sx + q) <= int_max && 32 * (sy + q) <= int_max;
+  const unsigned reduce_blocks = static_cast<unsigned>((qq + threads - 1) / threads);
   for (std::int64_t i0 = 0; i0 < n; i0 += chunk_rows) {
     const std::int64_t nb = std::min(chunk_rows, n - i0);
     const std::int64_t batches = (nb + gram_batch - 1) / gram_batch;
-    const std::int64_t groups = batches * (gram_batch / prep_rows);
-    gram_prepare_kernel<T><<<static_cast<unsigned>(groups), dim3(32, 8), 0, st>>>(
-        X + i0 * sx, sx, Y ? Y + i0 * sy : nullptr, sy, w ? w + i0 : nullptr, nb, static_cast<int>(d),
-        static_cast<int>(t), dshift.p, buf.p, psum.p, pw.p, bad.p);
+    const std::int64_t strips = batches * (gram_batch / 32);
+    const std::int64_t blocks = std::min(max_blocks, (strips + prep_threads / 32 - 1) / (prep_threads / 32));
+    auto* prepare = narrow ? gram_prepare_kernel<T, int> : gram_prepare_kernel<T, std::int64_t>;
+    prepare<<<static_cast<unsigned>(blocks), prep_threads, 0, st>>>(
+        X + i0 * sx, sx, Y ? Y + i0 * sy : nullptr, sy, w ? w + i0 : nullptr, nb, strips, static_cast<int>(d),
+        static_cast<int>(t), dshift.p, buf.p, bad.p);
     check(cudaGetLastError(), "gram prepare kernel launch");
-    check_blas(gemm_batched(scope.ctx->blas, static_cast<int>(p), gram_batch, buf.p, G.p, static_cast<int>(batches)),
+    check_blas(gemm_batched(scope.ctx->blas, static_cast<int>(q), gram_batch, buf.p, G.p, static_cast<int>(batches)),
                "cublas gemmStridedBatched");
-    const unsigned blocks = static_cast<unsigned>((entries + threads - 1) / threads);
-    gram_reduce_kernel<T><<<dim3(blocks, reduce_slices), threads, 0, st>>>(
-        G.p, static_cast<int>(batches), psum.p, pw.p, static_cast<int>(groups), static_cast<int>(p), part.p);
+    gram_reduce_kernel<T><<<dim3(reduce_blocks, reduce_slices), threads, 0, st>>>(G.p, static_cast<int>(batches),
+                                                                                 static_cast<int>(q), part.p);
     check(cudaGetLastError(), "gram reduce kernel launch");
-    gram_finish_kernel<<<blocks, threads, 0, st>>>(part.p, reduce_slices, static_cast<int>(p), S.p, s.p, W.p);
+    gram_finish_kernel<<<reduce_blocks, threads, 0, st>>>(part.p, reduce_slices, static_cast<int>(q), S.p, s.p, W.p);
     check(cudaGetLastError(), "gram finish kernel launch");
   }
   shifted_weighted r;
@@ -487,8 +503,8 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
   check(cudaMemcpyAsync(&flag, bad.p, sizeof(int), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
   if (flag) throw invalid_argument("sample_weight contains a negative value, NaN or infinity; weights must be finite and >= 0");
-  // Only the upper triangle (column-major lower = row-major upper) is used below; mirror it so
-  // the result is exactly symmetric.
+  // Only the row-major upper triangle (i <= j) was filled; mirror it so the result is exactly
+  // symmetric.
   for (std::int64_t i = 0; i < p; ++i)
     for (std::int64_t j = i + 1; j < p; ++j) r.S[j * p + i] = r.S[i * p + j];
   return r;
@@ -574,19 +590,6 @@ void add_outer(device_doubles& C, std::int64_t d, double f, const std::vector<do
 }
 
 namespace {
-// out (rows x d, row-major doubles) = X - mean.
-template <class T>
-__global__ void center_kernel(const T* __restrict__ X, std::int64_t rows, int d, std::int64_t stride,
-                              const double* __restrict__ mean, double* __restrict__ out) {
-  const std::int64_t total = rows * d;
-  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    const std::int64_t i = e / d;
-    const int j = static_cast<int>(e - i * d);
-    out[e] = static_cast<double>(X[i * stride + j]) - mean[j];
-  }
-}
-
 // Rows of ~64 MiB of centred doubles per chunk.
 std::int64_t chunk_rows(std::int64_t n, std::int64_t d) {
   return std::max<std::int64_t>(1, std::min<std::int64_t>(n, (64LL << 20) / (8 * std::max<std::int64_t>(d, 1))));
@@ -619,7 +622,7 @@ void mahalanobis(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride
   const double one = 1.0, zero = 0.0;
   for (std::int64_t i0 = 0; i0 < n; i0 += B) {
     const std::int64_t nb = std::min(B, n - i0);
-    center_kernel<T><<<8 * multiprocessors(), threads, 0, st>>>(X + i0 * stride, nb, static_cast<int>(d),
+    centre_rows_kernel<T, double, double><<<8 * multiprocessors(), threads, 0, st>>>(X + i0 * stride, nb, static_cast<int>(d),
                                                                stride, dloc.p, buf.p);
     check(cudaGetLastError(), "center kernel launch");
     // Column-major: buf is d x nb; y = P buf (P symmetric).

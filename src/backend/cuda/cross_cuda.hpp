@@ -52,8 +52,9 @@ local_cross centered_cross(const T* X, std::int64_t n, std::int64_t d, std::int6
 // Weighted centred cross-products of the rows z = [x | y] of two device matrices (X: n x d, row
 // stride sx; Y: n x t, row stride sy; w: n weights or null; all on one device), for the linear
 // models: weight = Σ w, mean (d + t), cross = Σ w (z - mean)(z - mean)ᵀ ((d + t)², row-major, on
-// the host). Chunks of rows are shifted by the first row and scaled by sqrt(w) into a double
-// buffer, added with cuBLAS dgemm (BᵀB) and dgemv (the shifted sums); cross = S - s sᵀ / W, with a
+// the host). Rows are shifted by the first row and scaled by sqrt(w) into a buffer of the input
+// type with one more column (sqrt(w)), in 1024-row batches; one strided-batched gemm gives each
+// batch's S, s and W, summed across batches in double in a fixed order; cross = S - s sᵀ / W, with a
 // second pass about the mean when the first row was a poor shift. Deterministic (no atomics in
 // the sums). Throws invalid_argument for NaN/inf in X or Y (naming the first) and for negative or
 // non-finite weights.

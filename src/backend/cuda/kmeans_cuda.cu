@@ -1,7 +1,9 @@
-// CUDA k-means E/M step. See kmeans_cuda.hpp (status: compiled, not yet run on a GPU).
+// CUDA k-means local work (fused distance + argmin, M-step sums, k-means++ passes). See kmeans_cuda.hpp;
+// checked on 4x H200 in session 4 (bench/results/gpu_2026-11-27_h200x4_session4.md).
 #include <algorithm>
 #include <string>
 
+#include "backend/cuda/centre_rows.cuh"
 #include "backend/cuda/cuda_common.hpp"
 #include "backend/cuda/kmeans_cuda.hpp"
 
@@ -11,6 +13,187 @@ namespace {
 constexpr int threads = 256;
 constexpr int tile_rows = 16384;  // rows of one partial-sum tile
 constexpr int slices = 32;        // ordered slices of the tile reduction
+
+// ---- the fused distance + argmin kernel ------------------------------------------------------
+// One block takes BM = 128 rows and walks the centres in tiles of BN = 128: a register-blocked
+// SIMT gemm (256 threads, 8 x 8 products each, BK-deep slices of d double-buffered in shared
+// memory) accumulates x·c in the precision of X, then the epilogue takes ‖c‖² − 2 x·c per
+// product, the first minimum over the thread's 8 centres, over the 16 threads sharing the rows
+// (shuffles), and over the centre tiles in order. So no distance ever leaves the chip: the
+// cuBLAS gemm + argmin pair wrote and reread 4 k bytes a row (2 x 20 GB at 20M rows, k = 256).
+// Ties keep the lowest centre index, as scikit-learn's loop; each product is one fma chain in
+// the order of the columns, as a BLAS gemm's.
+constexpr int BM = 128, BN = 128, TPB = 256;
+template <class T>
+struct fused_cfg {
+  static constexpr int BK = 16;  // float: 2 x (16 x 132) x 2 tiles = 33 KiB of shared memory
+  static constexpr int min_blocks = 2;
+};
+template <>
+struct fused_cfg<double> {
+  static constexpr int BK = 8;
+  static constexpr int min_blocks = 1;  // 64 double accumulators: let the compiler have the registers
+};
+
+// Asynchronous copies global -> shared (cp.async, sm_80+): no registers held while in flight;
+// src_size 0 writes zeros (the padding outside the matrix).
+template <class T>
+__device__ __forceinline__ void cp_async(T* smem, const T* gmem, bool valid) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  if constexpr (sizeof(T) == 4)
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 4 : 0));
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 8 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// Rows [r0, r0 + BM) x columns [k0, k0 + BK) of A (row stride lda; zero outside rows < nrows and
+// columns < d), transposed into S[column][row]: element e = tid + q TPB is (e / BK, e % BK), so BK
+// consecutive threads read BK consecutive values of one row.
+template <class T, int BK, int W>
+__device__ __forceinline__ void issue_slice(T (*S)[W], const T* __restrict__ A, std::int64_t lda, std::int64_t r0,
+                                            std::int64_t nrows, int k0, int d) {
+  constexpr int rows_per_pass = TPB / BK;
+  const int c = threadIdx.x % BK;
+  int r = threadIdx.x / BK;
+  const T* p = A + (r0 + r) * lda + k0 + c;
+  const std::int64_t step = rows_per_pass * lda;
+  const bool col_ok = k0 + c < d;
+#pragma unroll 1  // a rolled loop: one pointer, not eight, held in registers
+  for (int q = 0; q < BM * BK / TPB; ++q, r += rows_per_pass, p += step) {
+    const bool valid = col_ok && r0 + r < nrows;
+    cp_async(&S[c][r], valid ? p : A, valid);
+  }
+}
+__device__ __forceinline__ void load4(const float* p, float* o) {
+  const float4 v = *reinterpret_cast<const float4*>(p);
+  o[0] = v.x, o[1] = v.y, o[2] = v.z, o[3] = v.w;
+}
+__device__ __forceinline__ void load4(const double* p, double* o) {
+  const double2 v = *reinterpret_cast<const double2*>(p);
+  const double2 u = *reinterpret_cast<const double2*>(p + 2);
+  o[0] = v.x, o[1] = v.y, o[2] = u.x, o[3] = u.y;
+}
+
+// labels[i] <- argmin_j ‖c_j‖² − 2 x_i·c_j for the block's rows; per block, in a fixed order, the
+// count of changed labels and (xsq given) Σ w_i (xsq_i + min_j(...)) into changed_part /
+// inertia_part[blockIdx.x]. C: k x d row-major in the precision of X; csq: ‖c_j‖² (same).
+template <class T>
+__global__ void __launch_bounds__(TPB, fused_cfg<T>::min_blocks)
+    assign_fused_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t ldx, const T* __restrict__ C,
+                        const T* __restrict__ csq, int k, const double* __restrict__ xsq,
+                        const double* __restrict__ w, std::int32_t* __restrict__ labels,
+                        double* __restrict__ inertia_part, int* __restrict__ changed_part) {
+  constexpr int BK = fused_cfg<T>::BK, W = BM + 4;
+  __shared__ __align__(16) T As[2][BK][W];
+  __shared__ __align__(16) T Bs[2][BK][W];
+  __shared__ T best[BM];  // the running minimum of each row, kept by the row's owner (tx == 0)
+  __shared__ int arg[BM];
+  __shared__ double red_i[TPB / 16];
+  __shared__ int red_c[TPB / 16];
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * BM;
+  if (tx == 0)
+#pragma unroll
+    for (int i = 0; i < 8; ++i) arg[i < 4 ? ty * 4 + i : 64 + ty * 4 + (i - 4)] = -1;
+  const int slices_d = (d + BK - 1) / BK;
+  for (int c0 = 0; c0 < k; c0 += BN) {
+    T acc[8][8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[i][j] = T(0);
+    issue_slice<T, BK, W>(As[0], X, ldx, r0, n, 0, d);
+    issue_slice<T, BK, W>(Bs[0], C, d, c0, k, 0, d);
+    cp_async_commit();
+    for (int s = 0; s < slices_d; ++s) {
+      const int cur = s & 1;
+      if (s + 1 < slices_d) {  // the next slice flies while this one computes
+        issue_slice<T, BK, W>(As[cur ^ 1], X, ldx, r0, n, (s + 1) * BK, d);
+        issue_slice<T, BK, W>(Bs[cur ^ 1], C, d, c0, k, (s + 1) * BK, d);
+        cp_async_commit();
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      __syncthreads();
+#pragma unroll
+      for (int kk = 0; kk < BK; ++kk) {
+        T a[8], b[8];
+        load4(&As[cur][kk][ty * 4], a);
+        load4(&As[cur][kk][64 + ty * 4], a + 4);
+        load4(&Bs[cur][kk][tx * 4], b);
+        load4(&Bs[cur][kk][64 + tx * 4], b + 4);
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+#pragma unroll
+          for (int j = 0; j < 8; ++j) acc[i][j] = fma(a[i], b[j], acc[i][j]);
+      }
+      __syncthreads();  // before the next issue overwrites this buffer
+    }
+    // Epilogue of this centre tile: the thread's 8 centres in increasing order, then the 16
+    // threads of the same rows (lanes differing in the low 4 bits), then the earlier tiles.
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      T bv = T(0);
+      int ba = -1;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int col = c0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + (j - 4));
+        if (col < k) {
+          const T v = csq[col] - T(2) * acc[i][j];
+          if (ba < 0 || v < bv) {
+            bv = v;
+            ba = col;
+          }
+        }
+      }
+#pragma unroll
+      for (int off = 8; off > 0; off >>= 1) {
+        const T ov = __shfl_xor_sync(0xffffffffu, bv, off);
+        const int oa = __shfl_xor_sync(0xffffffffu, ba, off);
+        if (oa >= 0 && (ba < 0 || ov < bv || (ov == bv && oa < ba))) {
+          bv = ov;
+          ba = oa;
+        }
+      }
+      const int lr = i < 4 ? ty * 4 + i : 64 + ty * 4 + (i - 4);
+      if (tx == 0 && ba >= 0 && (arg[lr] < 0 || bv < best[lr])) {  // earlier tiles hold lower indices
+        best[lr] = bv;
+        arg[lr] = ba;
+      }
+    }
+  }
+  double my_inertia = 0.0;
+  int my_changed = 0;
+  if (tx == 0) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int lr = i < 4 ? ty * 4 + i : 64 + ty * 4 + (i - 4);
+      const std::int64_t row = r0 + lr;
+      if (row < n) {
+        my_changed += labels[row] != arg[lr];
+        labels[row] = arg[lr];
+        if (xsq) my_inertia += (w ? w[row] : 1.0) * (xsq[row] + static_cast<double>(best[lr]));
+      }
+    }
+    red_i[ty] = my_inertia;
+    red_c[ty] = my_changed;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double si = 0.0;
+    int sc = 0;
+    for (int q = 0; q < TPB / 16; ++q) {
+      si += red_i[q];
+      sc += red_c[q];
+    }
+    inertia_part[blockIdx.x] = si;
+    changed_part[blockIdx.x] = sc;
+  }
+}
 
 cublasStatus_t gemm_tn(cublasHandle_t h, int m, int n, int kk, const float* A, int lda, const float* B, int ldb,
                        float* C, int ldc) {
@@ -23,71 +206,17 @@ cublasStatus_t gemm_tn(cublasHandle_t h, int m, int n, int kk, const double* A, 
   return cublasDgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, kk, &one, A, lda, B, ldb, &zero, C, ldc);
 }
 
-// One warp per row i of the chunk: label = argmin_j csq_j − 2 G_ji (G: k x rows, column-major;
-// the first minimum wins), the row's distance xsq_i + min, and per block the sums of w·distance
-// and of changed labels (fixed order: warps in index order).
-template <class T>
-__global__ void assign_kernel(const T* __restrict__ G, std::int64_t rows, int k, const T* __restrict__ csq,
-                              const T* __restrict__ xsq, const T* __restrict__ w, std::int32_t* __restrict__ labels,
-                              double* __restrict__ inertia_part, int* __restrict__ changed_part) {
-  constexpr int warps = threads / 32;
-  __shared__ double wi_dist[warps];
-  __shared__ int wi_changed[warps];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  double my_inertia = 0.0;
-  int my_changed = 0;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * warps + warp; i < rows;
-       i += static_cast<std::int64_t>(gridDim.x) * warps) {
-    T best = T(0);
-    int arg = -1;
-    const T* g = G + i * k;
-    for (int j = lane; j < k; j += 32) {
-      const T v = csq[j] - T(2) * g[j];
-      if (arg < 0 || v < best) {  // j grows: a tie keeps the earlier j
-        best = v;
-        arg = j;
-      }
-    }
-    for (int off = 16; off > 0; off >>= 1) {
-      const T ob = __shfl_down_sync(0xffffffffu, best, off);
-      const int oa = __shfl_down_sync(0xffffffffu, arg, off);
-      if (oa >= 0 && (arg < 0 || ob < best || (ob == best && oa < arg))) {
-        best = ob;
-        arg = oa;
-      }
-    }
-    if (lane == 0) {
-      my_changed += labels[i] != arg;
-      labels[i] = arg;
-      if (xsq) my_inertia += (w ? static_cast<double>(w[i]) : 1.0) * (static_cast<double>(xsq[i]) + static_cast<double>(best));
-    }
-  }
-  if (lane == 0) {
-    wi_dist[warp] = my_inertia;
-    wi_changed[warp] = my_changed;
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double s = 0.0;
-    int c = 0;
-    for (int q = 0; q < warps; ++q) {
-      s += wi_dist[q];
-      c += wi_changed[q];
-    }
-    inertia_part[blockIdx.x] = s;
-    changed_part[blockIdx.x] = c;
-  }
-}
-
+// ---- the M-step sums -------------------------------------------------------------------------
 // Tile blockIdx.x (tile_rows rows), columns [c0, c0 + cols) of [x | 1] (column d is the weight):
 // thread t owns column c0 + t and adds w_i x_i into acc[label_i][t] row by row (no two threads
 // share an address, so no atomics and a fixed order); the tile's k x cols partial goes to
-// part[tile][label][c] (k x (d + 1) per tile) in double.
+// part[tile][label][c] (k x (d + 1) per tile) in double. The k x cols tile lives in dynamic
+// shared memory (up to ~200 KiB: k = 256 x 65 float columns is one block).
 template <class T>
 __global__ void sums_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
-                            const T* __restrict__ w, const std::int32_t* __restrict__ labels, int k, int cols,
+                            const double* __restrict__ w, const std::int32_t* __restrict__ labels, int k, int cols,
                             double* __restrict__ part) {
-  extern __shared__ unsigned char smem[];
+  extern __shared__ __align__(16) unsigned char smem[];
   T* acc = reinterpret_cast<T*>(smem);
   const int t = threadIdx.x;
   const int c = blockIdx.y * cols + t;
@@ -96,11 +225,23 @@ __global__ void sums_kernel(const T* __restrict__ X, std::int64_t n, int d, std:
   const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * tile_rows;
   const std::int64_t r1 = r0 + tile_rows < n ? r0 + tile_rows : n;
   if (t < cols && c <= d) {
-#pragma unroll 4
-    for (std::int64_t i = r0; i < r1; ++i) {
-      const T wi = w ? w[i] : T(1);
-      const T v = c < d ? wi * X[i * stride + c] : wi;
-      acc[labels[i] * cols + t] += v;
+    // Groups of 32 rows: the group's loads are all issued before its shared-memory adds, so a
+    // thread waits for memory once a group, not once a row (the adds form a chain: two rows
+    // may share a label). Rows past r1 add zero to label 0.
+    constexpr int group = 32;
+    for (std::int64_t i0 = r0; i0 < r1; i0 += group) {
+      int lab[group];
+      T v[group];
+#pragma unroll
+      for (int u = 0; u < group; ++u) {
+        const std::int64_t i = i0 + u;
+        const bool live = i < r1;
+        lab[u] = live ? labels[i] : 0;
+        const T wi = live ? (w ? static_cast<T>(w[i]) : T(1)) : T(0);
+        v[u] = c < d ? (live ? wi * X[i * stride + c] : T(0)) : wi;
+      }
+#pragma unroll
+      for (int u = 0; u < group; ++u) acc[lab[u] * cols + t] += v[u];
     }
   }
   __syncthreads();
@@ -134,19 +275,111 @@ __global__ void sum_parts_finish(const double* __restrict__ mid, int ny, std::in
   out[e] = acc;
 }
 
+// ---- exact distances to the own centre ---------------------------------------------------------
+// dist_i = ‖x_i − c_label(i)‖² in double (exact differences), one thread per row; with `part`,
+// per block in thread order Σ w_i dist_i into part[block], and counts[label] += 1 (integers:
+// atomics keep it exact). C null: the distance to the origin (‖x‖²).
+template <class T>
+__global__ void own_distance_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
+                                    const double* __restrict__ C, const std::int32_t* __restrict__ labels,
+                                    const double* __restrict__ w, double* __restrict__ dist,
+                                    double* __restrict__ part, unsigned long long* __restrict__ counts) {
+  __shared__ double red[threads];
+  double mine = 0.0;
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const double* c = C ? C + static_cast<std::int64_t>(labels[i]) * d : nullptr;
+    double s = 0.0;
+    for (int q = 0; q < d; ++q) {
+      const double t = static_cast<double>(X[i * stride + q]) - (c ? c[q] : 0.0);
+      s += t * t;
+    }
+    if (dist) dist[i] = s;
+    if (part) {
+      mine += (w ? w[i] : 1.0) * s;
+      atomicAdd(counts + labels[i], 1ULL);
+    }
+  }
+  if (!part) return;
+  red[threadIdx.x] = mine;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double acc = 0.0;
+    for (int q = 0; q < threads; ++q) acc += red[q];
+    part[blockIdx.x] = acc;
+  }
+}
+
+// One thread per row of a chunk: d_ij = max(0, ‖x_i‖² + csq_j − 2 G_ji) (G: m x rows,
+// column-major), closest_i <- min(closest_i, min_j d_ij) when `update`; per block, in thread
+// order, the partial potentials Σ_i w_i min(closest_i, d_ij) into part[block][j] when `pot`.
+template <class T>
+__global__ void candidate_kernel(const T* __restrict__ X, std::int64_t rows, int d, std::int64_t stride,
+                                 const T* __restrict__ G, int m, const double* __restrict__ csq,
+                                 const double* __restrict__ w, double* __restrict__ closest,
+                                 double* __restrict__ part, bool update) {
+  extern __shared__ double red[];  // blockDim.x x m when part
+  const std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
+  double xsq = 0.0, cl = 0.0, wi = 0.0;
+  const bool live = i < rows;
+  if (live) {
+    for (int q = 0; q < d; ++q) {
+      const double v = static_cast<double>(X[i * stride + q]);
+      xsq += v * v;
+    }
+    cl = closest[i];
+    wi = w ? w[i] : 1.0;
+  }
+  double best = cl;
+  for (int j = 0; j < m; ++j) {
+    double dij = 0.0;
+    if (live) {
+      dij = xsq + csq[j] - 2.0 * static_cast<double>(G[i * m + j]);
+      dij = dij > 0.0 ? dij : 0.0;
+      best = dij < best ? dij : best;
+    }
+    if (part) red[threadIdx.x * m + j] = live ? wi * (cl < dij ? cl : dij) : 0.0;
+  }
+  if (live && update) closest[i] = best;
+  if (part) {
+    __syncthreads();
+    if (threadIdx.x < static_cast<unsigned>(m)) {
+      double s = 0.0;
+      for (unsigned t = 0; t < blockDim.x; ++t) s += red[t * m + threadIdx.x];
+      part[blockIdx.x * static_cast<std::int64_t>(m) + threadIdx.x] = s;
+    }
+  }
+}
+
+unsigned grid_rows(std::int64_t n) {
+  return static_cast<unsigned>(std::max<std::int64_t>(1, std::min<std::int64_t>((n + threads - 1) / threads, 8LL * multiprocessors())));
+}
+
+// The dynamic shared memory a block of sums_kernel<T> may use (set once per type and device).
+template <class T>
+int sums_smem_limit() {
+  int dev = 0, optin = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
+  const int limit = std::max(48 << 10, optin - (4 << 10));
+  check(cudaFuncSetAttribute(sums_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, limit), "cudaFuncSetAttribute");
+  return limit;
+}
+
 }  // namespace
 
 template <class T>
-lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const T* w,
-                                const T* xsq, const std::vector<double>& centers, std::int64_t k,
+lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const double* w,
+                                const double* xsq, const std::vector<double>& centers, std::int64_t k,
                                 std::int32_t* labels, bool update) {
   lloyd_device_partial r;
-  r.sums.assign(static_cast<std::size_t>(k * d), 0.0);
-  r.weights.assign(static_cast<std::size_t>(k), 0.0);
+  if (update) {
+    r.sums.assign(static_cast<std::size_t>(k * d), 0.0);
+    r.weights.assign(static_cast<std::size_t>(k), 0.0);
+  }
   if (n == 0 || k == 0) return r;
   device_scope scope(X);
   const cudaStream_t st = scope.stream();
-  cublasHandle_t h = scope.ctx->blas;
   // Centres and their squared norms in the precision of X (as scikit-learn).
   std::vector<T> C(static_cast<std::size_t>(k * d)), csq(static_cast<std::size_t>(k));
   for (std::int64_t j = 0; j < k; ++j) {
@@ -161,36 +394,29 @@ lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std:
   dev_array<T> dC(C.size(), st), dcsq(csq.size(), st);
   check(cudaMemcpyAsync(dC.p, C.data(), C.size() * sizeof(T), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
   check(cudaMemcpyAsync(dcsq.p, csq.data(), csq.size() * sizeof(T), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
-  // E-step by chunks of ~256 MiB of distances.
-  const std::int64_t chunk = std::max<std::int64_t>(1024, std::min<std::int64_t>(n, (256LL << 20) / (k * sizeof(T))));
-  const unsigned blocks = static_cast<unsigned>(std::min<std::int64_t>(8LL * multiprocessors(), (chunk + 7) / 8));
-  const std::int64_t chunks = (n + chunk - 1) / chunk;
-  dev_array<T> G(static_cast<std::size_t>(std::min(chunk, n) * k), st);
-  dev_array<double> inertia_part(static_cast<std::size_t>(blocks * chunks), st);
-  dev_array<int> changed_part(static_cast<std::size_t>(blocks * chunks), st);
-  for (std::int64_t c = 0; c < chunks; ++c) {
-    const std::int64_t i0 = c * chunk, rows = std::min(chunk, n - i0);
-    // Column-major: C is d x k (ld d), the chunk d x rows (ld stride); G = Cᵀ X_chunk (k x rows).
-    check_blas(gemm_tn(h, static_cast<int>(k), static_cast<int>(rows), static_cast<int>(d), dC.p, static_cast<int>(d),
-                       X + i0 * stride, static_cast<int>(stride), G.p, static_cast<int>(k)),
-               "cublas gemm (distances)");
-    assign_kernel<T><<<blocks, threads, 0, st>>>(G.p, rows, static_cast<int>(k), dcsq.p, xsq ? xsq + i0 : nullptr,
-                                                 w ? w + i0 : nullptr, labels + i0, inertia_part.p + c * blocks,
-                                                 changed_part.p + c * blocks);
-    check(cudaGetLastError(), "assign kernel launch");
+  // E-step: the fused kernel, one block per 128 rows.
+  const std::int64_t blocks = (n + BM - 1) / BM;
+  dev_array<double> inertia_part(static_cast<std::size_t>(blocks), st);
+  dev_array<int> changed_part(static_cast<std::size_t>(blocks), st);
+  for (std::int64_t b0 = 0; b0 < blocks; b0 += 1LL << 30) {  // grid.x limit, never reached in practice
+    const std::int64_t nb = std::min<std::int64_t>(blocks - b0, 1LL << 30), i0 = b0 * BM;
+    assign_fused_kernel<T><<<static_cast<unsigned>(nb), TPB, 0, st>>>(
+        X + i0 * stride, n - i0, static_cast<int>(d), stride, dC.p, dcsq.p, static_cast<int>(k), xsq ? xsq + i0 : nullptr,
+        w ? w + i0 : nullptr, labels + i0, inertia_part.p + b0, changed_part.p + b0);
+    check(cudaGetLastError(), "fused assignment kernel launch");
   }
-  std::vector<double> ip(static_cast<std::size_t>(blocks * chunks));
-  std::vector<int> cp(static_cast<std::size_t>(blocks * chunks));
+  std::vector<double> ip(static_cast<std::size_t>(blocks));
+  std::vector<int> cp(static_cast<std::size_t>(blocks));
   check(cudaMemcpyAsync(ip.data(), inertia_part.p, ip.size() * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   check(cudaMemcpyAsync(cp.data(), changed_part.p, cp.size() * sizeof(int), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   if (update) {
-    // Columns per block so that a k x cols tile of T fits 48 KiB of shared memory.
+    static const int smem_limit = sums_smem_limit<T>();  // the same for every H100/H200 of a host
     const std::int64_t width = d + 1;
-    const std::int64_t fit = (48LL << 10) / (k * static_cast<std::int64_t>(sizeof(T)));
+    const std::int64_t fit = smem_limit / (k * static_cast<std::int64_t>(sizeof(T)));
     if (fit < 1)
       throw invalid_argument("KMeans on a GPU: n_clusters=" + std::to_string(k) +
                              " is too many for the GPU path's shared-memory tiles (at most " +
-                             std::to_string((48LL << 10) / sizeof(T)) + ")");
+                             std::to_string(smem_limit / sizeof(T)) + ")");
     const int cols = static_cast<int>(std::min<std::int64_t>({fit, width, 1024}));
     const unsigned col_blocks = static_cast<unsigned>((width + cols - 1) / cols);
     const std::int64_t tiles = (n + tile_rows - 1) / tile_rows, count = k * width;
@@ -219,11 +445,270 @@ lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std:
   return r;
 }
 
-template lloyd_device_partial lloyd_step<float>(const float*, std::int64_t, std::int64_t, std::int64_t, const float*,
-                                                const float*, const std::vector<double>&, std::int64_t, std::int32_t*,
-                                                bool);
-template lloyd_device_partial lloyd_step<double>(const double*, std::int64_t, std::int64_t, std::int64_t,
-                                                 const double*, const double*, const std::vector<double>&,
-                                                 std::int64_t, std::int32_t*, bool);
+template <class T>
+lloyd_device_partial lloyd_step_rows(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const double* w,
+                                     bool with_inertia, const std::vector<double>& centers, std::int64_t k,
+                                     std::int32_t* labels, bool update) {
+  if (n == 0 || !with_inertia) return lloyd_step<T>(X, n, d, stride, w, nullptr, centers, k, labels, update);
+  device_scope scope(X);
+  const cudaStream_t st = scope.stream();
+  // ‖x‖² per row in double (verbose output's per-iteration inertia only).
+  dev_array<double> xsq(static_cast<std::size_t>(n), st);
+  own_distance_kernel<T><<<grid_rows(n), threads, 0, st>>>(X, n, static_cast<int>(d), stride, nullptr, nullptr, nullptr,
+                                                           xsq.p, nullptr, nullptr);
+  check(cudaGetLastError(), "row norm launch");
+  return lloyd_step<T>(X, n, d, stride, w, xsq.p, centers, k, labels, update);
+}
+
+template <class T>
+void candidate_pass(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const double* w,
+                    const std::vector<double>& candidates, std::int64_t m, double* closest, double* pot,
+                    bool update) {
+  if (n == 0 || m == 0) return;
+  device_scope scope(X);
+  const cudaStream_t st = scope.stream();
+  cublasHandle_t h = scope.ctx->blas;
+  std::vector<T> C(candidates.begin(), candidates.begin() + m * d);
+  std::vector<double> csq(static_cast<std::size_t>(m), 0.0);
+  for (std::int64_t j = 0; j < m; ++j)
+    for (std::int64_t q = 0; q < d; ++q) csq[j] += candidates[j * d + q] * candidates[j * d + q];
+  const std::int64_t chunk = std::max<std::int64_t>(threads, std::min<std::int64_t>(n, (256LL << 20) / (m * sizeof(T))));
+  dev_array<T> dC(C.size(), st), G(static_cast<std::size_t>(std::min(chunk, n) * m), st);
+  dev_array<double> dcsq(static_cast<std::size_t>(m), st);
+  check(cudaMemcpyAsync(dC.p, C.data(), C.size() * sizeof(T), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  check(cudaMemcpyAsync(dcsq.p, csq.data(), m * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  const std::int64_t chunks = (n + chunk - 1) / chunk;
+  const std::int64_t blocks_per_chunk = (std::min(chunk, n) + threads - 1) / threads;
+  dev_array<double> part(pot ? static_cast<std::size_t>(chunks * blocks_per_chunk * m) : 0, st);
+  if (pot) check(cudaMemsetAsync(part.p, 0, chunks * blocks_per_chunk * m * sizeof(double), st), "cudaMemsetAsync");
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    const std::int64_t i0 = c * chunk, rows = std::min(chunk, n - i0);
+    check_blas(gemm_tn(h, static_cast<int>(m), static_cast<int>(rows), static_cast<int>(d), dC.p, static_cast<int>(d),
+                       X + i0 * stride, static_cast<int>(stride), G.p, static_cast<int>(m)),
+               "cublas gemm (candidates)");
+    const unsigned blocks = static_cast<unsigned>((rows + threads - 1) / threads);
+    candidate_kernel<T><<<blocks, threads, pot ? threads * m * sizeof(double) : 0, st>>>(
+        X + i0 * stride, rows, static_cast<int>(d), stride, G.p, static_cast<int>(m), dcsq.p, w ? w + i0 : nullptr,
+        closest + i0, pot ? part.p + c * blocks_per_chunk * m : nullptr, update);
+    check(cudaGetLastError(), "candidate kernel launch");
+  }
+  std::vector<double> hp(pot ? static_cast<std::size_t>(chunks * blocks_per_chunk * m) : 0);
+  if (pot) check(cudaMemcpyAsync(hp.data(), part.p, hp.size() * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  if (pot)
+    for (std::size_t b = 0; b < hp.size() / m; ++b)
+      for (std::int64_t j = 0; j < m; ++j) pot[j] += hp[b * m + j];
+}
+
+namespace {
+
+// One warp per tile of mass_tile rows: lane l adds rows l, l + 32, ... in order, then a fixed
+// shuffle tree; the tile's sum of w_i closest_i into out[tile].
+__global__ void mass_tiles_kernel(std::int64_t n, const double* __restrict__ w, const double* __restrict__ closest,
+                                  std::int64_t tiles, double* __restrict__ out) {
+  const int lane = threadIdx.x & 31;
+  const std::int64_t tile = (blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x) / 32;
+  if (tile >= tiles) return;  // whole warps leave together
+  const std::int64_t r0 = tile * mass_tile, r1 = r0 + mass_tile < n ? r0 + mass_tile : n;
+  double s = 0.0;
+  for (std::int64_t i = r0 + lane; i < r1; i += 32) s += (w ? w[i] : 1.0) * (closest ? closest[i] : 1.0);
+  for (int off = 16; off > 0; off >>= 1) s += __shfl_down_sync(0xffffffffu, s, off);
+  if (lane == 0) out[tile] = s;
+}
+
+// One thread per value: the running mass from the tile's start, row by row.
+__global__ void mass_find_kernel(std::int64_t n, const double* __restrict__ w, const double* __restrict__ closest,
+                                 int values, const std::int64_t* __restrict__ tiles, const double* __restrict__ start,
+                                 const double* __restrict__ u, bool right, std::int64_t* __restrict__ out) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= values) return;
+  const std::int64_t r0 = tiles[j] * mass_tile, r1 = r0 + mass_tile < n ? r0 + mass_tile : n;
+  double acc = start[j];
+  std::int64_t found = r1 - 1;
+  for (std::int64_t i = r0; i < r1; ++i) {
+    acc += (w ? w[i] : 1.0) * (closest ? closest[i] : 1.0);
+    if (right ? acc > u[j] : acc >= u[j]) {
+      found = i;
+      break;
+    }
+  }
+  out[j] = found;
+}
+
+__global__ void fill_kernel(double* p, std::int64_t n, double v) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+    p[i] = v;
+}
+
+}  // namespace
+
+std::vector<double> mass_tiles(const void* like, std::int64_t n, const double* w, const double* closest) {
+  const std::int64_t tiles = (n + mass_tile - 1) / mass_tile;
+  std::vector<double> out(static_cast<std::size_t>(tiles));
+  if (tiles == 0) return out;
+  device_scope scope(like);
+  const cudaStream_t st = scope.stream();
+  dev_array<double> d(static_cast<std::size_t>(tiles), st);
+  const std::int64_t warps_per_block = threads / 32;
+  mass_tiles_kernel<<<static_cast<unsigned>((tiles + warps_per_block - 1) / warps_per_block), threads, 0, st>>>(
+      n, w, closest, tiles, d.p);
+  check(cudaGetLastError(), "mass tiles launch");
+  check(cudaMemcpyAsync(out.data(), d.p, tiles * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  return out;
+}
+
+std::vector<std::int64_t> mass_find(const void* like, std::int64_t n, const double* w, const double* closest,
+                                    const std::vector<std::int64_t>& tiles, const std::vector<double>& start,
+                                    const std::vector<double>& u, bool right) {
+  const int m = static_cast<int>(u.size());
+  std::vector<std::int64_t> out(u.size());
+  if (m == 0) return out;
+  device_scope scope(like, false);
+  const cudaStream_t st = scope.stream();
+  dev_array<std::int64_t> dt(u.size(), st), dout(u.size(), st);
+  dev_array<double> ds(u.size(), st), du(u.size(), st);
+  check(cudaMemcpyAsync(dt.p, tiles.data(), m * sizeof(std::int64_t), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  check(cudaMemcpyAsync(ds.p, start.data(), m * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  check(cudaMemcpyAsync(du.p, u.data(), m * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  mass_find_kernel<<<(m + 63) / 64, 64, 0, st>>>(n, w, closest, m, dt.p, ds.p, du.p, right, dout.p);
+  check(cudaGetLastError(), "mass find launch");
+  check(cudaMemcpyAsync(out.data(), dout.p, m * sizeof(std::int64_t), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  return out;
+}
+
+double* filled_doubles(const void* like, std::int64_t n, double fill) {
+  device_scope scope(like, false);
+  double* p = nullptr;
+  const std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(double);
+  check(cudaMalloc(reinterpret_cast<void**>(&p), bytes), "cudaMalloc", bytes);
+  fill_kernel<<<grid_rows(n), threads, 0, scope.stream()>>>(p, n, fill);
+  const cudaError_t e = cudaGetLastError();
+  const cudaError_t e2 = cudaStreamSynchronize(scope.stream());
+  if (e != cudaSuccess || e2 != cudaSuccess) {
+    cudaFree(p);
+    fail(e != cudaSuccess ? e : e2, "fill kernel");
+  }
+  return p;
+}
+
+template <class T>
+std::vector<double> own_distances(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
+                                  const std::vector<double>& centers, const std::int32_t* labels) {
+  std::vector<double> out(static_cast<std::size_t>(n));
+  if (n == 0) return out;
+  device_scope scope(X);
+  const cudaStream_t st = scope.stream();
+  dev_array<double> dC(centers.size(), st), dist(static_cast<std::size_t>(n), st);
+  check(cudaMemcpyAsync(dC.p, centers.data(), centers.size() * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  own_distance_kernel<T><<<grid_rows(n), threads, 0, st>>>(X, n, static_cast<int>(d), stride, dC.p, labels, nullptr,
+                                                           dist.p, nullptr, nullptr);
+  check(cudaGetLastError(), "distance kernel launch");
+  check(cudaMemcpyAsync(out.data(), dist.p, n * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  return out;
+}
+
+template <class T>
+double own_inertia(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const std::vector<double>& centers,
+                   std::int64_t k, const std::int32_t* labels, const double* w, double* counts) {
+  if (n == 0) return 0.0;
+  device_scope scope(X);
+  const cudaStream_t st = scope.stream();
+  const unsigned grid = grid_rows(n);
+  dev_array<double> dC(centers.size(), st), part(grid, st);
+  dev_array<unsigned long long> dcount(static_cast<std::size_t>(k), st);
+  check(cudaMemcpyAsync(dC.p, centers.data(), centers.size() * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  check(cudaMemsetAsync(dcount.p, 0, k * sizeof(unsigned long long), st), "cudaMemsetAsync");
+  own_distance_kernel<T><<<grid, threads, 0, st>>>(X, n, static_cast<int>(d), stride, dC.p, labels, w, nullptr, part.p,
+                                                   dcount.p);
+  check(cudaGetLastError(), "inertia kernel launch");
+  std::vector<double> hp(grid);
+  std::vector<unsigned long long> hc(static_cast<std::size_t>(k));
+  check(cudaMemcpyAsync(hp.data(), part.p, grid * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaMemcpyAsync(hc.data(), dcount.p, k * sizeof(unsigned long long), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  double total = 0.0;
+  for (double v : hp) total += v;
+  for (std::int64_t j = 0; j < k; ++j) counts[j] += static_cast<double>(hc[j]);
+  return total;
+}
+
+std::int32_t* alloc_labels(const void* like, std::int64_t n) {
+  device_scope scope(like, false);
+  std::int32_t* p = nullptr;
+  const std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(std::int32_t);
+  check(cudaMalloc(reinterpret_cast<void**>(&p), bytes), "cudaMalloc", bytes);
+  const cudaError_t e = cudaMemset(p, 0xff, bytes);  // every byte 0xff: -1
+  if (e != cudaSuccess) {
+    cudaFree(p);
+    fail(e, "cudaMemset");
+  }
+  return p;
+}
+
+double* upload_doubles(const void* like, const double* h, std::int64_t n) {
+  device_scope scope(like, false);
+  double* p = nullptr;
+  const std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(double);
+  check(cudaMalloc(reinterpret_cast<void**>(&p), bytes), "cudaMalloc", bytes);
+  const cudaError_t e = n > 0 ? cudaMemcpy(p, h, n * sizeof(double), cudaMemcpyHostToDevice) : cudaSuccess;
+  if (e != cudaSuccess) {
+    cudaFree(p);
+    fail(e, "cudaMemcpy");
+  }
+  return p;
+}
+
+template <class T>
+void copy_row(const T* X, std::int64_t i, std::int64_t d, std::int64_t stride, double* out) {
+  std::vector<T> h(static_cast<std::size_t>(d));
+  device_scope scope(X, false);
+  check(cudaMemcpyAsync(h.data(), X + i * stride, d * sizeof(T), cudaMemcpyDeviceToHost, scope.stream()), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(scope.stream()), "cudaStreamSynchronize");
+  for (std::int64_t q = 0; q < d; ++q) out[q] = static_cast<double>(h[q]);
+}
+
+template <class T>
+T* centred_copy(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const std::vector<double>& mean) {
+  device_scope scope(X);
+  const cudaStream_t st = scope.stream();
+  T* out = nullptr;
+  const std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(n * d, 1)) * sizeof(T);
+  check(cudaMalloc(reinterpret_cast<void**>(&out), bytes), "cudaMalloc", bytes);
+  if (n > 0 && d > 0) {
+    std::vector<T> mt(mean.begin(), mean.end());
+    dev_array<T> dm(mt.size(), st);
+    check(cudaMemcpyAsync(dm.p, mt.data(), mt.size() * sizeof(T), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+    centre_rows_kernel<T, T, T><<<grid_rows(n * d), threads, 0, st>>>(X, n, static_cast<int>(d), stride, dm.p, out);
+    const cudaError_t e = cudaGetLastError();
+    const cudaError_t e2 = cudaStreamSynchronize(st);
+    if (e != cudaSuccess || e2 != cudaSuccess) {
+      cudaFree(out);
+      fail(e != cudaSuccess ? e : e2, "centring kernel");
+    }
+  }
+  return out;
+}
+
+#define SPMDLEARN_KMEANS_CUDA(T)                                                                            \
+  template lloyd_device_partial lloyd_step<T>(const T*, std::int64_t, std::int64_t, std::int64_t, const double*,  \
+                                              const double*, const std::vector<double>&, std::int64_t,            \
+                                              std::int32_t*, bool);                                               \
+  template lloyd_device_partial lloyd_step_rows<T>(const T*, std::int64_t, std::int64_t, std::int64_t,            \
+                                                   const double*, bool, const std::vector<double>&,               \
+                                                   std::int64_t, std::int32_t*, bool);                            \
+  template void candidate_pass<T>(const T*, std::int64_t, std::int64_t, std::int64_t, const double*,          \
+                                  const std::vector<double>&, std::int64_t, double*, double*, bool);          \
+  template std::vector<double> own_distances<T>(const T*, std::int64_t, std::int64_t, std::int64_t,           \
+                                                const std::vector<double>&, const std::int32_t*);             \
+  template double own_inertia<T>(const T*, std::int64_t, std::int64_t, std::int64_t, const std::vector<double>&, \
+                                 std::int64_t, const std::int32_t*, const double*, double*);                  \
+  template void copy_row<T>(const T*, std::int64_t, std::int64_t, std::int64_t, double*);                     \
+  template T* centred_copy<T>(const T*, std::int64_t, std::int64_t, std::int64_t, const std::vector<double>&);
+SPMDLEARN_KMEANS_CUDA(float)
+SPMDLEARN_KMEANS_CUDA(double)
 
 }  // namespace spmdlearn::cuda

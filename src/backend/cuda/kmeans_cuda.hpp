@@ -1,9 +1,8 @@
-// Host-side interface of the CUDA k-means E/M step (kmeans_cuda.cu); needs no CUDA headers.
+// Host-side interface of the CUDA k-means local work (kmeans_cuda.cu); needs no CUDA headers.
 //
-// STATUS (2026-11-27, session 3): written and compiled, not yet called by the k-means driver and
-// not yet run on a GPU (the session's GPU time was spent); the next step is to wire it behind
-// src/cluster/kmeans_local.hpp's lloyd_step_local for device blocks and test it against the CPU
-// path (tests/python/test_gpu.py), then benchmark (bench/, 20M x 64, k = 256).
+// The k-means driver keeps a device block's labels and weights on X's GPU (alloc_labels,
+// upload_doubles): an iteration moves only the k x d centres and sums over PCIe. The k-means++
+// candidate distances (candidate_pass) still take host arrays.
 #pragma once
 
 #include <cstdint>
@@ -12,8 +11,8 @@
 namespace spmdlearn::cuda {
 
 struct lloyd_device_partial {
-  std::vector<double> sums;     // k x d: Σ w x over the rows nearest to each centre
-  std::vector<double> weights;  // k: Σ w of those rows
+  std::vector<double> sums;     // k x d: Σ w x over the rows nearest to each centre (update only)
+  std::vector<double> weights;  // k: Σ w of those rows (update only)
   double inertia = 0.0;         // Σ w (‖x‖² + min_j(‖c_j‖² − 2 x·c_j)), when xsq is given
   std::int64_t changed = 0;     // rows whose label changed
 };
@@ -21,16 +20,63 @@ struct lloyd_device_partial {
 // One Lloyd E-step (and, with `update`, the M-step's sums) over the rows of a device matrix X
 // (n x d, row stride `stride`, the precision of X as scikit-learn), for the centres (k x d,
 // host, row-major). All pointers are device memory on X's GPU: w (n weights, or null: all 1),
-// xsq (‖x_i‖², or null: inertia left 0), labels (n int32: the previous labels on entry, -1 for
-// none; the new ones on return).
-//   - distances of a chunk of rows: cuBLAS gemm G = X_chunk Cᵀ (never an n x k matrix for all
-//     rows), then one warp per row takes argmin_j ‖c_j‖² − 2 G_ij (first minimum, as scikit-learn);
-//   - sums: tiles of 4096 rows, one thread per column adds w x into a k x d shared-memory tile in
+// xsq (‖x_i‖² in double, or null: inertia left 0), labels (n int32: the previous labels on
+// entry, -1 for none; the new ones on return).
+//   - distances and argmin in one fused kernel (a register-blocked gemm whose epilogue keeps the
+//     first minimum of ‖c_j‖² − 2 x·c_j): no n x k matrix, not even a chunk of one;
+//   - sums: tiles of 16384 rows, one thread per column adds w x into a k x d shared-memory tile in
 //     row order, the tiles' partials are summed in tile order in double: deterministic (no
 //     atomics on values), unlike an atomicAdd scatter.
 template <class T>
-lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const T* w,
-                                const T* xsq, const std::vector<double>& centers, std::int64_t k,
+lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const double* w,
+                                const double* xsq, const std::vector<double>& centers, std::int64_t k,
                                 std::int32_t* labels, bool update);
+// The same, computing ‖x‖² itself when `with_inertia` (w and labels on X's GPU).
+template <class T>
+lloyd_device_partial lloyd_step_rows(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const double* w,
+                                     bool with_inertia, const std::vector<double>& centers, std::int64_t k,
+                                     std::int32_t* labels, bool update);
+
+// k-means++ on device rows: the tile sums (tiles of mass_tile rows, each summed in a fixed order)
+// of m_i = w_i closest_i (a null factor counts as 1), and for each value u_j the first row of
+// tile tiles[j] whose running mass start_j + Σ m reaches u_j (>= u; right: > u), else the tile's
+// last row. w and closest on the GPU of `like`.
+constexpr std::int64_t mass_tile = 1024;
+std::vector<double> mass_tiles(const void* like, std::int64_t n, const double* w, const double* closest);
+std::vector<std::int64_t> mass_find(const void* like, std::int64_t n, const double* w, const double* closest,
+                                    const std::vector<std::int64_t>& tiles, const std::vector<double>& start,
+                                    const std::vector<double>& u, bool right);
+// n doubles, all `fill`, on the GPU of `like`; free with free_device.
+double* filled_doubles(const void* like, std::int64_t n, double fill);
+
+// Squared distances of the rows to m candidates (‖x‖² + ‖c‖² − 2 x·c, clipped at 0, in double from
+// a gemm in the precision of X): with `pot`, pot[j] += Σ_i w_i min(closest_i, d_ij) (host, m);
+// with `update`, closest_i <- min(closest_i, min_j d_ij). closest and w (or null) are n doubles on
+// X's GPU.
+template <class T>
+void candidate_pass(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const double* w,
+                    const std::vector<double>& candidates, std::int64_t m, double* closest, double* pot,
+                    bool update);
+// ‖x_i − c_label(i)‖² by exact differences (double), for every row (host array of n); labels on
+// X's GPU.
+template <class T>
+std::vector<double> own_distances(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
+                                  const std::vector<double>& centers, const std::int32_t* labels);
+// Σ_i w_i ‖x_i − c_label(i)‖² (exact differences, double, fixed order) and counts[label] += rows;
+// labels and w (or null) on X's GPU, counts on the host (k).
+template <class T>
+double own_inertia(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const std::vector<double>& centers,
+                   std::int64_t k, const std::int32_t* labels, const double* w, double* counts);
+// n int32 labels on the GPU of `like`, all -1; free with free_device.
+std::int32_t* alloc_labels(const void* like, std::int64_t n);
+// n doubles copied to the GPU of `like`; free with free_device.
+double* upload_doubles(const void* like, const double* h, std::int64_t n);
+// Row i of a device matrix as doubles.
+template <class T>
+void copy_row(const T* X, std::int64_t i, std::int64_t d, std::int64_t stride, double* out);
+// out (n x d, contiguous, device, the type of X) = X − mean in the precision of X (scikit-learn's
+// X -= X.mean(axis=0)); out is allocated on X's device and freed with free_device.
+template <class T>
+T* centred_copy(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const std::vector<double>& mean);
 
 }  // namespace spmdlearn::cuda

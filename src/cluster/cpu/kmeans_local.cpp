@@ -9,6 +9,15 @@
 #include <thread>
 
 #include "backend/cpu/gemm.hpp"
+#include "spmdlearn/core/error.hpp"
+#ifdef SPMDLEARN_WITH_CUDA
+#include "backend/cuda/kmeans_cuda.hpp"
+#include "backend/cuda/memory.hpp"
+#include "backend/cuda/moments_cuda.hpp"
+#endif
+
+// The local functions choose here: a block on a GPU (X.device == cuda, the k-means driver's
+// centred device copy) goes to src/backend/cuda/kmeans_cuda.cu, everything else runs below.
 
 namespace spmdlearn::cluster::detail {
 
@@ -123,6 +132,17 @@ lloyd_partial lloyd_step_local(matrix_view<const T> X, std::span<const double> w
                                int threads) {
   const std::int64_t n = X.rows, d = X.cols;
   lloyd_partial out;
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda) {
+    auto r = cuda::lloyd_step_rows<T>(X.data, n, d, X.stride(), w.empty() ? nullptr : w.data(), !xsq.empty(),
+                                      std::vector<double>(centers.begin(), centers.end()), k, labels.data(), update);
+    out.sums = std::move(r.sums);
+    out.weights = std::move(r.weights);
+    out.inertia = r.inertia;
+    out.changed = r.changed;
+    return out;
+  }
+#endif
   if (update) {
     out.sums.assign(k * d, 0.0);
     out.weights.assign(k, 0.0);
@@ -195,10 +215,17 @@ std::vector<std::pair<double, std::int64_t>> farthest_local(matrix_view<const T>
                                                              std::int64_t m) {
   const std::int64_t n = X.rows, d = X.cols;
   std::vector<std::pair<double, std::int64_t>> all(n);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const double s = squared_distance(X.row(i), centers.data() + labels[i] * d, d);
-    all[i] = {s, i};
-  }
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda) {
+    const std::vector<double> dist = cuda::own_distances<T>(X.data, n, d, X.stride(),
+                                                            std::vector<double>(centers.begin(), centers.end()), labels.data());
+    for (std::int64_t i = 0; i < n; ++i) all[i] = {dist[i], i};
+  } else
+#endif
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double s = squared_distance(X.row(i), centers.data() + labels[i] * d, d);
+      all[i] = {s, i};
+    }
   const std::int64_t keep = std::min(m, n);
   auto before = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
   std::partial_sort(all.begin(), all.begin() + keep, all.end(), before);
@@ -265,6 +292,14 @@ std::vector<double> candidate_potentials_local(matrix_view<const T> X, std::span
                                                std::span<const double> candidates, std::int64_t m,
                                                std::span<const double> closest) {
   std::vector<double> pot(m, 0.0);
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda) {
+    cuda::candidate_pass<T>(X.data, X.rows, X.cols, X.stride(), w.empty() ? nullptr : w.data(),
+                            std::vector<double>(candidates.begin(), candidates.end()), m,
+                            const_cast<double*>(closest.data()), pot.data(), false);  // read only (device)
+    return pot;
+  }
+#endif
   for_candidate_blocks(X, xsq, candidates, m, [&](std::int64_t i0, std::int64_t rows, const std::vector<double>& D) {
     for (std::int64_t i = 0; i < rows; ++i) {
       const double wi = w.empty() ? 1.0 : w[i0 + i];
@@ -278,6 +313,13 @@ template <class T>
 void update_closest_local(matrix_view<const T> X, std::span<const double> xsq,
                           std::span<const double> candidates, std::int64_t m,
                           std::span<double> closest) {
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda) {
+    cuda::candidate_pass<T>(X.data, X.rows, X.cols, X.stride(), nullptr,
+                            std::vector<double>(candidates.begin(), candidates.end()), m, closest.data(), nullptr, true);
+    return;
+  }
+#endif
   for_candidate_blocks(X, xsq, candidates, m, [&](std::int64_t i0, std::int64_t rows, const std::vector<double>& D) {
     for (std::int64_t i = 0; i < rows; ++i)
       for (std::int64_t j = 0; j < m; ++j) closest[i0 + i] = std::min(closest[i0 + i], D[i * m + j]);
@@ -290,6 +332,12 @@ double inertia_local(matrix_view<const T> X, std::span<const double> w,
                      std::span<double> counts) {
   const std::int64_t d = X.cols;
   double total = 0.0;
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda)
+    return cuda::own_inertia<T>(X.data, X.rows, d, X.stride(), std::vector<double>(centers.begin(), centers.end()),
+                                static_cast<std::int64_t>(counts.size()), labels.data(), w.empty() ? nullptr : w.data(),
+                                counts.data());
+#endif
   for (std::int64_t i = 0; i < X.rows; ++i) {
     const double s = squared_distance(X.row(i), centers.data() + labels[i] * d, d);
     total += (w.empty() ? 1.0 : w[i]) * s;
@@ -302,12 +350,133 @@ template <class T>
 std::vector<double> distances_local(matrix_view<const T> X, std::span<const double> centers,
                                     std::int64_t k) {
   const std::int64_t n = X.rows, d = X.cols;
+  if (X.device == device_kind::cuda)
+    throw spmdlearn::invalid_argument("KMeans.transform: device rows take the Python layer's path (cupy/torch)");
   std::vector<double> out(n * k), xsq(n, 0.0);
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t q = 0; q < d; ++q) xsq[i] += static_cast<double>(X(i, q)) * static_cast<double>(X(i, q));
   for_candidate_blocks(X, xsq, centers, k, [&](std::int64_t i0, std::int64_t rows, const std::vector<double>& D) {
     for (std::int64_t q = 0; q < rows * k; ++q) out[i0 * k + q] = std::sqrt(D[q]);
   });
+  return out;
+}
+
+template <class T>
+void copy_row(matrix_view<const T> X, std::int64_t i, double* out) {
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda) {
+    cuda::copy_row<T>(X.data, i, X.cols, X.stride(), out);
+    return;
+  }
+#endif
+  for (std::int64_t q = 0; q < X.cols; ++q) out[q] = static_cast<double>(X(i, q));
+}
+
+// ---- row_labels, row_weights --------------------------------------------------------------------
+template <class T>
+row_labels::row_labels(matrix_view<const T> X) : n_(X.rows) {
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda && n_ > 0) {
+    device_ = std::shared_ptr<std::int32_t>(cuda::alloc_labels(X.data, n_), [](std::int32_t* p) { cuda::free_device(p); });
+    return;
+  }
+#endif
+  host_.assign(static_cast<std::size_t>(n_), -1);
+}
+
+std::vector<std::int32_t> row_labels::host() const {
+  if (!device_) return host_;
+  std::vector<std::int32_t> h(static_cast<std::size_t>(n_));
+#ifdef SPMDLEARN_WITH_CUDA
+  cuda::copy_device_to_host(h.data(), device_.get(), h.size() * sizeof(std::int32_t));
+#endif
+  return h;
+}
+
+std::int32_t row_labels::at(std::int64_t i) const {
+  if (!device_) return host_[i];
+  std::int32_t v = -1;
+#ifdef SPMDLEARN_WITH_CUDA
+  cuda::copy_device_to_host(&v, device_.get() + i, sizeof(v));
+#endif
+  return v;
+}
+
+template <class T>
+row_values::row_values(matrix_view<const T> X, const std::vector<double>& host)
+    : n_(static_cast<std::int64_t>(host.size())) {
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda && n_ > 0) {
+    device_ = std::shared_ptr<double>(cuda::upload_doubles(X.data, host.data(), n_), [](double* p) { cuda::free_device(p); });
+    return;
+  }
+#endif
+  host_ = host;
+}
+
+template <class T>
+row_values::row_values(matrix_view<const T> X, double fill) : n_(X.rows) {
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda && n_ > 0) {
+    device_ = std::shared_ptr<double>(cuda::filled_doubles(X.data, n_, fill), [](double* p) { cuda::free_device(p); });
+    return;
+  }
+#endif
+  host_.assign(static_cast<std::size_t>(n_), fill);
+}
+
+std::vector<double> row_values::host() const {
+  if (!device_) return host_;
+  std::vector<double> h(static_cast<std::size_t>(n_));
+#ifdef SPMDLEARN_WITH_CUDA
+  cuda::copy_device_to_host(h.data(), device_.get(), h.size() * sizeof(double));
+#endif
+  return h;
+}
+
+mass_index::mass_index(std::vector<double> host_cumulative)
+    : n_(static_cast<std::int64_t>(host_cumulative.size())),
+      total_(host_cumulative.empty() ? 0.0 : host_cumulative.back()),
+      cum_(std::move(host_cumulative)) {}
+
+template <class T>
+mass_index::mass_index(matrix_view<const T> X, std::span<const double> w, std::span<const double> closest)
+    : n_(X.rows) {
+#ifdef SPMDLEARN_WITH_CUDA
+  if (X.device == device_kind::cuda) {
+    device_ = true;
+    like_ = X.data;
+    w_ = w.empty() ? nullptr : w.data();
+    closest_ = closest.empty() ? nullptr : closest.data();
+    if (n_ > 0) cum_ = cuda::mass_tiles(X.data, n_, w_, closest_);
+    double s = 0.0;
+    for (double& v : cum_) v = (s += v);
+    total_ = s;
+    return;
+  }
+#endif
+  cum_.resize(static_cast<std::size_t>(n_));
+  double s = 0.0;
+  for (std::int64_t i = 0; i < n_; ++i)
+    cum_[i] = (s += (w.empty() ? 1.0 : w[i]) * (closest.empty() ? 1.0 : closest[i]));
+  total_ = s;
+}
+
+std::vector<std::int64_t> mass_index::find(const std::vector<double>& u, bool right) const {
+  std::vector<std::int64_t> out(u.size(), n_ - 1);
+  if (n_ == 0) return out;
+  for (std::size_t j = 0; j < u.size(); ++j) {
+    auto it = right ? std::upper_bound(cum_.begin(), cum_.end(), u[j]) : std::lower_bound(cum_.begin(), cum_.end(), u[j]);
+    out[j] = std::min<std::int64_t>(it - cum_.begin(), static_cast<std::int64_t>(cum_.size()) - 1);
+  }
+#ifdef SPMDLEARN_WITH_CUDA
+  if (device_) {
+    // out[j] is the tile; the row inside it comes from a scan on the GPU from the tile's start.
+    std::vector<double> start(u.size());
+    for (std::size_t j = 0; j < u.size(); ++j) start[j] = out[j] > 0 ? cum_[out[j] - 1] : 0.0;
+    return cuda::mass_find(like_, n_, w_, closest_, out, start, u, right);
+  }
+#endif
   return out;
 }
 
@@ -326,7 +495,12 @@ std::vector<double> distances_local(matrix_view<const T> X, std::span<const doub
                                    std::span<const double>, std::span<const std::int32_t>,         \
                                    std::span<double>);                                             \
   template std::vector<double> distances_local<T>(matrix_view<const T>, std::span<const double>,   \
-                                                  std::int64_t);
+                                                  std::int64_t);                                   \
+  template void copy_row<T>(matrix_view<const T>, std::int64_t, double*);                          \
+  template row_labels::row_labels(matrix_view<const T>);                                           \
+  template row_values::row_values(matrix_view<const T>, const std::vector<double>&);                \
+  template row_values::row_values(matrix_view<const T>, double);                                   \
+  template mass_index::mass_index(matrix_view<const T>, std::span<const double>, std::span<const double>);
 SPMDLEARN_KMEANS_LOCAL(float)
 SPMDLEARN_KMEANS_LOCAL(double)
 #undef SPMDLEARN_KMEANS_LOCAL
