@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/cpu/lapack.hpp"
+#include "backend/cpu/skinny_gemm.hpp"
 #include "test_util.hpp"
 
 namespace sl = spmdlearn;
@@ -135,3 +136,39 @@ TEST_P(Models, LogisticRegressionIdenticalOnRanksAndCloseToOneRank) {
 INSTANTIATE_TEST_SUITE_P(Ranks, Models, ::testing::Values(1, 2, 3, 4));
 
 }  // namespace
+
+// The AVX-512 products of the logistic loss (2..8 classes) against a float64 loop: every class
+// count, row counts around the 4-row blocks and the 8-row prefetch, a row stride wider than d,
+// and an intercept column in Θ (ld = d + 1). Skips where the CPU has no AVX-512.
+TEST(SkinnyGemm, LogitsAndGradientMatchALoop) {
+  if (!spmdlearn::cpu::skinny_gemm_available(5)) GTEST_SKIP() << "no AVX-512F on this CPU";
+  for (std::int64_t K = 2; K <= 8; ++K)
+    for (std::int64_t nb : {1, 3, 4, 7, 12, 13, 37})
+      for (std::int64_t d : {1, 5, 50, 130}) {
+        ASSERT_TRUE(spmdlearn::cpu::skinny_gemm_available(K));
+        const std::int64_t lx = d + 3, ld = d + 1;
+        std::vector<double> X(nb * lx), theta(K * ld), R(nb * K, -7.0), G(K * ld), scratch(8 * d);
+        for (std::size_t e = 0; e < X.size(); ++e) X[e] = std::sin(0.37 * static_cast<double>(e) + 0.1 * K);
+        for (std::size_t e = 0; e < theta.size(); ++e) theta[e] = std::cos(0.91 * static_cast<double>(e));
+        for (std::size_t e = 0; e < G.size(); ++e) G[e] = 0.5 * static_cast<double>(e);
+        const std::vector<double> G0 = G;
+        spmdlearn::cpu::skinny_logits(nb, d, K, X.data(), lx, theta.data(), ld, R.data(), scratch.data());
+        for (std::int64_t i = 0; i < nb; ++i)
+          for (std::int64_t k = 0; k < K; ++k) {
+            double ref = 0.0;
+            for (std::int64_t j = 0; j < d; ++j) ref += X[i * lx + j] * theta[k * ld + j];
+            ASSERT_NEAR(R[i * K + k], ref, 1e-12 * (1.0 + std::abs(ref))) << "K=" << K << " nb=" << nb << " d=" << d;
+          }
+        spmdlearn::cpu::skinny_gradient(nb, d, K, X.data(), lx, R.data(), G.data(), ld, scratch.data());
+        for (std::int64_t k = 0; k < K; ++k) {
+          for (std::int64_t j = 0; j < d; ++j) {
+            double ref = G0[k * ld + j];
+            for (std::int64_t i = 0; i < nb; ++i) ref += R[i * K + k] * X[i * lx + j];
+            ASSERT_NEAR(G[k * ld + j], ref, 1e-12 * (1.0 + std::abs(ref))) << "K=" << K << " nb=" << nb << " d=" << d;
+          }
+          ASSERT_EQ(G[k * ld + d], G0[k * ld + d]) << "the intercept column is the caller's";
+        }
+      }
+  EXPECT_FALSE(spmdlearn::cpu::skinny_gemm_available(1));
+  EXPECT_FALSE(spmdlearn::cpu::skinny_gemm_available(9));
+}
