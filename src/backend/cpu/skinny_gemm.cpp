@@ -15,6 +15,17 @@ namespace spmdlearn::cpu {
 
 constexpr std::int64_t prefetch_rows = 8;
 
+// The lanes of a row's K values in an 8-lane vector.
+inline __mmask8 class_lanes(std::int64_t K) { return static_cast<__mmask8>((1u << K) - 1); }
+// Rows i .. i + 3 of a matrix with row stride lx, from row i's address.
+inline void four_rows(const double* x, std::int64_t lx, const double*& x0, const double*& x1, const double*& x2,
+                      const double*& x3) {
+  x0 = x;
+  x1 = x0 + lx;
+  x2 = x1 + lx;
+  x3 = x2 + lx;
+}
+
 bool skinny_gemm_available(std::int64_t K) noexcept {
   static const bool avx512 = __builtin_cpu_supports("avx512f");
   return avx512 && K >= 2 && K <= 8;
@@ -25,13 +36,11 @@ __attribute__((target("avx512f"))) void skinny_logits(std::int64_t nb, std::int6
                                                       double* Wt) noexcept {
   for (std::int64_t j = 0; j < d; ++j)
     for (std::int64_t k = 0; k < 8; ++k) Wt[j * 8 + k] = k < K ? theta[k * ld + j] : 0.0;
-  const __mmask8 m = static_cast<__mmask8>((1u << K) - 1);
+  const __mmask8 m = class_lanes(K);
   std::int64_t i = 0;
   for (; i + 4 <= nb; i += 4) {
-    const double* x0 = X + i * lx;
-    const double* x1 = x0 + lx;
-    const double* x2 = x1 + lx;
-    const double* x3 = x2 + lx;
+    const double *x0, *x1, *x2, *x3;
+    four_rows(X + i * lx, lx, x0, x1, x2, x3);
     __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
     if (i + prefetch_rows + 4 <= nb) {
       // This pass streams X from memory: ask for the rows 8 ahead (31.2 -> 25.0 ms an
@@ -64,13 +73,11 @@ __attribute__((target("avx512f"))) void skinny_gradient(std::int64_t nb, std::in
                                                         const double* X, std::int64_t lx, const double* R, double* G,
                                                         std::int64_t ld, double* acc) noexcept {
   std::memset(acc, 0, sizeof(double) * 8 * static_cast<std::size_t>(d));
-  const __mmask8 m = static_cast<__mmask8>((1u << K) - 1);
+  const __mmask8 m = class_lanes(K);
   std::int64_t i = 0;
   for (; i + 4 <= nb; i += 4) {
-    const double* x0 = X + i * lx;
-    const double* x1 = x0 + lx;
-    const double* x2 = x1 + lx;
-    const double* x3 = x2 + lx;
+    const double *x0, *x1, *x2, *x3;
+    four_rows(X + i * lx, lx, x0, x1, x2, x3);
     const __m512d r0 = _mm512_maskz_loadu_pd(m, R + (i + 0) * K), r1 = _mm512_maskz_loadu_pd(m, R + (i + 1) * K),
                   r2 = _mm512_maskz_loadu_pd(m, R + (i + 2) * K), r3 = _mm512_maskz_loadu_pd(m, R + (i + 3) * K);
     for (std::int64_t j = 0; j < d; ++j) {
