@@ -308,21 +308,27 @@ step_covbench() {
     | tee -a "$OUTDIR/cov-1gpu.md"
 }
 
-# A weak-scaling table: "$title", then `mpirun -n N python <bench args>` at every rank count
-# (each prints its own row).
-weak_table() {
-  local title=$1 n
-  shift
+# A scaling table: "### $title", the header line "$head" and its separator "$sep", then
+# `mpirun -n N python <bench args>` at every rank count (each run prints its own row).
+rank_table() {
+  local title=$1 head=$2 sep=$3 n
+  shift 3
   echo
   echo "### $title"
   echo
-  echo "| GPUs | rows a GPU | rows | dtype | median ms | card |"
-  echo "|---:|---:|---:|---|---:|---|"
+  echo "$head"
+  echo "$sep"
   for n in $RANK_COUNTS; do
     (( NGPU >= n )) || continue
     PYTHONPATH="$SITE" $MPIRUN_LINE -n "$n" "$PY" "$@"
   done
   echo
+}
+# The weak-scaling table of the linear models and PCA.
+weak_table() {
+  local title=$1
+  shift
+  rank_table "$title" "| GPUs | rows a GPU | rows | dtype | median ms | card |" "|---:|---:|---:|---|---:|---|" "$@"
 }
 
 step_linbench() {
@@ -346,19 +352,13 @@ step_linbench() {
 step_kmbench() {
   cd "$ROOT"
   if (( NGPU < 1 )); then echo "nvidia-smi lists no GPU"; exit 1; fi
-  local n mode
+  local mode
   {
     PYTHONPATH="$SITE" x "$PY" bench/gpu_kmeans_bench.py --rows 20000000 --cols 64 --k 256 --iters 20
     for mode in "rows-per-gpu 20000000" "total-rows 20000000"; do
-      echo
-      echo "### KMeans ${mode%% *} scaling (${mode##* } rows; 64 columns float32, k = 256, 20 iterations; max over ranks)"
-      echo
-      echo "| GPUs | rows a GPU | rows | dtype | fit ms | ms per iteration | card |"
-      echo "|---:|---:|---:|---|---:|---:|---|"
-      for n in $RANK_COUNTS; do
-        (( NGPU >= n )) || continue
-        PYTHONPATH="$SITE" $MPIRUN_LINE -n "$n" "$PY" bench/gpu_kmeans_bench.py --"${mode%% *}" "${mode##* }"
-      done
+      rank_table "KMeans ${mode%% *} scaling (${mode##* } rows; 64 columns float32, k = 256, 20 iterations; max over ranks)" \
+        "| GPUs | rows a GPU | rows | dtype | fit ms | ms per iteration | card |" "|---:|---:|---:|---|---:|---:|---|" \
+        bench/gpu_kmeans_bench.py --"${mode%% *}" "${mode##* }"
     done
   } | tee "$OUTDIR/km-1gpu.md"
 }
@@ -479,7 +479,7 @@ echo "spmdlearn GPU check: $NGPU GPU(s); steps: $STEPS; output in $OUTDIR; step 
 echo "$ENV_MD"
 write_summary
 
-export -f x have_gtest weak_table step_build step_ctest step_pytest step_pytest_cpu step_spmd step_bench \
+export -f x have_gtest rank_table weak_table step_build step_ctest step_pytest step_pytest_cpu step_spmd step_bench \
   step_covbench step_linbench step_kmbench step_scaling step_scaling_table
 for step in $STEPS; do
   case $step in
