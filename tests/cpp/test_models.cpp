@@ -172,3 +172,28 @@ TEST(SkinnyGemm, LogitsAndGradientMatchALoop) {
   EXPECT_FALSE(spmdlearn::cpu::skinny_gemm_available(1));
   EXPECT_FALSE(spmdlearn::cpu::skinny_gemm_available(9));
 }
+
+// The AVX-512 Gram tiles (dsyrk("U", "N")'s contract) against a float64 loop: column counts around
+// the 8- and 24-wide tiles, the lower triangle left alone. Skips where the CPU has no AVX-512.
+TEST(SkinnyGemm, GramUpperMatchesALoop) {
+  if (!__builtin_cpu_supports("avx512f")) GTEST_SKIP() << "no AVX-512F on this CPU";
+  for (std::int64_t p : {1, 7, 8, 9, 23, 24, 25, 33, 64, 101, 128})
+    for (std::int64_t nb : {1, 5, 300}) {
+      std::vector<double> Z(nb * p), S(p * p);
+      for (std::size_t e = 0; e < Z.size(); ++e) Z[e] = std::sin(0.013 * static_cast<double>(e) * (1 + p % 3)) + 0.2;
+      for (std::size_t e = 0; e < S.size(); ++e) S[e] = 0.25 * static_cast<double>(e);
+      const std::vector<double> S0 = S;
+      spmdlearn::cpu::gram_upper_acc(nb, p, Z.data(), S.data());
+      for (std::int64_t b = 0; b < p; ++b)
+        for (std::int64_t a = 0; a < p; ++a) {
+          if (a > b) {
+            ASSERT_EQ(S[a + b * p], S0[a + b * p]) << "the lower triangle is not the kernel's";
+            continue;
+          }
+          double ref = S0[a + b * p];
+          for (std::int64_t r = 0; r < nb; ++r) ref += Z[r * p + a] * Z[r * p + b];
+          ASSERT_NEAR(S[a + b * p], ref, 1e-12 * (1.0 + std::abs(ref))) << "p=" << p << " nb=" << nb << " (" << a << "," << b << ")";
+        }
+    }
+  EXPECT_FALSE(spmdlearn::cpu::gram_kernel_available(129));
+}

@@ -4,6 +4,8 @@
 // transpose, and a row-major n x d block is a column-major d x n matrix with leading dimension d.
 #pragma once
 
+#include "backend/cpu/skinny_gemm.hpp"
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -26,6 +28,10 @@ namespace spmdlearn::cpu {
 
 // C (n x n, column-major, upper) += A Aᵀ where A is n x k column-major (lda = n).
 inline void syrk_acc(int n, int k, const double* a, double* c) {
+  if (gram_kernel_available(n)) {  // AVX-512 tiles for n <= 128 with single-threaded BLAS (skinny_gemm.hpp)
+    gram_upper_acc(k, n, a, c);
+    return;
+  }
   const double one = 1.0;
   dsyrk_("U", "N", &n, &k, &one, a, &n, &one, c, &n);
 }

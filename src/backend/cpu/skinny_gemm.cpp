@@ -2,6 +2,7 @@
 // order), so a fit is reproducible on a given machine.
 #include "backend/cpu/skinny_gemm.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -99,7 +100,70 @@ __attribute__((target("avx512f"))) void skinny_gradient(std::int64_t nb, std::in
     for (std::int64_t j = 0; j < d; ++j) G[k * ld + j] += acc[j * 8 + k];
 }
 
+// OpenBLAS's thread count, when OpenBLAS is the BLAS (a weak symbol: absent with another BLAS).
+extern "C" int openblas_get_num_threads(void) __attribute__((weak));
+
+bool gram_kernel_available(std::int64_t p) noexcept {
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  return avx512 && p >= 1 && p <= 128 && openblas_get_num_threads != nullptr && openblas_get_num_threads() == 1;
+}
+
+namespace {
+
+// One tile: S's rows a0 .. a0 + 7 against NV 8-wide column vectors from b0 (lanes past p masked
+// to zero), over the nb rows; then the entries with a <= b < p are added to S.
+template <int NV>
+__attribute__((target("avx512f"), always_inline)) inline void gram_tile(std::int64_t nb, std::int64_t p,
+                                                                        const double* Z, std::int64_t a0,
+                                                                        std::int64_t b0, double* S) {
+  __mmask8 m[NV];
+  for (int v = 0; v < NV; ++v) {
+    const std::int64_t r = p - (b0 + 8 * v);
+    m[v] = r >= 8 ? static_cast<__mmask8>(0xff) : class_lanes(r);
+  }
+  std::int64_t ai[8];  // rows of S past p read a valid column (their sums are dropped)
+  for (int i = 0; i < 8; ++i) ai[i] = std::min(a0 + i, p - 1);
+  __m512d c[8][NV];
+  for (int i = 0; i < 8; ++i)
+    for (int v = 0; v < NV; ++v) c[i][v] = _mm512_setzero_pd();
+  const double* z = Z;
+  for (std::int64_t r = 0; r < nb; ++r, z += p) {
+    __m512d vb[NV];
+    for (int v = 0; v < NV; ++v) vb[v] = _mm512_maskz_loadu_pd(m[v], z + b0 + 8 * v);
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      const __m512d x = _mm512_set1_pd(z[ai[i]]);
+      for (int v = 0; v < NV; ++v) c[i][v] = _mm512_fmadd_pd(x, vb[v], c[i][v]);
+    }
+  }
+  alignas(64) double T[8 * 8 * NV];
+  for (int i = 0; i < 8; ++i)
+    for (int v = 0; v < NV; ++v) _mm512_store_pd(T + (i * NV + v) * 8, c[i][v]);
+  for (int i = 0; i < 8 && a0 + i < p; ++i)
+    for (int q = 0; q < 8 * NV && b0 + q < p; ++q)
+      if (b0 + q >= a0 + i) S[(a0 + i) + (b0 + q) * p] += T[i * 8 * NV + q];
+}
+
+}  // namespace
+
+__attribute__((target("avx512f"))) void gram_upper_acc(std::int64_t nb, std::int64_t p, const double* Z,
+                                                       double* S) noexcept {
+  for (std::int64_t a0 = 0; a0 < p; a0 += 8)
+    for (std::int64_t b0 = a0; b0 < p; b0 += 24) {
+      const std::int64_t nv = std::min<std::int64_t>(3, (p - b0 + 7) / 8);
+      if (nv == 3)
+        gram_tile<3>(nb, p, Z, a0, b0, S);
+      else if (nv == 2)
+        gram_tile<2>(nb, p, Z, a0, b0, S);
+      else
+        gram_tile<1>(nb, p, Z, a0, b0, S);
+    }
+}
+
 #else  // not x86-64 GCC/Clang: never available, the callers use BLAS
+
+bool gram_kernel_available(std::int64_t) noexcept { return false; }
+void gram_upper_acc(std::int64_t, std::int64_t, const double*, double*) noexcept {}
 
 bool skinny_gemm_available(std::int64_t) noexcept { return false; }
 void skinny_logits(std::int64_t, std::int64_t, std::int64_t, const double*, std::int64_t, const double*, std::int64_t,
