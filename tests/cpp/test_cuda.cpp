@@ -152,7 +152,7 @@ TEST(CudaCovariance, FusedAndGemmPathsMatchCpu) {
   covariance_matches_cpu<double>(50001, 12, true);
   covariance_matches_cpu<float>(50001, 12, true);
   // Gram pass: fewer rows than one batch, exactly one batch, a poor first-row shift, and more
-  // rows than one ~512 MiB chunk (float: 65 columns -> ~1.97M rows a chunk).
+  // rows than one ~256 MiB chunk (float: 65 columns -> ~0.96M rows a chunk).
   covariance_matches_cpu<double>(7, 90, false);
   covariance_matches_cpu<float>(1024, 65, false);
   covariance_matches_cpu<double>(20001, 80, true);
