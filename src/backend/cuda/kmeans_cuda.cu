@@ -1,6 +1,8 @@
 // CUDA k-means local work (fused distance + argmin, M-step sums, k-means++ passes). See kmeans_cuda.hpp;
 // checked on 4x H200 in session 4 (bench/results/gpu_2026-11-27_h200x4_session4.md).
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <string>
 
 #include "backend/cuda/centre_rows.cuh"
@@ -253,6 +255,62 @@ __global__ void sums_kernel(const T* __restrict__ X, std::int64_t n, int d, std:
   }
 }
 
+// ---- the M-step sums in fixed point (deterministic with atomics) ------------------------------
+// Column c of [w x | w] is summed as integers: q = round(v · scale_c), scale_c a power of two such
+// that a tile's sum of |q| stays below 2^62 (scale_absmax gives the bound). Integer addition is
+// associative, so shared-memory atomics give the same bits in any order, and every warp can take
+// whole rows (lanes over columns) instead of one thread walking a column: the float tile of
+// sums_kernel was latency-bound (11 ms at 20M x 64, k = 256 on an H200). A tile's integers go to
+// part[tile] as exact multiples of 2^-e in double; the tiles are then summed in order as before.
+// Each value is rounded to 2^-47 of its column's largest |w x|, finer than float's own rounding.
+constexpr int fixed_threads = 1024;
+static_assert(tile_rows == 1 << 14, "the fixed-point scales assume 2^14 rows a tile");
+
+// bits[c] = max over rows of |x_c| (c < d) and of w (c = d; 1 without weights), as the bit
+// patterns of non-negative doubles (ordered like the values, so atomicMax is exact).
+template <class T>
+__global__ void absmax_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
+                              const double* __restrict__ w, unsigned long long* __restrict__ bits) {
+  const int width = d + 1;
+  const std::int64_t total = n * width;
+  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t i = e / width;
+    const int c = static_cast<int>(e - i * width);
+    const double v = c < d ? fabs(static_cast<double>(X[i * stride + c])) : (w ? fabs(w[i]) : 1.0);
+    atomicMax(bits + c, static_cast<unsigned long long>(__double_as_longlong(v)));
+  }
+}
+
+template <class T>
+__global__ void sums_fixed_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
+                                  const double* __restrict__ w, const std::int32_t* __restrict__ labels, int k,
+                                  const double* __restrict__ scale, double* __restrict__ part) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  unsigned long long* acc = reinterpret_cast<unsigned long long*>(smem);
+  const int width = d + 1;
+  const std::int64_t count = static_cast<std::int64_t>(k) * width;
+  for (std::int64_t e = threadIdx.x; e < count; e += blockDim.x) acc[e] = 0ULL;
+  __syncthreads();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * tile_rows;
+  const std::int64_t r1 = r0 + tile_rows < n ? r0 + tile_rows : n;
+  for (std::int64_t i = r0 + warp; i < r1; i += warps) {
+    const double wi = w ? w[i] : 1.0;
+    unsigned long long* row = acc + static_cast<std::int64_t>(labels[i]) * width;
+    for (int c = lane; c < width; c += 32) {
+      const double v = c < d ? wi * static_cast<double>(X[i * stride + c]) : wi;
+      atomicAdd(row + c, static_cast<unsigned long long>(__double2ll_rn(v * scale[c])));
+    }
+  }
+  __syncthreads();
+  double* out = part + static_cast<std::int64_t>(blockIdx.x) * count;
+  for (std::int64_t e = threadIdx.x; e < count; e += blockDim.x) {
+    const int c = static_cast<int>(e % width);
+    out[e] = static_cast<double>(static_cast<long long>(acc[e])) / scale[c];
+  }
+}
+
 // Ordered two-stage sum over `parts` rows of `count` doubles: slice y adds its share of the rows
 // into mid[y][e]; then the slices are added in order into out[e].
 __global__ void sum_parts_slices(const double* __restrict__ parts, int nparts, std::int64_t count,
@@ -366,6 +424,60 @@ int sums_smem_limit() {
   return limit;
 }
 
+// The M-step sums by sums_fixed_kernel into r.sums / r.weights (synchronises the stream).
+template <class T>
+void fixed_point_sums(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const double* w,
+                      const std::int32_t* labels, std::int64_t k, cudaStream_t st, lloyd_device_partial& r) {
+  static const int limit = [] {
+    int dev = 0, optin = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
+    const int l = std::max(48 << 10, optin - (4 << 10));
+    check(cudaFuncSetAttribute(sums_fixed_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, l), "cudaFuncSetAttribute");
+    return l;
+  }();
+  const std::int64_t width = d + 1, count = k * width, tiles = (n + tile_rows - 1) / tile_rows;
+  // Scales: a tile adds at most tile_rows (2^14) values of |q| <= 2^47.
+  dev_array<unsigned long long> bits(static_cast<std::size_t>(width), st);
+  check(cudaMemsetAsync(bits.p, 0, width * sizeof(unsigned long long), st), "cudaMemsetAsync");
+  absmax_kernel<T><<<grid_rows(n * width), threads, 0, st>>>(X, n, static_cast<int>(d), stride, w, bits.p);
+  check(cudaGetLastError(), "absmax kernel launch");
+  std::vector<unsigned long long> hb(static_cast<std::size_t>(width));
+  check(cudaMemcpyAsync(hb.data(), bits.p, width * sizeof(unsigned long long), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  std::vector<double> scale(static_cast<std::size_t>(width));
+  double wmax = 0.0;
+  std::memcpy(&wmax, &hb[d], sizeof(double));
+  for (std::int64_t c = 0; c < width; ++c) {
+    double m = 0.0;
+    std::memcpy(&m, &hb[c], sizeof(double));
+    const double bound = c < d ? m * wmax : wmax;  // the largest |w x| (|w| for the weight column)
+    int e = 0;
+    if (bound > 0.0 && std::isfinite(bound)) std::frexp(bound, &e);  // bound < 2^e
+    scale[c] = std::ldexp(1.0, 47 - e);
+  }
+  if (static_cast<int>(count * sizeof(unsigned long long)) > limit)
+    throw invalid_argument("KMeans on a GPU: the fixed-point sums need more shared memory than a block has");
+  dev_array<double> dscale(scale.size(), st), part(static_cast<std::size_t>(tiles * count), st),
+      mid(static_cast<std::size_t>(slices * count), st), out(static_cast<std::size_t>(count), st);
+  check(cudaMemcpyAsync(dscale.p, scale.data(), scale.size() * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  sums_fixed_kernel<T><<<static_cast<unsigned>(tiles), fixed_threads, count * sizeof(unsigned long long), st>>>(
+      X, n, static_cast<int>(d), stride, w, labels, static_cast<int>(k), dscale.p, part.p);
+  check(cudaGetLastError(), "fixed-point sums kernel launch");
+  const unsigned eb = static_cast<unsigned>((count + threads - 1) / threads);
+  sum_parts_slices<<<dim3(eb, slices), threads, 0, st>>>(part.p, static_cast<int>(tiles), count, mid.p);
+  check(cudaGetLastError(), "sum kernel launch");
+  sum_parts_finish<<<eb, threads, 0, st>>>(mid.p, slices, count, out.p);
+  check(cudaGetLastError(), "sum kernel launch");
+  std::vector<double> h_out(static_cast<std::size_t>(count));
+  check(cudaMemcpyAsync(h_out.data(), out.p, count * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  for (std::int64_t j = 0; j < k; ++j) {
+    for (std::int64_t l = 0; l < d; ++l) r.sums[j * d + l] = h_out[j * width + l];
+    r.weights[j] = h_out[j * width + d];
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -412,6 +524,13 @@ lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std:
   if (update) {
     static const int smem_limit = sums_smem_limit<T>();  // the same for every H100/H200 of a host
     const std::int64_t width = d + 1;
+    if (k * width * static_cast<std::int64_t>(sizeof(unsigned long long)) <= smem_limit) {
+      fixed_point_sums<T>(X, n, d, stride, w, labels, k, st, r);
+      check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+      for (double v : ip) r.inertia += v;
+      for (int v : cp) r.changed += v;
+      return r;
+    }
     const std::int64_t fit = smem_limit / (k * static_cast<std::int64_t>(sizeof(T)));
     if (fit < 1)
       throw invalid_argument("KMeans on a GPU: n_clusters=" + std::to_string(k) +
