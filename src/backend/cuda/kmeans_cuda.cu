@@ -2,7 +2,10 @@
 // checked on 4x H200 in session 4 (bench/results/gpu_2026-11-27_h200x4_session4.md).
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <string>
 
 #include "backend/cuda/centre_rows.cuh"
@@ -195,6 +198,230 @@ __global__ void __launch_bounds__(TPB, fused_cfg<T>::min_blocks)
     inertia_part[blockIdx.x] = si;
     changed_part[blockIdx.x] = sc;
   }
+}
+
+// ---- the float32 path on tensor cores: 3xTF32 --------------------------------------------------
+// The same distances and first minimum as assign_fused_kernel, with x·c from TF32 tensor-core
+// products (mma.sync m16n8k8) made float32-accurate by splitting each operand v = hi + lo (hi =
+// v rounded to TF32's 10-bit mantissa, lo = the rest rounded again): x·c ≈ hi·hi + hi·lo + lo·hi,
+// dropping lo·lo (~2^-22 relative), so each product carries the error of a float32 fma chain
+// (~2^-22 to 2^-21 relative), not TF32's 2^-11. Three tensor-core products still run ~3x the
+// fp32 SIMT rate (cuBLAS has no such mode on sm_90; CUTLASS calls it "3xTF32").
+// Block: 128 rows x 128 centres a tile, 8 warps as 2 (rows) x 4 (centres), 64 x 32 per warp;
+// K slices of 32 columns double-buffered with cp.async in [row][column] layout, padded to a row
+// stride of 36 floats so that the fragment loads (8 rows x 4 columns a warp) hit 32 banks.
+namespace tc {
+constexpr int BM = 128, BN = 128, BK = 32, LD = BK + 4, TPB = 256;
+constexpr int stage_floats = 2 * (BM + BN) * LD;  // two stages of the X and centre slices
+// + each warp column's running minimum of the block's rows (value, index): 77.8 KB, dynamic.
+constexpr int smem_bytes = (stage_floats + 2 * 4 * BM) * 4;
+
+__device__ __forceinline__ void split(float v, unsigned& hi, unsigned& lo) {
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(hi) : "f"(v));
+  const float rest = v - __uint_as_float(hi);
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(lo) : "f"(rest));
+}
+__device__ __forceinline__ void mma(float* c, const unsigned* a, const unsigned* b) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void cp_async16(float* smem, const float* gmem, bool valid) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
+}
+
+// Rows [r0, r0 + 128) x columns [k0, k0 + 32) of A (row stride lda) into S[row][col] (zero outside
+// rows < nrows, columns < d). vec: d, lda and A are multiples of 4 floats (16-byte copies).
+__device__ __forceinline__ void issue(float* S, const float* __restrict__ A, std::int64_t lda, std::int64_t r0,
+                                      std::int64_t nrows, int k0, int d, bool vec) {
+  if (vec) {
+#pragma unroll
+    for (int q = 0; q < BM * BK / 4 / TPB; ++q) {  // 4 float4 a thread
+      const int e = threadIdx.x + q * TPB, r = e / (BK / 4), c = (e % (BK / 4)) * 4;
+      const bool valid = r0 + r < nrows && k0 + c < d;
+      cp_async16(S + r * LD + c, valid ? A + (r0 + r) * lda + k0 + c : A, valid);
+    }
+  } else {
+#pragma unroll 4
+    for (int q = 0; q < BM * BK / TPB; ++q) {  // 16 floats a thread
+      const int e = threadIdx.x + q * TPB, r = e / BK, c = e % BK;
+      const bool valid = r0 + r < nrows && k0 + c < d;
+      cp_async(S + r * LD + c, valid ? A + (r0 + r) * lda + k0 + c : A, valid);
+    }
+  }
+}
+
+__device__ __forceinline__ bool better(float v, int a, float bv, int ba) {
+  return v < bv || (v == bv && a < ba);
+}
+
+__global__ void __launch_bounds__(TPB, 2)
+    assign_kernel(const float* __restrict__ X, std::int64_t n, int d, std::int64_t ldx, const float* __restrict__ C,
+                  const float* __restrict__ csq, int k, const double* __restrict__ xsq, const double* __restrict__ w,
+                  std::int32_t* __restrict__ labels, double* __restrict__ inertia_part, int* __restrict__ changed_part,
+                  bool vec) {
+  extern __shared__ __align__(16) float sm[];
+  float* As = sm;                // [2][BM][LD]
+  float* Bs = sm + 2 * BM * LD;  // [2][BN][LD]
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*64.., centres wn*32..
+  const int g = lane >> 2, t = lane & 3;
+  const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * BM;
+  const int kchunks = (d + BK - 1) / BK, ctiles = (k + BN - 1) / BN, steps = kchunks * ctiles;
+  // The running first minimum of each row over the centres seen by each warp column (kept in
+  // shared memory, not registers: the accumulators need them), written by the lane t == 0 of
+  // the row's quad. The thread's 8 rows are wm*64 + mt*16 + g + 8h (mt = 0..3, h = 0..1).
+  float* rv = sm + stage_floats;                          // [4][BM]
+  int* ra = reinterpret_cast<int*>(rv + 4 * BM);          // [4][BM]
+  for (int e = threadIdx.x; e < 4 * BM; e += TPB) rv[e] = INFINITY, ra[e] = 0x7fffffff;
+  float acc[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+  issue(As, X, ldx, r0, n, 0, d, vec);
+  issue(Bs, C, d, 0, k, 0, d, vec);
+  cp_async_commit();
+  for (int s = 0; s < steps; ++s) {
+    const int cur = s & 1, kc = s % kchunks, c0 = (s / kchunks) * BN;
+    if (s + 1 < steps) {
+      const int nk = (s + 1) % kchunks, nc0 = ((s + 1) / kchunks) * BN;
+      issue(As + (cur ^ 1) * BM * LD, X, ldx, r0, n, nk * BK, d, vec);
+      issue(Bs + (cur ^ 1) * BN * LD, C, d, nc0, k, nk * BK, d, vec);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const float* A = As + cur * BM * LD + (wm * 64) * LD;
+    const float* B = Bs + cur * BN * LD + (wn * 32) * LD;
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 8) {
+      unsigned bh[4][2], bl[4][2];
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const float* p = B + (nt * 8 + g) * LD + kk + t;
+        split(p[0], bh[nt][0], bl[nt][0]);
+        split(p[4], bh[nt][1], bl[nt][1]);
+      }
+#pragma unroll
+      for (int mt = 0; mt < 4; ++mt) {
+        const float* p = A + (mt * 16 + g) * LD + kk + t;
+        unsigned ah[4], al[4];
+        split(p[0], ah[0], al[0]);
+        split(p[8 * LD], ah[1], al[1]);
+        split(p[4], ah[2], al[2]);
+        split(p[8 * LD + 4], ah[3], al[3]);
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) {
+          mma(acc[mt][nt], al, bh[nt]);
+          mma(acc[mt][nt], ah, bl[nt]);
+          mma(acc[mt][nt], ah, bh[nt]);
+        }
+      }
+    }
+    if (kc == kchunks - 1) {
+      // Epilogue of the centre tile: the first minimum of each of the thread's 8 rows over its 8
+      // centres, over the quad (t = 0..3), then into the warp column's running minimum. Ties
+      // keep the lower index, so the order of the comparisons does not matter.
+      float bv[8];
+      int ba[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) bv[i] = INFINITY, ba[i] = 0x7fffffff;
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int col = c0 + wn * 32 + nt * 8 + 2 * t + e;
+          if (col < k) {
+            const float cs = csq[col];
+#pragma unroll
+            for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+              for (int h = 0; h < 2; ++h) {
+                const float v = cs - 2.0f * acc[mt][nt][h * 2 + e];
+                if (better(v, col, bv[mt * 2 + h], ba[mt * 2 + h])) bv[mt * 2 + h] = v, ba[mt * 2 + h] = col;
+              }
+          }
+        }
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+#pragma unroll
+        for (int off = 1; off < 4; off <<= 1) {
+          const float ov = __shfl_xor_sync(0xffffffffu, bv[i], off);
+          const int oa = __shfl_xor_sync(0xffffffffu, ba[i], off);
+          if (better(ov, oa, bv[i], ba[i])) bv[i] = ov, ba[i] = oa;
+        }
+        const int e = wn * BM + wm * 64 + (i >> 1) * 16 + g + (i & 1) * 8;
+        if (t == 0 && better(bv[i], ba[i], rv[e], ra[e])) rv[e] = bv[i], ra[e] = ba[i];
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+    }
+    __syncthreads();  // before the next issue overwrites this stage (and before rv/ra are read)
+  }
+  // The 4 warp columns of each row, in shared memory.
+  double my_inertia = 0.0;
+  int my_changed = 0;
+  if (threadIdx.x < BM) {
+    const int lr = threadIdx.x;
+    float v = rv[lr];
+    int a = ra[lr];
+    for (int q = 1; q < 4; ++q)
+      if (better(rv[q * BM + lr], ra[q * BM + lr], v, a)) v = rv[q * BM + lr], a = ra[q * BM + lr];
+    const std::int64_t row = r0 + lr;
+    if (row < n) {
+      my_changed = labels[row] != a;
+      labels[row] = a;
+      if (xsq) my_inertia = (w ? w[row] : 1.0) * (xsq[row] + static_cast<double>(v));
+    }
+  }
+  // Block sums in a fixed order: shuffles within the warp, then the 4 warps in order.
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    my_inertia += __shfl_down_sync(0xffffffffu, my_inertia, off);
+    my_changed += __shfl_down_sync(0xffffffffu, my_changed, off);
+  }
+  __shared__ double wi[TPB / 32];
+  __shared__ int wc[TPB / 32];
+  if (lane == 0) wi[warp] = my_inertia, wc[warp] = my_changed;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double si = 0.0;
+    int sc = 0;
+    for (int q = 0; q < BM / 32; ++q) si += wi[q], sc += wc[q];
+    inertia_part[blockIdx.x] = si;
+    changed_part[blockIdx.x] = sc;
+  }
+}
+}  // namespace tc
+
+// Whether float32 assignments run on the 3xTF32 tensor-core kernel: on sm_80 and newer, unless
+// SPMDLEARN_KMEANS_SIMT=1 asks for the SIMT kernel (kept for comparison in the benchmarks). Read
+// once a process; every GPU of a host is the same model here.
+bool use_tensor_cores() {
+  static const bool on = [] {
+    const char* env = std::getenv("SPMDLEARN_KMEANS_SIMT");
+    if (env && env[0] == '1') return false;
+    int dev = 0, major = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cudaDeviceGetAttribute");
+    if (major < 8) return false;
+    check(cudaFuncSetAttribute(tc::assign_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, tc::smem_bytes),
+          "cudaFuncSetAttribute");
+    return true;
+  }();
+  return on;
 }
 
 cublasStatus_t gemm_tn(cublasHandle_t h, int m, int n, int kk, const float* A, int lda, const float* B, int ldb,
@@ -512,8 +739,19 @@ lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std:
   dev_array<int> changed_part(static_cast<std::size_t>(blocks), st);
   for (std::int64_t b0 = 0; b0 < blocks; b0 += 1LL << 30) {  // grid.x limit, never reached in practice
     const std::int64_t nb = std::min<std::int64_t>(blocks - b0, 1LL << 30), i0 = b0 * BM;
+    const T* Xb = X + i0 * stride;
+    if constexpr (std::is_same_v<T, float>) {
+      if (use_tensor_cores()) {
+        const bool vec = d % 4 == 0 && stride % 4 == 0 && reinterpret_cast<std::uintptr_t>(Xb) % 16 == 0;
+        tc::assign_kernel<<<static_cast<unsigned>(nb), tc::TPB, tc::smem_bytes, st>>>(
+            Xb, n - i0, static_cast<int>(d), stride, dC.p, dcsq.p, static_cast<int>(k), xsq ? xsq + i0 : nullptr,
+            w ? w + i0 : nullptr, labels + i0, inertia_part.p + b0, changed_part.p + b0, vec);
+        check(cudaGetLastError(), "fused assignment kernel (3xTF32) launch");
+        continue;
+      }
+    }
     assign_fused_kernel<T><<<static_cast<unsigned>(nb), TPB, 0, st>>>(
-        X + i0 * stride, n - i0, static_cast<int>(d), stride, dC.p, dcsq.p, static_cast<int>(k), xsq ? xsq + i0 : nullptr,
+        Xb, n - i0, static_cast<int>(d), stride, dC.p, dcsq.p, static_cast<int>(k), xsq ? xsq + i0 : nullptr,
         w ? w + i0 : nullptr, labels + i0, inertia_part.p + b0, changed_part.p + b0);
     check(cudaGetLastError(), "fused assignment kernel launch");
   }
