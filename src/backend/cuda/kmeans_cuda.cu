@@ -483,58 +483,111 @@ __global__ void sums_kernel(const T* __restrict__ X, std::int64_t n, int d, std:
 }
 
 // ---- the M-step sums in fixed point (deterministic with atomics) ------------------------------
-// Column c of [w x | w] is summed as integers: q = round(v · scale_c), scale_c a power of two such
-// that a tile's sum of |q| stays below 2^62 (scale_absmax gives the bound). Integer addition is
-// associative, so shared-memory atomics give the same bits in any order, and every warp can take
-// whole rows (lanes over columns) instead of one thread walking a column: the float tile of
-// sums_kernel was latency-bound (11 ms at 20M x 64, k = 256 on an H200). A tile's integers go to
-// part[tile] as exact multiples of 2^-e in double; the tiles are then summed in order as before.
-// Each value is rounded to 2^-47 of its column's largest |w x|, finer than float's own rounding.
+// Column c of [w x | w] is summed as integers: q = round(v · scale_c), scale_c a power of two with
+// |q| <= 2^32 (scale_c = 2^(32 - e), e the exponent of a bound on the column's |w x|). Integer
+// addition is associative, so shared-memory atomics give the same bits in any order, and every
+// warp can take whole rows (lanes over columns) instead of one thread walking a column: the float
+// tile of sums_kernel was latency-bound (11 ms at 20M x 64, k = 256 on an H200). Each q is kept
+// as two 32-bit sums, hi = q >> 16 and lo = q & 0xffff (native 32-bit shared atomics; 64-bit
+// ones took 5.8 ms there): over a tile of 2^14 rows |Σ hi| <= 2^30 and Σ lo < 2^30, and
+// Σ q = 2^16 Σ hi + Σ lo exactly. A tile's sums go to part[tile] as doubles (exact: < 2^47);
+// the tiles are then summed in order as before. Each value is rounded to 2^-31 of its column's
+// largest |w x|, far finer than the float32 or float64 rounding of x itself at the centres' scale.
 constexpr int fixed_threads = 1024;
-static_assert(tile_rows == 1 << 14, "the fixed-point scales assume 2^14 rows a tile");
+static_assert(tile_rows == 1 << 14, "the fixed-point bounds assume 2^14 rows a tile");
 
 // bits[c] = max over rows of |x_c| (c < d) and of w (c = d; 1 without weights), as the bit
-// patterns of non-negative doubles (ordered like the values, so atomicMax is exact).
+// patterns of non-negative doubles (ordered like the values, so atomicMax is exact). Warps walk
+// rows with lanes over 32 columns (group blockIdx.y), keep a running max in a register, and a
+// block adds one atomic a column: an atomic per element contended on d + 1 addresses (110 ms at
+// 20M x 64).
 template <class T>
 __global__ void absmax_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
                               const double* __restrict__ w, unsigned long long* __restrict__ bits) {
-  const int width = d + 1;
-  const std::int64_t total = n * width;
-  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    const std::int64_t i = e / width;
-    const int c = static_cast<int>(e - i * width);
-    const double v = c < d ? fabs(static_cast<double>(X[i * stride + c])) : (w ? fabs(w[i]) : 1.0);
-    atomicMax(bits + c, static_cast<unsigned long long>(__double_as_longlong(v)));
+  __shared__ double red[threads / 32][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int c = blockIdx.y * 32 + lane;
+  double m = 0.0;
+  // 8 rows a step, their loads all issued before the maxima: a warp keeps 8 loads in flight.
+  constexpr int R = 8;
+  const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * (threads / 32);
+  if (c <= d)
+    for (std::int64_t i0 = static_cast<std::int64_t>(blockIdx.x) * (threads / 32) + warp; i0 < n; i0 += R * step) {
+      double v[R];
+#pragma unroll
+      for (int u = 0; u < R; ++u) {
+        const std::int64_t i = i0 + u * step;
+        v[u] = i >= n ? 0.0 : (c < d ? fabs(static_cast<double>(X[i * stride + c])) : (w ? fabs(w[i]) : 1.0));
+      }
+#pragma unroll
+      for (int u = 0; u < R; ++u) m = fmax(m, v[u]);
+    }
+  red[warp][lane] = m;
+  __syncthreads();
+  if (warp == 0 && c <= d) {
+    for (int q = 1; q < threads / 32; ++q) m = fmax(m, red[q][lane]);
+    atomicMax(bits + c, static_cast<unsigned long long>(__double_as_longlong(m)));
   }
 }
 
 template <class T>
-__global__ void sums_fixed_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
+__global__ void __launch_bounds__(fixed_threads, 1) sums_fixed_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
                                   const double* __restrict__ w, const std::int32_t* __restrict__ labels, int k,
-                                  const double* __restrict__ scale, double* __restrict__ part) {
+                                  const unsigned long long* __restrict__ bits, double* __restrict__ part) {
   extern __shared__ __align__(16) unsigned char smem[];
-  unsigned long long* acc = reinterpret_cast<unsigned long long*>(smem);
   const int width = d + 1;
   const std::int64_t count = static_cast<std::int64_t>(k) * width;
-  for (std::int64_t e = threadIdx.x; e < count; e += blockDim.x) acc[e] = 0ULL;
+  double* scale = reinterpret_cast<double*>(smem);  // [width]
+  int* hi = reinterpret_cast<int*>(scale + width);  // [k][width]
+  unsigned* lo = reinterpret_cast<unsigned*>(hi + count);
+  const double wmax = __longlong_as_double(static_cast<long long>(bits[d]));
+  for (int c = threadIdx.x; c < width; c += blockDim.x) {
+    const double bound = c < d ? __longlong_as_double(static_cast<long long>(bits[c])) * wmax : wmax;
+    int e = 0;
+    if (bound > 0.0 && isfinite(bound)) frexp(bound, &e);  // bound < 2^e
+    scale[c] = ldexp(1.0, 32 - e);
+  }
+  for (std::int64_t e = threadIdx.x; e < count; e += blockDim.x) hi[e] = 0, lo[e] = 0u;
   __syncthreads();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * tile_rows;
   const std::int64_t r1 = r0 + tile_rows < n ? r0 + tile_rows : n;
-  for (std::int64_t i = r0 + warp; i < r1; i += warps) {
-    const double wi = w ? w[i] : 1.0;
-    unsigned long long* row = acc + static_cast<std::int64_t>(labels[i]) * width;
+  // A warp takes R rows a step (rows i0 + u warps) and, for each group of 32 columns, issues all
+  // R loads before the atomics: one row at a time left the warps waiting on memory.
+  constexpr int R = 8;
+  for (std::int64_t i0 = r0 + warp; i0 < r1; i0 += static_cast<std::int64_t>(R) * warps) {
+    double wi[R];
+    std::int64_t base[R];
+#pragma unroll
+    for (int u = 0; u < R; ++u) {
+      const std::int64_t i = i0 + static_cast<std::int64_t>(u) * warps;
+      const bool live = i < r1;
+      wi[u] = live ? (w ? w[i] : 1.0) : 0.0;
+      base[u] = live ? static_cast<std::int64_t>(labels[i]) * width : 0;
+    }
     for (int c = lane; c < width; c += 32) {
-      const double v = c < d ? wi * static_cast<double>(X[i * stride + c]) : wi;
-      atomicAdd(row + c, static_cast<unsigned long long>(__double2ll_rn(v * scale[c])));
+      const double sc = scale[c];
+      double v[R];
+#pragma unroll
+      for (int u = 0; u < R; ++u) {
+        const std::int64_t i = i0 + static_cast<std::int64_t>(u) * warps;
+        v[u] = c < d ? (i < r1 ? wi[u] * static_cast<double>(X[i * stride + c]) : 0.0) : wi[u];
+      }
+#pragma unroll
+      for (int u = 0; u < R; ++u) {
+        const long long q = __double2ll_rn(v[u] * sc);
+        if (q != 0) {  // rows past r1 (and zeros) add nothing
+          atomicAdd(hi + base[u] + c, static_cast<int>(q >> 16));
+          atomicAdd(lo + base[u] + c, static_cast<unsigned>(q & 0xffff));
+        }
+      }
     }
   }
   __syncthreads();
   double* out = part + static_cast<std::int64_t>(blockIdx.x) * count;
   for (std::int64_t e = threadIdx.x; e < count; e += blockDim.x) {
     const int c = static_cast<int>(e % width);
-    out[e] = static_cast<double>(static_cast<long long>(acc[e])) / scale[c];
+    out[e] = (static_cast<double>(hi[e]) * 65536.0 + static_cast<double>(lo[e])) / scale[c];
   }
 }
 
@@ -651,7 +704,9 @@ int sums_smem_limit() {
   return limit;
 }
 
-// The M-step sums by sums_fixed_kernel into r.sums / r.weights (synchronises the stream).
+// The M-step sums by sums_fixed_kernel into r.sums / r.weights (synchronises the stream). Needs
+// fixed_smem(k, d) bytes of shared memory a block.
+std::int64_t fixed_smem(std::int64_t k, std::int64_t d) { return (d + 1) * 8 + k * (d + 1) * 8; }
 template <class T>
 void fixed_point_sums(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const double* w,
                       const std::int32_t* labels, std::int64_t k, cudaStream_t st, lloyd_device_partial& r) {
@@ -664,32 +719,19 @@ void fixed_point_sums(const T* X, std::int64_t n, std::int64_t d, std::int64_t s
     return l;
   }();
   const std::int64_t width = d + 1, count = k * width, tiles = (n + tile_rows - 1) / tile_rows;
-  // Scales: a tile adds at most tile_rows (2^14) values of |q| <= 2^47.
+  if (fixed_smem(k, d) > limit)
+    throw invalid_argument("KMeans on a GPU: the fixed-point sums need more shared memory than a block has");
+  // Column bounds on the GPU (no round trip: the sums kernel turns them into scales itself).
   dev_array<unsigned long long> bits(static_cast<std::size_t>(width), st);
   check(cudaMemsetAsync(bits.p, 0, width * sizeof(unsigned long long), st), "cudaMemsetAsync");
-  absmax_kernel<T><<<grid_rows(n * width), threads, 0, st>>>(X, n, static_cast<int>(d), stride, w, bits.p);
+  const unsigned row_blocks = static_cast<unsigned>(std::min<std::int64_t>((n + 7) / 8, 8LL * multiprocessors()));
+  absmax_kernel<T><<<dim3(row_blocks, static_cast<unsigned>((width + 31) / 32)), threads, 0, st>>>(
+      X, n, static_cast<int>(d), stride, w, bits.p);
   check(cudaGetLastError(), "absmax kernel launch");
-  std::vector<unsigned long long> hb(static_cast<std::size_t>(width));
-  check(cudaMemcpyAsync(hb.data(), bits.p, width * sizeof(unsigned long long), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
-  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
-  std::vector<double> scale(static_cast<std::size_t>(width));
-  double wmax = 0.0;
-  std::memcpy(&wmax, &hb[d], sizeof(double));
-  for (std::int64_t c = 0; c < width; ++c) {
-    double m = 0.0;
-    std::memcpy(&m, &hb[c], sizeof(double));
-    const double bound = c < d ? m * wmax : wmax;  // the largest |w x| (|w| for the weight column)
-    int e = 0;
-    if (bound > 0.0 && std::isfinite(bound)) std::frexp(bound, &e);  // bound < 2^e
-    scale[c] = std::ldexp(1.0, 47 - e);
-  }
-  if (static_cast<int>(count * sizeof(unsigned long long)) > limit)
-    throw invalid_argument("KMeans on a GPU: the fixed-point sums need more shared memory than a block has");
-  dev_array<double> dscale(scale.size(), st), part(static_cast<std::size_t>(tiles * count), st),
-      mid(static_cast<std::size_t>(slices * count), st), out(static_cast<std::size_t>(count), st);
-  check(cudaMemcpyAsync(dscale.p, scale.data(), scale.size() * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
-  sums_fixed_kernel<T><<<static_cast<unsigned>(tiles), fixed_threads, count * sizeof(unsigned long long), st>>>(
-      X, n, static_cast<int>(d), stride, w, labels, static_cast<int>(k), dscale.p, part.p);
+  dev_array<double> part(static_cast<std::size_t>(tiles * count), st), mid(static_cast<std::size_t>(slices * count), st),
+      out(static_cast<std::size_t>(count), st);
+  sums_fixed_kernel<T><<<static_cast<unsigned>(tiles), fixed_threads, fixed_smem(k, d), st>>>(
+      X, n, static_cast<int>(d), stride, w, labels, static_cast<int>(k), bits.p, part.p);
   check(cudaGetLastError(), "fixed-point sums kernel launch");
   const unsigned eb = static_cast<unsigned>((count + threads - 1) / threads);
   sum_parts_slices<<<dim3(eb, slices), threads, 0, st>>>(part.p, static_cast<int>(tiles), count, mid.p);
@@ -762,7 +804,7 @@ lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std:
   if (update) {
     static const int smem_limit = sums_smem_limit<T>();  // the same for every H100/H200 of a host
     const std::int64_t width = d + 1;
-    if (k * width * static_cast<std::int64_t>(sizeof(unsigned long long)) <= smem_limit) {
+    if (fixed_smem(k, d) <= smem_limit) {
       fixed_point_sums<T>(X, n, d, stride, w, labels, k, st, r);
       check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
       for (double v : ip) r.inertia += v;
