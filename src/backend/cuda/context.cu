@@ -1,4 +1,5 @@
 // The per-device CUDA context and the checked-call helpers (see cuda_common.hpp).
+#include <cstdlib>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -94,6 +95,18 @@ void require_same_device(const void* ptr, int device, const char* what) {
       (a.type == cudaMemoryTypeDevice && a.device != device))
     throw invalid_argument(std::string(what) + " must be on the same CUDA device as X (device " +
                            std::to_string(device) + ")");
+}
+
+bool tf32x3_enabled() {
+  static const bool on = [] {
+    const char* env = std::getenv("SPMDLEARN_FP32_SIMT");
+    if (env && env[0] == '1' && env[1] == '\0') return false;
+    int dev = 0, major = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cudaDeviceGetAttribute");
+    return major >= 8;
+  }();
+  return on;
 }
 
 int multiprocessors() {

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "backend/cuda/cross_cuda.hpp"
@@ -16,6 +17,7 @@
 #include "backend/cuda/cuda_common.hpp"
 #include "backend/cuda/work_type.cuh"
 #include "backend/cuda/moments_cuda.hpp"
+#include "backend/cuda/tf32x3.cuh"
 
 namespace spmdlearn::cuda {
 
@@ -441,6 +443,136 @@ cublasStatus_t gemm_batched(cublasHandle_t h, int q, int k, const double* A, dou
                                    &zero, C, q, static_cast<long long>(q) * q, batches);
 }
 
+// ---- the float32 Gram pass on tensor cores (3xTF32, see tf32x3.cuh) ---------------------------
+// For float data with q = p + 1 <= 128, one kernel replaces prepare + batched gemm: a block walks
+// its own range of rows in slices of 32, builds each slice's shifted, sqrt(w)-scaled rows in
+// shared memory (the same entries gram_prepare_kernel writes, computed in double and rounded once
+// to float) and accumulates the q x q Gram of the slice on tensor cores into float registers;
+// every 1024 rows (gram_batch, the float accumulation length of the batched path) a block adds
+// its registers into its own double partial part[block] (column-major q x q, entries r >= c), and
+// gram_finish_kernel adds the blocks' partials in block order: deterministic. X is read once and
+// no buffer is written (the batched path wrote and reread a copy of X: ~2.1 of its 2.6 ms at
+// 2M x 100 on an H200). Block: 8 warps as 2 x 4 over the 128 x 128 output, 64 x 32 a warp; the two
+// warps whose tile lies wholly above the diagonal (r < c) skip the products.
+namespace gram_tc {
+constexpr int TPB = 256, BK = 32, Q = 128, LD = Q + 8;  // LD % 32 == 8: conflict-free fragments
+constexpr int flush_slices = gram_batch / BK;
+
+__global__ void __launch_bounds__(TPB, 2)
+    kernel(const float* __restrict__ X, std::int64_t sx, const float* __restrict__ Y, std::int64_t sy,
+           const float* __restrict__ w, std::int64_t n, int d, int t, const double* __restrict__ shift,
+           std::int64_t rows_per_block, double* __restrict__ part, int* __restrict__ bad) {
+  __shared__ __align__(16) float Zs[BK][LD];
+  __shared__ double sw[BK];
+  const int p = d + t, q = p + 1;
+  const std::int64_t qq = static_cast<std::int64_t>(q) * q;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wm = warp >> 2, wn = warp & 3;
+  const int g = lane >> 2, t4 = lane & 3;
+  const bool active = 64 * wm + 63 >= 32 * wn && 64 * wm < q && 32 * wn < q;
+  const std::int64_t row_begin = static_cast<std::int64_t>(blockIdx.x) * rows_per_block;
+  const std::int64_t row_end = row_begin + rows_per_block < n ? row_begin + rows_per_block : n;
+  double* mine = part + static_cast<std::int64_t>(blockIdx.x) * qq;
+  float acc[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+  bool first = true;
+  int since_flush = 0;
+  for (std::int64_t r0 = row_begin; r0 < row_end; r0 += BK) {
+    __syncthreads();  // the previous slice is consumed
+    if (threadIdx.x < BK) {
+      const std::int64_t row = r0 + threadIdx.x;
+      double f = 0.0;  // rows past the range add nothing
+      if (row < row_end) {
+        f = 1.0;
+        if (w != nullptr) {
+          double wi = static_cast<double>(w[row]);
+          if (!(wi >= 0.0) || !isfinite(wi)) {
+            *bad = 1;
+            wi = 0.0;
+          }
+          f = sqrt(wi);
+        }
+      }
+      sw[threadIdx.x] = f;
+    }
+    __syncthreads();
+    // The slice: 32 rows x 128 columns, 16 entries a thread, in two halves of 8 loads in flight
+    // (all 16 at once spill: the accumulators hold 64 registers).
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      constexpr int per = BK * Q / TPB / 2;
+      float raw[per];
+#pragma unroll
+      for (int u = 0; u < per; ++u) {
+        const int e = threadIdx.x + (half * per + u) * TPB, r = e / Q, j = e % Q;
+        const std::int64_t row = r0 + r;
+        raw[u] = 0.0f;
+        if (row < row_end) {
+          if (j < d)
+            raw[u] = X[row * sx + j];
+          else if (j < p)
+            raw[u] = Y[row * sy + (j - d)];
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < per; ++u) {
+        const int e = threadIdx.x + (half * per + u) * TPB, r = e / Q, j = e % Q;
+        const double f = sw[r];
+        Zs[r][j] = j < p ? static_cast<float>(f * (static_cast<double>(raw[u]) - shift[j]))
+                         : j == p ? static_cast<float>(f) : 0.0f;
+      }
+    }
+    __syncthreads();
+    if (active) {
+#pragma unroll
+      for (int kk = 0; kk < BK; kk += 8) {
+        unsigned bh[4][2], bl[4][2];
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) {
+          const int c = 32 * wn + 8 * nt + g;
+          tf32x3::split(Zs[kk + t4][c], bh[nt][0], bl[nt][0]);
+          tf32x3::split(Zs[kk + t4 + 4][c], bh[nt][1], bl[nt][1]);
+        }
+#pragma unroll
+        for (int mt = 0; mt < 4; ++mt) {
+          const int m = 64 * wm + 16 * mt + g;
+          unsigned ah[4], al[4];
+          tf32x3::split(Zs[kk + t4][m], ah[0], al[0]);
+          tf32x3::split(Zs[kk + t4][m + 8], ah[1], al[1]);
+          tf32x3::split(Zs[kk + t4 + 4][m], ah[2], al[2]);
+          tf32x3::split(Zs[kk + t4 + 4][m + 8], ah[3], al[3]);
+#pragma unroll
+          for (int nt = 0; nt < 4; ++nt) tf32x3::mma3(acc[mt][nt], ah, al, bh[nt], bl[nt]);
+        }
+      }
+    }
+    if (++since_flush == flush_slices || r0 + BK >= row_end) {
+      if (active) {
+#pragma unroll
+        for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+          for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int r = 64 * wm + 16 * mt + g + (e >> 1) * 8, c = 32 * wn + 8 * nt + 2 * t4 + (e & 1);
+              if (r < q && c < q && r >= c) {
+                double* o = mine + r + static_cast<std::int64_t>(c) * q;
+                *o = (first ? 0.0 : *o) + static_cast<double>(acc[mt][nt][e]);
+              }
+              acc[mt][nt][e] = 0.0f;
+            }
+      }
+      first = false;
+      since_flush = 0;
+    }
+  }
+}
+}  // namespace gram_tc
+
 struct shifted_weighted {
   double W = 0.0;
   std::vector<double> S, s, shift;
@@ -460,10 +592,13 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
   const std::int64_t batches_total = (n + gram_batch - 1) / gram_batch;
   const std::int64_t chunk_batches = std::min(per_chunk, batches_total);
   const std::int64_t chunk_rows = chunk_batches * gram_batch;
-  dev_array<T> buf(static_cast<std::size_t>(chunk_rows * q), st), G(static_cast<std::size_t>(chunk_batches * qq), st);
+  bool fast = false;  // the 3xTF32 kernel (float, q <= 128, sm_80+) instead of prepare + batched gemm
+  if constexpr (std::is_same_v<T, float>) fast = q <= gram_tc::Q && tf32x3_enabled();
+  dev_array<T> buf(fast ? 0 : static_cast<std::size_t>(chunk_rows * q), st),
+      G(fast ? 0 : static_cast<std::size_t>(chunk_batches * qq), st);
   dev_array<double> dshift(p, st), S(p * p, st), s(p, st), W(1, st);
   dev_array<int> bad(1, st);
-  dev_array<double> part(static_cast<std::size_t>(reduce_slices * qq), st);
+  dev_array<double> part(fast ? 0 : static_cast<std::size_t>(reduce_slices * qq), st);
   check(cudaMemcpyAsync(dshift.p, shift.data(), p * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
   check(cudaMemsetAsync(S.p, 0, p * p * sizeof(double), st), "cudaMemsetAsync");
   check(cudaMemsetAsync(s.p, 0, p * sizeof(double), st), "cudaMemsetAsync");
@@ -476,7 +611,23 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
   const std::int64_t int_max = std::numeric_limits<int>::max();
   const bool narrow = 32 * (sx + q) <= int_max && 32 * (sy + q) <= int_max;
   const unsigned reduce_blocks = static_cast<unsigned>((qq + threads - 1) / threads);
-  for (std::int64_t i0 = 0; i0 < n; i0 += chunk_rows) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (fast) {
+      // Two blocks an SM, each over a range of whole 32-row slices; every block has rows.
+      const std::int64_t target = 2LL * multiprocessors();
+      const std::int64_t rpb = std::max<std::int64_t>(gram_tc::BK, ((n + target - 1) / target + gram_tc::BK - 1) /
+                                                                        gram_tc::BK * gram_tc::BK);
+      const std::int64_t blocks = (n + rpb - 1) / rpb;
+      dev_array<double> bpart(static_cast<std::size_t>(blocks * qq), st);
+      gram_tc::kernel<<<static_cast<unsigned>(blocks), gram_tc::TPB, 0, st>>>(
+          X, sx, Y, sy, w, n, static_cast<int>(d), static_cast<int>(t), dshift.p, rpb, bpart.p, bad.p);
+      check(cudaGetLastError(), "Gram kernel (3xTF32) launch");
+      gram_finish_kernel<<<reduce_blocks, threads, 0, st>>>(bpart.p, static_cast<int>(blocks), static_cast<int>(q), S.p,
+                                                            s.p, W.p);
+      check(cudaGetLastError(), "gram finish kernel launch");
+    }
+  }
+  for (std::int64_t i0 = 0; !fast && i0 < n; i0 += chunk_rows) {
     const std::int64_t nb = std::min(chunk_rows, n - i0);
     const std::int64_t batches = (nb + gram_batch - 1) / gram_batch;
     const std::int64_t strips = batches * (gram_batch / 32);

@@ -39,6 +39,12 @@ struct context {
 };
 context& context_for(int device);
 
+// Whether float32 products may run as 3xTF32 on tensor cores (tf32x3.cuh): the current device is
+// sm_80 or newer and SPMDLEARN_FP32_SIMT is not "1" (that asks for the plain fp32 SIMT kernels,
+// kept for comparison in the benchmarks). Read once a process (every GPU of a host is the same
+// model here).
+bool tf32x3_enabled();
+
 // Scratch from the stream-ordered pool on the context stream; no device-wide synchronisation.
 template <class T>
 struct dev_array {

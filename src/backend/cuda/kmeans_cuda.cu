@@ -11,6 +11,7 @@
 #include "backend/cuda/centre_rows.cuh"
 #include "backend/cuda/cuda_common.hpp"
 #include "backend/cuda/kmeans_cuda.hpp"
+#include "backend/cuda/tf32x3.cuh"
 
 namespace spmdlearn::cuda {
 namespace {
@@ -200,13 +201,9 @@ __global__ void __launch_bounds__(TPB, fused_cfg<T>::min_blocks)
   }
 }
 
-// ---- the float32 path on tensor cores: 3xTF32 --------------------------------------------------
-// The same distances and first minimum as assign_fused_kernel, with x·c from TF32 tensor-core
-// products (mma.sync m16n8k8) made float32-accurate by splitting each operand v = hi + lo (hi =
-// v rounded to TF32's 10-bit mantissa, lo = the rest rounded again): x·c ≈ hi·hi + hi·lo + lo·hi,
-// dropping lo·lo (~2^-22 relative), so each product carries the error of a float32 fma chain
-// (~2^-22 to 2^-21 relative), not TF32's 2^-11. Three tensor-core products still run ~3x the
-// fp32 SIMT rate (cuBLAS has no such mode on sm_90; CUTLASS calls it "3xTF32").
+// ---- the float32 path on tensor cores: 3xTF32 (see tf32x3.cuh) -------------------------------
+// The same distances and first minimum as assign_fused_kernel, with x·c from float32-accurate
+// TF32 tensor-core products (~1.6x the SIMT kernel at 20M x 64, k = 256 on an H200).
 // Block: 128 rows x 128 centres a tile, 8 warps as 2 (rows) x 4 (centres), 64 x 32 per warp;
 // K slices of 32 columns double-buffered with cp.async in [row][column] layout, padded to a row
 // stride of 36 floats so that the fragment loads (8 rows x 4 columns a warp) hit 32 banks.
@@ -216,18 +213,8 @@ constexpr int stage_floats = 2 * (BM + BN) * LD;  // two stages of the X and cen
 // + each warp column's running minimum of the block's rows (value, index): 77.8 KB, dynamic.
 constexpr int smem_bytes = (stage_floats + 2 * 4 * BM) * 4;
 
-__device__ __forceinline__ void split(float v, unsigned& hi, unsigned& lo) {
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(hi) : "f"(v));
-  const float rest = v - __uint_as_float(hi);
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(lo) : "f"(rest));
-}
-__device__ __forceinline__ void mma(float* c, const unsigned* a, const unsigned* b) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
+using tf32x3::split;
+using tf32x3::mma3;
 __device__ __forceinline__ void cp_async16(float* smem, const float* gmem, bool valid) {
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
@@ -319,11 +306,7 @@ __global__ void __launch_bounds__(TPB, 2)
         split(p[4], ah[2], al[2]);
         split(p[8 * LD + 4], ah[3], al[3]);
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt) {
-          mma(acc[mt][nt], al, bh[nt]);
-          mma(acc[mt][nt], ah, bl[nt]);
-          mma(acc[mt][nt], ah, bh[nt]);
-        }
+        for (int nt = 0; nt < 4; ++nt) mma3(acc[mt][nt], ah, al, bh[nt], bl[nt]);
       }
     }
     if (kc == kchunks - 1) {
@@ -406,17 +389,10 @@ __global__ void __launch_bounds__(TPB, 2)
 }
 }  // namespace tc
 
-// Whether float32 assignments run on the 3xTF32 tensor-core kernel: on sm_80 and newer, unless
-// SPMDLEARN_KMEANS_SIMT=1 asks for the SIMT kernel (kept for comparison in the benchmarks). Read
-// once a process; every GPU of a host is the same model here.
+// Whether float32 assignments run on the 3xTF32 tensor-core kernel (tf32x3_enabled()).
 bool use_tensor_cores() {
   static const bool on = [] {
-    const char* env = std::getenv("SPMDLEARN_KMEANS_SIMT");
-    if (env && env[0] == '1') return false;
-    int dev = 0, major = 0;
-    check(cudaGetDevice(&dev), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cudaDeviceGetAttribute");
-    if (major < 8) return false;
+    if (!tf32x3_enabled()) return false;
     check(cudaFuncSetAttribute(tc::assign_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, tc::smem_bytes),
           "cudaFuncSetAttribute");
     return true;
