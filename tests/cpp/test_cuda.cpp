@@ -140,6 +140,48 @@ TEST(CudaKMeans, LloydStepMatchesReference) {
   lloyd_step_matches_reference<float>(20000, 64, 256);  // the benchmark's shape, two whole centre tiles
 }
 
+// cuda::farthest against a host sort with the same order (distance desc, row asc). Small-integer
+// rows and centres keep every distance exact in double, so the GPU's summation order cannot
+// matter and the many exact ties (each row appears several times) test the tie order.
+template <class T>
+void farthest_matches_host(std::int64_t n, std::int64_t d, std::int64_t k, std::int64_t m) {
+  std::vector<T> x(n * d);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t l = 0; l < d; ++l) x[i * d + l] = static_cast<T>(((i % 97) * 7 + l * 3) % 11) - T(5);
+  std::vector<double> centers(k * d);
+  for (std::int64_t j = 0; j < k; ++j)
+    for (std::int64_t l = 0; l < d; ++l) centers[j * d + l] = static_cast<double>((j + l) % 5) - 2.0;
+  std::vector<std::int32_t> labels(n);
+  for (std::int64_t i = 0; i < n; ++i) labels[i] = static_cast<std::int32_t>((i * 31) % k);
+  sl::device_copy dx(x.data(), x.size() * sizeof(T)), dl(labels.data(), labels.size() * sizeof(std::int32_t));
+  const auto got = sl::cuda::farthest<T>(static_cast<const T*>(dx.data()), n, d, d, centers,
+                                          static_cast<const std::int32_t*>(dl.data()), m);
+  std::vector<std::pair<double, std::int64_t>> ref(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    double s = 0.0;
+    for (std::int64_t l = 0; l < d; ++l) {
+      const double t = static_cast<double>(x[i * d + l]) - centers[labels[i] * d + l];
+      s += t * t;
+    }
+    ref[i] = {s, i};
+  }
+  std::sort(ref.begin(), ref.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
+  ASSERT_EQ(static_cast<std::int64_t>(got.size()), std::min(m, n));
+  for (std::size_t j = 0; j < got.size(); ++j) {
+    EXPECT_EQ(got[j].first, ref[j].first) << j;
+    EXPECT_EQ(got[j].second, ref[j].second) << j;
+  }
+}
+
+TEST(CudaKMeans, FarthestRowsMatchAHostSort) {
+  SKIP_WITHOUT_GPU();
+  farthest_matches_host<float>(100003, 13, 7, 40);
+  farthest_matches_host<double>(5000, 70, 3, 300);
+  farthest_matches_host<float>(3, 2, 2, 5);  // more asked than rows
+}
+
 TEST(CudaCovariance, FusedAndGemmPathsMatchCpu) {
   SKIP_WITHOUT_GPU();
   // d <= 64 takes the fused kernel (16-, 32- and 64-wide tiles), d > 64 the batched-gemm Gram

@@ -448,15 +448,19 @@ cublasStatus_t gemm_batched(cublasHandle_t h, int q, int k, const double* A, dou
 // its own range of rows in slices of 32, builds each slice's shifted, sqrt(w)-scaled rows in
 // shared memory (the same entries gram_prepare_kernel writes, computed in double and rounded once
 // to float) and accumulates the q x q Gram of the slice on tensor cores into float registers;
-// every 1024 rows (gram_batch, the float accumulation length of the batched path) a block adds
-// its registers into its own double partial part[block] (column-major q x q, entries r >= c), and
+// every 128 rows (flush_slices) a block adds its registers into its own double partial
+// part[block] (column-major q x q, entries r >= c), and
 // gram_finish_kernel adds the blocks' partials in block order: deterministic. X is read once and
 // no buffer is written (the batched path wrote and reread a copy of X: ~2.1 of its 2.6 ms at
 // 2M x 100 on an H200). Block: 8 warps as 2 x 4 over the 128 x 128 output, 64 x 32 a warp; the two
 // warps whose tile lies wholly above the diagonal (r < c) skip the products.
 namespace gram_tc {
 constexpr int TPB = 256, BK = 32, Q = 128, LD = Q + 8;  // LD % 32 == 8: conflict-free fragments
-constexpr int flush_slices = gram_batch / BK;
+// Rows between flushes of the float registers into the block's double partial: the tensor cores'
+// float accumulation does not round to nearest, and a chain over gram_batch = 1024 rows (384
+// products) drifted by ~2e-5 relative (the covariance test caught it); 128 rows (48 products)
+// stay near float's own rounding, for ~1.5 GB of L2 traffic at 2M x 101.
+constexpr int flush_slices = 4;
 
 __global__ void __launch_bounds__(TPB, 2)
     kernel(const float* __restrict__ X, std::int64_t sx, const float* __restrict__ Y, std::int64_t sy,

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace spmdlearn::cuda {
@@ -57,11 +58,12 @@ template <class T>
 void candidate_pass(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const double* w,
                     const std::vector<double>& candidates, std::int64_t m, double* closest, double* pot,
                     bool update);
-// ‖x_i − c_label(i)‖² by exact differences (double), for every row (host array of n); labels on
-// X's GPU.
+// The min(m, n) rows farthest from their own centre, (‖x_i − c_label(i)‖², i), farthest first, ties
+// by lower i (the host path's order): distances and a radix sort on X's GPU, m pairs to the host.
 template <class T>
-std::vector<double> own_distances(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
-                                  const std::vector<double>& centers, const std::int32_t* labels);
+std::vector<std::pair<double, std::int64_t>> farthest(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride,
+                                                      const std::vector<double>& centers, const std::int32_t* labels,
+                                                      std::int64_t m);
 // Σ_i w_i ‖x_i − c_label(i)‖² (exact differences, double, fixed order) and counts[label] += rows;
 // labels and w (or null) on X's GPU, counts on the host (k).
 template <class T>

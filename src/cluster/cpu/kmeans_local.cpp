@@ -214,18 +214,16 @@ std::vector<std::pair<double, std::int64_t>> farthest_local(matrix_view<const T>
                                                              std::span<const std::int32_t> labels,
                                                              std::int64_t m) {
   const std::int64_t n = X.rows, d = X.cols;
-  std::vector<std::pair<double, std::int64_t>> all(n);
 #ifdef SPMDLEARN_WITH_CUDA
-  if (X.device == device_kind::cuda) {
-    const std::vector<double> dist = cuda::own_distances<T>(X.data, n, d, X.stride(),
-                                                            std::vector<double>(centers.begin(), centers.end()), labels.data());
-    for (std::int64_t i = 0; i < n; ++i) all[i] = {dist[i], i};
-  } else
+  if (X.device == device_kind::cuda)  // on the GPU: only the m pairs come to the host
+    return cuda::farthest<T>(X.data, n, d, X.stride(), std::vector<double>(centers.begin(), centers.end()),
+                             labels.data(), m);
 #endif
-    for (std::int64_t i = 0; i < n; ++i) {
-      const double s = squared_distance(X.row(i), centers.data() + labels[i] * d, d);
-      all[i] = {s, i};
-    }
+  std::vector<std::pair<double, std::int64_t>> all(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double s = squared_distance(X.row(i), centers.data() + labels[i] * d, d);
+    all[i] = {s, i};
+  }
   const std::int64_t keep = std::min(m, n);
   auto before = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
   std::partial_sort(all.begin(), all.begin() + keep, all.end(), before);
