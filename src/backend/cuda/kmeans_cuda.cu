@@ -7,8 +7,6 @@
 #include <cstring>
 #include <type_traits>
 #include <utility>
-
-#include <cub/device/device_radix_sort.cuh>
 #include <string>
 
 #include "backend/cuda/centre_rows.cuh"
@@ -252,7 +250,7 @@ __global__ void __launch_bounds__(TPB, 2)
     assign_kernel(const float* __restrict__ X, std::int64_t n, int d, std::int64_t ldx, const float* __restrict__ C,
                   const float* __restrict__ csq, int k, const double* __restrict__ xsq, const double* __restrict__ w,
                   std::int32_t* __restrict__ labels, double* __restrict__ inertia_part, int* __restrict__ changed_part,
-                  bool vec) {
+                  bool vec, unsigned* __restrict__ bound) {
   extern __shared__ __align__(16) float sm[];
   float* As = sm;                // [2][BM][LD]
   float* Bs = sm + 2 * BM * LD;  // [2][BN][LD]
@@ -289,6 +287,22 @@ __global__ void __launch_bounds__(TPB, 2)
       cp_async_wait<0>();
     }
     __syncthreads();
+    if (bound != nullptr && s < kchunks) {
+      // While the first centre tile walks the columns: the M-step's column bounds max |x| (see
+      // absmax_kernel) from the slice already in shared memory, one atomic a column a block, and
+      // only where it raises the bound.
+      __shared__ float cm[TPB / 32][32];
+      const float* A0 = As + cur * BM * LD;
+      float m = 0.0f;
+      for (int r = warp; r < BM; r += TPB / 32) m = fmaxf(m, fabsf(A0[r * LD + lane]));
+      cm[warp][lane] = m;
+      __syncthreads();
+      if (warp == 0) {
+        for (int q = 1; q < TPB / 32; ++q) m = fmaxf(m, cm[q][lane]);
+        const int c = kc * BK + lane;
+        if (c < d && __float_as_uint(m) > bound[c]) atomicMax(bound + c, __float_as_uint(m));
+      }
+    }
     const float* A = As + cur * BM * LD + (wm * 64) * LD;
     const float* B = Bs + cur * BN * LD + (wn * 32) * LD;
 #pragma unroll
@@ -370,6 +384,18 @@ __global__ void __launch_bounds__(TPB, 2)
       my_changed = labels[row] != a;
       labels[row] = a;
       if (xsq) my_inertia = (w ? w[row] : 1.0) * (xsq[row] + static_cast<double>(v));
+    }
+  }
+  if (bound != nullptr && w != nullptr) {  // the weight column's bound: max w over the block's rows
+    __shared__ float wm_part[BM / 32];
+    float wv = threadIdx.x < BM && r0 + threadIdx.x < n ? __double2float_ru(fabs(w[r0 + threadIdx.x])) : 0.0f;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) wv = fmaxf(wv, __shfl_xor_sync(0xffffffffu, wv, off));
+    if (lane == 0 && warp < BM / 32) wm_part[warp] = wv;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      for (int q = 1; q < BM / 32; ++q) wv = fmaxf(wv, wm_part[q]);
+      if (__float_as_uint(wv) > bound[d]) atomicMax(bound + d, __float_as_uint(wv));
     }
   }
   // Block sums in a fixed order: shuffles within the warp, then the 4 warps in order.
@@ -475,14 +501,15 @@ __global__ void sums_kernel(const T* __restrict__ X, std::int64_t n, int d, std:
 constexpr int fixed_threads = 1024;
 static_assert(tile_rows == 1 << 14, "the fixed-point bounds assume 2^14 rows a tile");
 
-// bits[c] = max over rows of |x_c| (c < d) and of w (c = d; 1 without weights), as the bit
-// patterns of non-negative doubles (ordered like the values, so atomicMax is exact). Warps walk
+// bound[c] >= max over rows of |x_c| (c < d) and of w (c = d; 1 without weights), as the bit
+// patterns of non-negative floats rounded up (ordered like the values, so atomicMax is exact).
+// The float32 tensor-core assignment kernel produces the same bounds as it goes (tc::assign_kernel). Warps walk
 // rows with lanes over 32 columns (group blockIdx.y), keep a running max in a register, and a
 // block adds one atomic a column: an atomic per element contended on d + 1 addresses (110 ms at
 // 20M x 64).
 template <class T>
 __global__ void absmax_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
-                              const double* __restrict__ w, unsigned long long* __restrict__ bits) {
+                              const double* __restrict__ w, unsigned* __restrict__ bound) {
   __shared__ double red[threads / 32][32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int c = blockIdx.y * 32 + lane;
@@ -505,25 +532,25 @@ __global__ void absmax_kernel(const T* __restrict__ X, std::int64_t n, int d, st
   __syncthreads();
   if (warp == 0 && c <= d) {
     for (int q = 1; q < threads / 32; ++q) m = fmax(m, red[q][lane]);
-    atomicMax(bits + c, static_cast<unsigned long long>(__double_as_longlong(m)));
+    atomicMax(bound + c, __float_as_uint(__double2float_ru(m)));
   }
 }
 
 template <class T>
 __global__ void __launch_bounds__(fixed_threads, 1) sums_fixed_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
                                   const double* __restrict__ w, const std::int32_t* __restrict__ labels, int k,
-                                  const unsigned long long* __restrict__ bits, double* __restrict__ part) {
+                                  const unsigned* __restrict__ bound, double* __restrict__ part) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int width = d + 1;
   const std::int64_t count = static_cast<std::int64_t>(k) * width;
   double* scale = reinterpret_cast<double*>(smem);  // [width]
   int* hi = reinterpret_cast<int*>(scale + width);  // [k][width]
   unsigned* lo = reinterpret_cast<unsigned*>(hi + count);
-  const double wmax = __longlong_as_double(static_cast<long long>(bits[d]));
+  const double wmax = static_cast<double>(__uint_as_float(bound[d]));
   for (int c = threadIdx.x; c < width; c += blockDim.x) {
-    const double bound = c < d ? __longlong_as_double(static_cast<long long>(bits[c])) * wmax : wmax;
+    const double b = c < d ? static_cast<double>(__uint_as_float(bound[c])) * wmax : wmax;
     int e = 0;
-    if (bound > 0.0 && isfinite(bound)) frexp(bound, &e);  // bound < 2^e
+    if (b > 0.0 && isfinite(b)) frexp(b, &e);  // b < 2^e
     scale[c] = ldexp(1.0, 32 - e);
   }
   for (std::int64_t e = threadIdx.x; e < count; e += blockDim.x) hi[e] = 0, lo[e] = 0u;
@@ -708,12 +735,37 @@ int sums_smem_limit() {
   return limit;
 }
 
+// Σ inertia_part and Σ changed_part over the blocks: thread t adds its contiguous share in order,
+// then thread 0 adds the shares in order (deterministic; the counts are integers).
+constexpr int totals_threads = 1024;
+__global__ void block_totals_kernel(const double* __restrict__ ip, const int* __restrict__ cp, std::int64_t nb,
+                                    double* __restrict__ out_i, long long* __restrict__ out_c) {
+  __shared__ double si[totals_threads];
+  __shared__ long long sc[totals_threads];
+  const int t = threadIdx.x;
+  const std::int64_t a = nb * t / totals_threads, b = nb * (t + 1) / totals_threads;
+  double acc = 0.0;
+  long long c = 0;
+  for (std::int64_t i = a; i < b; ++i) acc += ip[i], c += cp[i];
+  si[t] = acc;
+  sc[t] = c;
+  __syncthreads();
+  if (t == 0) {
+    acc = 0.0;
+    c = 0;
+    for (int q = 0; q < totals_threads; ++q) acc += si[q], c += sc[q];
+    *out_i = acc;
+    *out_c = c;
+  }
+}
+
 // The M-step sums by sums_fixed_kernel into r.sums / r.weights (synchronises the stream). Needs
 // fixed_smem(k, d) bytes of shared memory a block.
 std::int64_t fixed_smem(std::int64_t k, std::int64_t d) { return (d + 1) * 8 + k * (d + 1) * 8; }
 template <class T>
 void fixed_point_sums(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const double* w,
-                      const std::int32_t* labels, std::int64_t k, cudaStream_t st, lloyd_device_partial& r) {
+                      const std::int32_t* labels, std::int64_t k, unsigned* bound, cudaStream_t st,
+                      lloyd_device_partial& r) {
   static const int limit = [] {
     int dev = 0, optin = 0;
     check(cudaGetDevice(&dev), "cudaGetDevice");
@@ -725,17 +777,21 @@ void fixed_point_sums(const T* X, std::int64_t n, std::int64_t d, std::int64_t s
   const std::int64_t width = d + 1, count = k * width, tiles = (n + tile_rows - 1) / tile_rows;
   if (fixed_smem(k, d) > limit)
     throw invalid_argument("KMeans on a GPU: the fixed-point sums need more shared memory than a block has");
-  // Column bounds on the GPU (no round trip: the sums kernel turns them into scales itself).
-  dev_array<unsigned long long> bits(static_cast<std::size_t>(width), st);
-  check(cudaMemsetAsync(bits.p, 0, width * sizeof(unsigned long long), st), "cudaMemsetAsync");
-  const unsigned row_blocks = static_cast<unsigned>(std::min<std::int64_t>((n + 7) / 8, 8LL * multiprocessors()));
-  absmax_kernel<T><<<dim3(row_blocks, static_cast<unsigned>((width + 31) / 32)), threads, 0, st>>>(
-      X, n, static_cast<int>(d), stride, w, bits.p);
-  check(cudaGetLastError(), "absmax kernel launch");
+  // Column bounds on the GPU (no round trip: the sums kernel turns them into scales itself); the
+  // tensor-core assignment kernel has already computed them (bound given).
+  dev_array<unsigned> own(bound ? 0 : static_cast<std::size_t>(width), st);
+  if (!bound) {
+    bound = own.p;
+    check(cudaMemsetAsync(bound, 0, width * sizeof(unsigned), st), "cudaMemsetAsync");
+    const unsigned row_blocks = static_cast<unsigned>(std::min<std::int64_t>((n + 7) / 8, 8LL * multiprocessors()));
+    absmax_kernel<T><<<dim3(row_blocks, static_cast<unsigned>((width + 31) / 32)), threads, 0, st>>>(
+        X, n, static_cast<int>(d), stride, w, bound);
+    check(cudaGetLastError(), "absmax kernel launch");
+  }
   dev_array<double> part(static_cast<std::size_t>(tiles * count), st), mid(static_cast<std::size_t>(slices * count), st),
       out(static_cast<std::size_t>(count), st);
   sums_fixed_kernel<T><<<static_cast<unsigned>(tiles), fixed_threads, fixed_smem(k, d), st>>>(
-      X, n, static_cast<int>(d), stride, w, labels, static_cast<int>(k), bits.p, part.p);
+      X, n, static_cast<int>(d), stride, w, labels, static_cast<int>(k), bound, part.p);
   check(cudaGetLastError(), "fixed-point sums kernel launch");
   const unsigned eb = static_cast<unsigned>((count + threads - 1) / threads);
   sum_parts_slices<<<dim3(eb, slices), threads, 0, st>>>(part.p, static_cast<int>(tiles), count, mid.p);
@@ -783,15 +839,27 @@ lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std:
   const std::int64_t blocks = (n + BM - 1) / BM;
   dev_array<double> inertia_part(static_cast<std::size_t>(blocks), st);
   dev_array<int> changed_part(static_cast<std::size_t>(blocks), st);
+  static const int smem_limit = sums_smem_limit<T>();  // the same for every H100/H200 of a host
+  const std::int64_t width = d + 1;
+  const bool fixed = update && fixed_smem(k, d) <= smem_limit;
+  bool tensor = false;
+  if constexpr (std::is_same_v<T, float>) tensor = use_tensor_cores();
+  // The fixed-point sums' column bounds: from the tensor-core kernel as it reads X (saves a pass).
+  dev_array<unsigned> bound(fixed && tensor ? static_cast<std::size_t>(width) : 0, st);
+  if (bound.p) {
+    std::vector<float> init(static_cast<std::size_t>(width), 0.0f);
+    init[d] = w ? 0.0f : 1.0f;
+    check(cudaMemcpyAsync(bound.p, init.data(), width * sizeof(float), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+  }
   for (std::int64_t b0 = 0; b0 < blocks; b0 += 1LL << 30) {  // grid.x limit, never reached in practice
     const std::int64_t nb = std::min<std::int64_t>(blocks - b0, 1LL << 30), i0 = b0 * BM;
     const T* Xb = X + i0 * stride;
     if constexpr (std::is_same_v<T, float>) {
-      if (use_tensor_cores()) {
+      if (tensor) {
         const bool vec = d % 4 == 0 && stride % 4 == 0 && reinterpret_cast<std::uintptr_t>(Xb) % 16 == 0;
         tc::assign_kernel<<<static_cast<unsigned>(nb), tc::TPB, tc::smem_bytes, st>>>(
             Xb, n - i0, static_cast<int>(d), stride, dC.p, dcsq.p, static_cast<int>(k), xsq ? xsq + i0 : nullptr,
-            w ? w + i0 : nullptr, labels + i0, inertia_part.p + b0, changed_part.p + b0, vec);
+            w ? w + i0 : nullptr, labels + i0, inertia_part.p + b0, changed_part.p + b0, vec, bound.p);
         check(cudaGetLastError(), "fused assignment kernel (3xTF32) launch");
         continue;
       }
@@ -801,18 +869,20 @@ lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std:
         w ? w + i0 : nullptr, labels + i0, inertia_part.p + b0, changed_part.p + b0);
     check(cudaGetLastError(), "fused assignment kernel launch");
   }
-  std::vector<double> ip(static_cast<std::size_t>(blocks));
-  std::vector<int> cp(static_cast<std::size_t>(blocks));
-  check(cudaMemcpyAsync(ip.data(), inertia_part.p, ip.size() * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
-  check(cudaMemcpyAsync(cp.data(), changed_part.p, cp.size() * sizeof(int), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  // The blocks' inertia and changed counts summed on the GPU in a fixed order (the host used to
+  // take ~2 MB of partials an iteration at 20M rows).
+  dev_array<double> total_inertia(1, st);
+  dev_array<long long> total_changed(1, st);
+  block_totals_kernel<<<1, totals_threads, 0, st>>>(inertia_part.p, changed_part.p, blocks, total_inertia.p,
+                                                    total_changed.p);
+  check(cudaGetLastError(), "totals kernel launch");
+  long long changed = 0;
+  check(cudaMemcpyAsync(&r.inertia, total_inertia.p, sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaMemcpyAsync(&changed, total_changed.p, sizeof(long long), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   if (update) {
-    static const int smem_limit = sums_smem_limit<T>();  // the same for every H100/H200 of a host
-    const std::int64_t width = d + 1;
-    if (fixed_smem(k, d) <= smem_limit) {
-      fixed_point_sums<T>(X, n, d, stride, w, labels, k, st, r);
-      check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
-      for (double v : ip) r.inertia += v;
-      for (int v : cp) r.changed += v;
+    if (fixed) {
+      fixed_point_sums<T>(X, n, d, stride, w, labels, k, bound.p, st, r);  // synchronises
+      r.changed = changed;
       return r;
     }
     const std::int64_t fit = smem_limit / (k * static_cast<std::int64_t>(sizeof(T)));
@@ -843,8 +913,7 @@ lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std:
     }
   }
   check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
-  for (double v : ip) r.inertia += v;
-  for (int v : cp) r.changed += v;
+  r.changed = changed;
   return r;
 }
 
@@ -997,11 +1066,46 @@ double* filled_doubles(const void* like, std::int64_t n, double fill) {
   return p;
 }
 
-// Fills idx[i] = i.
-__global__ void iota_kernel(std::int64_t* __restrict__ idx, std::int64_t n) {
+// ---- the rows farthest from their own centre (empty-cluster relocation) ------------------------
+// Distances are >= 0, so the order of their bit patterns as unsigned integers is their order: an
+// exact radix select finds the m-th largest key K one byte at a time (8 histogram passes over the
+// keys that share the bytes found so far), then one pass gathers the rows above K and those equal
+// to K; the host sorts those few by (distance desc, row asc). No sort of all n rows and no copy
+// of n distances (the host path's copy and partial sort took ~100 ms at 20M rows).
+__global__ void digit_hist_kernel(const double* __restrict__ dist, std::int64_t n, unsigned long long prefix,
+                                  unsigned long long mask, int shift, unsigned* __restrict__ hist) {
+  __shared__ unsigned h[256];
+  for (int b = threadIdx.x; b < 256; b += blockDim.x) h[b] = 0u;
+  __syncthreads();
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
-    idx[i] = i;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const auto key = static_cast<unsigned long long>(__double_as_longlong(dist[i]));
+    if ((key & mask) == prefix) atomicAdd(&h[(key >> shift) & 255u], 1u);
+  }
+  __syncthreads();
+  for (int b = threadIdx.x; b < 256; b += blockDim.x)
+    if (h[b]) atomicAdd(&hist[b], h[b]);
+}
+
+// Rows with key > K into above[] (row and distance) and rows with key == K into equal[] (at most
+// cap; count[1] counts them all), in any order.
+__global__ void gather_top_kernel(const double* __restrict__ dist, std::int64_t n, unsigned long long K,
+                                  std::int64_t* __restrict__ above, double* __restrict__ above_dist,
+                                  std::int64_t* __restrict__ equal, unsigned long long cap,
+                                  unsigned long long* __restrict__ count) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const double v = dist[i];
+    const auto key = static_cast<unsigned long long>(__double_as_longlong(v));
+    if (key > K) {
+      const unsigned long long slot = atomicAdd(&count[0], 1ULL);
+      above[slot] = i;
+      above_dist[slot] = v;
+    } else if (key == K) {
+      const unsigned long long slot = atomicAdd(&count[1], 1ULL);
+      if (slot < cap) equal[slot] = i;
+    }
+  }
 }
 
 template <class T>
@@ -1013,29 +1117,69 @@ std::vector<std::pair<double, std::int64_t>> farthest(const T* X, std::int64_t n
   if (keep <= 0) return out;
   device_scope scope(X);
   const cudaStream_t st = scope.stream();
-  dev_array<double> dC(centers.size(), st), dist(static_cast<std::size_t>(n), st), sorted(static_cast<std::size_t>(n), st);
-  dev_array<std::int64_t> idx(static_cast<std::size_t>(n), st), order(static_cast<std::size_t>(n), st);
+  dev_array<double> dC(centers.size(), st), dist(static_cast<std::size_t>(n), st);
   check(cudaMemcpyAsync(dC.p, centers.data(), centers.size() * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
   own_distance_kernel<T><<<grid_rows(n), threads, 0, st>>>(X, n, static_cast<int>(d), stride, dC.p, labels, nullptr,
                                                            dist.p, nullptr, nullptr);
   check(cudaGetLastError(), "distance kernel launch");
-  iota_kernel<<<grid_rows(n), threads, 0, st>>>(idx.p, n);
-  check(cudaGetLastError(), "iota kernel launch");
-  // Distances are >= 0, so the radix order of their bits is their order; the sort is stable, so
-  // equal distances keep the lower row first, as the host path's (distance desc, row asc).
-  std::size_t temp_bytes = 0;
-  check(cub::DeviceRadixSort::SortPairsDescending(nullptr, temp_bytes, dist.p, sorted.p, idx.p, order.p, n, 0, 64, st),
-        "cub::DeviceRadixSort (size)");
-  dev_array<unsigned char> temp(temp_bytes, st);
-  check(cub::DeviceRadixSort::SortPairsDescending(temp.p, temp_bytes, dist.p, sorted.p, idx.p, order.p, n, 0, 64, st),
-        "cub::DeviceRadixSort");
-  std::vector<double> hd(static_cast<std::size_t>(keep));
-  std::vector<std::int64_t> hi(static_cast<std::size_t>(keep));
-  check(cudaMemcpyAsync(hd.data(), sorted.p, keep * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
-  check(cudaMemcpyAsync(hi.data(), order.p, keep * sizeof(std::int64_t), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  // The key K of the keep-th largest distance, and how many rows equal to K the top takes.
+  dev_array<unsigned> hist(256, st);
+  std::vector<unsigned> h(256);
+  unsigned long long prefix = 0, mask = 0;
+  std::int64_t need = keep;
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    check(cudaMemsetAsync(hist.p, 0, 256 * sizeof(unsigned), st), "cudaMemsetAsync");
+    digit_hist_kernel<<<grid_rows(n), threads, 0, st>>>(dist.p, n, prefix, mask, shift, hist.p);
+    check(cudaGetLastError(), "histogram kernel launch");
+    check(cudaMemcpyAsync(h.data(), hist.p, 256 * sizeof(unsigned), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+    int digit = 255;
+    for (; digit > 0 && static_cast<std::int64_t>(h[digit]) < need; --digit) need -= h[digit];
+    prefix |= static_cast<unsigned long long>(digit) << shift;
+    mask |= 255ULL << shift;
+  }
+  const std::int64_t n_above = keep - need;  // rows strictly farther than K: all taken
+  double key_value = 0.0;
+  std::memcpy(&key_value, &prefix, sizeof(double));
+  const std::int64_t cap = std::min<std::int64_t>(n, std::max<std::int64_t>(need, 1 << 20));
+  dev_array<std::int64_t> above(static_cast<std::size_t>(n_above), st), equal(static_cast<std::size_t>(cap), st);
+  dev_array<double> above_dist(static_cast<std::size_t>(n_above), st);
+  dev_array<unsigned long long> count(2, st);
+  check(cudaMemsetAsync(count.p, 0, 2 * sizeof(unsigned long long), st), "cudaMemsetAsync");
+  gather_top_kernel<<<grid_rows(n), threads, 0, st>>>(dist.p, n, prefix, above.p, above_dist.p, equal.p,
+                                                       static_cast<unsigned long long>(cap), count.p);
+  check(cudaGetLastError(), "gather kernel launch");
+  unsigned long long hc[2] = {0, 0};
+  std::vector<std::int64_t> ab(static_cast<std::size_t>(n_above)), eq(static_cast<std::size_t>(cap));
+  std::vector<double> abd(static_cast<std::size_t>(n_above));
+  check(cudaMemcpyAsync(hc, count.p, sizeof(hc), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  if (n_above) {
+    check(cudaMemcpyAsync(ab.data(), above.p, n_above * sizeof(std::int64_t), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+    check(cudaMemcpyAsync(abd.data(), above_dist.p, n_above * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  }
   check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  if (static_cast<std::int64_t>(hc[0]) != n_above || static_cast<std::int64_t>(hc[1]) < need)
+    throw runtime_error("KMeans relocation: the GPU selection of the farthest rows is inconsistent");
   out.reserve(static_cast<std::size_t>(keep));
-  for (std::int64_t j = 0; j < keep; ++j) out.emplace_back(hd[j], hi[j]);
+  for (std::int64_t j = 0; j < n_above; ++j) out.emplace_back(abd[j], ab[j]);
+  if (static_cast<std::int64_t>(hc[1]) <= cap) {
+    // The lowest `need` rows of those at exactly K.
+    eq.resize(static_cast<std::size_t>(hc[1]));
+    if (!eq.empty())
+      check(cudaMemcpy(eq.data(), equal.p, eq.size() * sizeof(std::int64_t), cudaMemcpyDeviceToHost), "cudaMemcpy");
+    std::sort(eq.begin(), eq.end());
+    for (std::int64_t j = 0; j < need; ++j) out.emplace_back(key_value, eq[j]);
+  } else {
+    // Over cap rows at exactly the boundary distance (heavily duplicated data): find the lowest
+    // `need` of them in row order on the host.
+    std::vector<double> hd(static_cast<std::size_t>(n));
+    check(cudaMemcpy(hd.data(), dist.p, n * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
+    for (std::int64_t i = 0, taken = 0; i < n && taken < need; ++i)
+      if (hd[i] == key_value) out.emplace_back(key_value, i), ++taken;
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
   return out;
 }
 
