@@ -447,19 +447,20 @@ cublasStatus_t gemm_batched(cublasHandle_t h, int q, int k, const double* A, dou
 // For float data with q = p + 1 <= 128, one kernel replaces prepare + batched gemm: a block walks
 // its own range of rows in slices of 32, builds each slice's shifted, sqrt(w)-scaled rows in
 // shared memory (the same entries gram_prepare_kernel writes, computed in double and rounded once
-// to float) and accumulates the q x q Gram of the slice on tensor cores into float registers;
-// every 128 rows (flush_slices) a block adds its registers into its own double partial
-// part[block] (column-major q x q, entries r >= c), and
-// gram_finish_kernel adds the blocks' partials in block order: deterministic. X is read once and
-// no buffer is written (the batched path wrote and reread a copy of X: ~2.1 of its 2.6 ms at
-// 2M x 100 on an H200). Block: 8 warps as 2 x 4 over the 128 x 128 output, 64 x 32 a warp; the two
-// warps whose tile lies wholly above the diagonal (r < c) skip the products.
+// to float) and accumulates the slice's Gram entries on tensor cores into float registers; every
+// 128 rows (flush_slices) a block adds its registers into its own double partial part[block]
+// (column-major q x q, entries r >= c), and gram_finish_kernel adds the blocks' partials in block
+// order: deterministic. X is read once and no buffer is written.
+// Only the m16 x n8 output tiles that touch the lower triangle are computed (tile (i, j) covers
+// rows 16i.., columns 8j..; j <= 2i + 1): 55 tiles at q = 102 instead of a full 128 x 128, dealt to
+// the 8 warps in order (at most max_tiles = 9 each, 4 float registers a tile).
 namespace gram_tc {
 constexpr int TPB = 256, BK = 32, Q = 128, LD = Q + 8;  // LD % 32 == 8: conflict-free fragments
+constexpr int max_tiles = 9;                            // ceil(72 / 8): 72 tiles at q = 128
 // Rows between flushes of the float registers into the block's double partial: the tensor cores'
-// float accumulation does not round to nearest, and a chain over gram_batch = 1024 rows (384
-// products) drifted by ~2e-5 relative (the covariance test caught it); 128 rows (48 products)
-// stay near float's own rounding, for ~1.5 GB of L2 traffic at 2M x 101.
+// float accumulation does not round to nearest, and a chain over 1024 rows (384 products) drifted
+// by ~2e-5 relative (the covariance test caught it); 128 rows (48 products) stay near float's own
+// rounding.
 constexpr int flush_slices = 4;
 
 __global__ void __launch_bounds__(TPB, 2)
@@ -470,20 +471,32 @@ __global__ void __launch_bounds__(TPB, 2)
   __shared__ double sw[BK];
   const int p = d + t, q = p + 1;
   const std::int64_t qq = static_cast<std::int64_t>(q) * q;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wm = warp >> 2, wn = warp & 3;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t4 = lane & 3;
-  const bool active = 64 * wm + 63 >= 32 * wn && 64 * wm < q && 32 * wn < q;
+  // The lower-triangle tiles in order (i, then j), and this warp's share [first, first + mine).
+  const int mtiles = (q + 15) / 16, ntiles = (q + 7) / 8;
+  int total = 0;
+  for (int i = 0; i < mtiles; ++i) total += min(2 * i + 2, ntiles);
+  const int per = (total + TPB / 32 - 1) / (TPB / 32);
+  const int first = warp * per, mine = max(0, min(per, total - first));
+  // The tile table in shared memory (registers are needed by the accumulators): the first row
+  // and column of each tile's fragments.
+  __shared__ unsigned char tile_m[TPB / 32 * max_tiles], tile_c[TPB / 32 * max_tiles];
+  if (threadIdx.x == 0)
+    for (int i = 0, j = 0, idx = 0; idx < total; ++idx) {
+      tile_m[idx] = static_cast<unsigned char>(16 * i);
+      tile_c[idx] = static_cast<unsigned char>(8 * j);
+      if (++j == min(2 * i + 2, ntiles)) ++i, j = 0;
+    }
   const std::int64_t row_begin = static_cast<std::int64_t>(blockIdx.x) * rows_per_block;
   const std::int64_t row_end = row_begin + rows_per_block < n ? row_begin + rows_per_block : n;
-  double* mine = part + static_cast<std::int64_t>(blockIdx.x) * qq;
-  float acc[4][4][4];
+  double* out = part + static_cast<std::int64_t>(blockIdx.x) * qq;
+  float acc[max_tiles][4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+  for (int u = 0; u < max_tiles; ++u)
 #pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-  bool first = true;
+    for (int e = 0; e < 4; ++e) acc[u][e] = 0.0f;
+  bool first_flush = true;
   int since_flush = 0;
   for (std::int64_t r0 = row_begin; r0 < row_end; r0 += BK) {
     __syncthreads();  // the previous slice is consumed
@@ -504,73 +517,62 @@ __global__ void __launch_bounds__(TPB, 2)
       sw[threadIdx.x] = f;
     }
     __syncthreads();
-    // The slice: 32 rows x 128 columns, 16 entries a thread, in two halves of 8 loads in flight
-    // (all 16 at once spill: the accumulators hold 64 registers).
+    // The slice: 32 rows x 128 columns, 16 entries a thread, all loads first, then the stores.
+    constexpr int per_thread = BK * Q / TPB;
+    float raw[per_thread];
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      constexpr int per = BK * Q / TPB / 2;
-      float raw[per];
-#pragma unroll
-      for (int u = 0; u < per; ++u) {
-        const int e = threadIdx.x + (half * per + u) * TPB, r = e / Q, j = e % Q;
-        const std::int64_t row = r0 + r;
-        raw[u] = 0.0f;
-        if (row < row_end) {
-          if (j < d)
-            raw[u] = X[row * sx + j];
-          else if (j < p)
-            raw[u] = Y[row * sy + (j - d)];
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < per; ++u) {
-        const int e = threadIdx.x + (half * per + u) * TPB, r = e / Q, j = e % Q;
-        const double f = sw[r];
-        Zs[r][j] = j < p ? static_cast<float>(f * (static_cast<double>(raw[u]) - shift[j]))
-                         : j == p ? static_cast<float>(f) : 0.0f;
+    for (int u = 0; u < per_thread; ++u) {
+      const int e = threadIdx.x + u * TPB, r = e / Q, j = e % Q;
+      const std::int64_t row = r0 + r;
+      raw[u] = 0.0f;
+      if (row < row_end) {
+        if (j < d)
+          raw[u] = X[row * sx + j];
+        else if (j < p)
+          raw[u] = Y[row * sy + (j - d)];
       }
     }
+#pragma unroll
+    for (int u = 0; u < per_thread; ++u) {
+      const int e = threadIdx.x + u * TPB, r = e / Q, j = e % Q;
+      const double f = sw[r];
+      Zs[r][j] = j < p ? static_cast<float>(f * (static_cast<double>(raw[u]) - shift[j]))
+                       : j == p ? static_cast<float>(f) : 0.0f;
+    }
     __syncthreads();
-    if (active) {
+#pragma unroll 1
+    for (int kk = 0; kk < BK; kk += 8) {
 #pragma unroll
-      for (int kk = 0; kk < BK; kk += 8) {
-        unsigned bh[4][2], bl[4][2];
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt) {
-          const int c = 32 * wn + 8 * nt + g;
-          tf32x3::split(Zs[kk + t4][c], bh[nt][0], bl[nt][0]);
-          tf32x3::split(Zs[kk + t4 + 4][c], bh[nt][1], bl[nt][1]);
-        }
-#pragma unroll
-        for (int mt = 0; mt < 4; ++mt) {
-          const int m = 64 * wm + 16 * mt + g;
-          unsigned ah[4], al[4];
+      for (int u = 0; u < max_tiles; ++u) {
+        if (u < mine) {
+          const int m = tile_m[first + u] + g, c = tile_c[first + u] + g;
+          unsigned ah[4], al[4], bh[2], bl[2];
           tf32x3::split(Zs[kk + t4][m], ah[0], al[0]);
           tf32x3::split(Zs[kk + t4][m + 8], ah[1], al[1]);
           tf32x3::split(Zs[kk + t4 + 4][m], ah[2], al[2]);
           tf32x3::split(Zs[kk + t4 + 4][m + 8], ah[3], al[3]);
-#pragma unroll
-          for (int nt = 0; nt < 4; ++nt) tf32x3::mma3(acc[mt][nt], ah, al, bh[nt], bl[nt]);
+          tf32x3::split(Zs[kk + t4][c], bh[0], bl[0]);
+          tf32x3::split(Zs[kk + t4 + 4][c], bh[1], bl[1]);
+          tf32x3::mma3(acc[u], ah, al, bh, bl);
         }
       }
     }
     if (++since_flush == flush_slices || r0 + BK >= row_end) {
-      if (active) {
 #pragma unroll
-        for (int mt = 0; mt < 4; ++mt)
+      for (int u = 0; u < max_tiles; ++u) {
+        if (u < mine) {
 #pragma unroll
-          for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int r = 64 * wm + 16 * mt + g + (e >> 1) * 8, c = 32 * wn + 8 * nt + 2 * t4 + (e & 1);
-              if (r < q && c < q && r >= c) {
-                double* o = mine + r + static_cast<std::int64_t>(c) * q;
-                *o = (first ? 0.0 : *o) + static_cast<double>(acc[mt][nt][e]);
-              }
-              acc[mt][nt][e] = 0.0f;
+          for (int e = 0; e < 4; ++e) {
+            const int r = tile_m[first + u] + g + (e >> 1) * 8, c = tile_c[first + u] + 2 * t4 + (e & 1);
+            if (r < q && c < q && r >= c) {
+              double* o = out + r + static_cast<std::int64_t>(c) * q;
+              *o = (first_flush ? 0.0 : *o) + static_cast<double>(acc[u][e]);
             }
+            acc[u][e] = 0.0f;
+          }
+        }
       }
-      first = false;
+      first_flush = false;
       since_flush = 0;
     }
   }
