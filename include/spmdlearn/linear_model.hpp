@@ -59,8 +59,11 @@ struct solution {
 // rounding of the normal equations themselves (~16 d eps relative to the largest eigenvalue).
 // `on_gpu`: the eigen-decomposition runs on the current GPU (cuSOLVER) instead of the host's
 // LAPACK -- for fits whose rows were on GPUs on every rank (builds without CUDA ignore it).
+// `spectrum` false (least squares only): when a Cholesky-based bound proves the rank full, skip
+// the eigen-decomposition and leave `singular` empty (rank = d); the caller computes the singular
+// values if and when they are wanted. Otherwise (or if the bound is inconclusive) as with true.
 solution solve(const normal_state& s, std::span<const double> alpha, bool fit_intercept,
-               double rcond = 1e-6, bool on_gpu = false);
+               double rcond = 1e-6, bool on_gpu = false, bool spectrum = true);
 
 // Collective: the coefficient of determination of all ranks' rows, per target (scikit-learn's
 // r2_score with multioutput="raw_values"): 1 - Σ w (y - p)² / Σ w (y - ȳ)², ȳ the global weighted

@@ -423,12 +423,12 @@ nb::dict lr_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state,
 }
 
 nb::dict lr_solve(const nb::dict& state, host_vector<double> alpha, bool fit_intercept, double rcond,
-                  bool on_gpu) {
+                  bool on_gpu, bool spectrum) {
   auto s = lr_state_from(state);
   sl::linear_model::solution r;
   {
     nb::gil_scoped_release nogil;
-    r = sl::linear_model::solve(s, {alpha.data(), alpha.size()}, fit_intercept, rcond, on_gpu);
+    r = sl::linear_model::solve(s, {alpha.data(), alpha.size()}, fit_intercept, rcond, on_gpu, spectrum);
   }
   const std::size_t t = static_cast<std::size_t>(s.n_targets), d = static_cast<std::size_t>(s.n_features);
   nb::dict out;
@@ -866,7 +866,8 @@ NB_MODULE(_core, m) {
         "w"_a.none(), "caller"_a, "to_device"_a = false);
   m.def("lr_partial_fit", &lr_partial_fit_cuda<float>, "comm"_a, "state"_a.none(), "X"_a, "Y"_a,
         "w"_a.none(), "caller"_a, "to_device"_a = false);
-  m.def("lr_solve", &lr_solve, "state"_a, "alpha"_a, "fit_intercept"_a, "rcond"_a, "on_gpu"_a = false);
+  m.def("lr_solve", &lr_solve, "state"_a, "alpha"_a, "fit_intercept"_a, "rcond"_a, "on_gpu"_a = false,
+        "spectrum"_a = true);
   m.def("r2_score", &r2_score<double>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());
   m.def("r2_score", &r2_score<float>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());
   m.def("logreg_fit", &logreg_fit<double>, "comm"_a, "X"_a, "y"_a, "n_classes"_a, "w"_a.none(), "C"_a,

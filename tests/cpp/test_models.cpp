@@ -92,6 +92,27 @@ TEST_P(Models, LeastSquaresAndRidgeRecoverExactCoefficients) {
   EXPECT_EQ(ols.rank, d);
   for (std::int64_t j = 0; j < d; ++j) EXPECT_NEAR(ols.coef[j], beta[j], 1e-10);
   EXPECT_NEAR(ols.intercept[0], 4.0, 1e-9);
+  // Without the spectrum: the Cholesky bound proves the rank full, so no singular values and the
+  // same coefficients (the same Cholesky solve).
+  const auto quick = sl::linear_model::solve(res[0], {}, true, 1e-6, false, false);
+  EXPECT_EQ(quick.rank, d);
+  EXPECT_TRUE(quick.singular.empty());
+  EXPECT_EQ(quick.coef, ols.coef);
+  EXPECT_EQ(quick.intercept, ols.intercept);
+  // A duplicated column: the bound cannot hold, so the spectrum is computed and the rank is d - 1.
+  {
+    sl::linear_model::normal_state dup = res[0];
+    const std::int64_t q0 = d + 1;
+    for (std::int64_t i = 0; i < q0; ++i) {  // column/row 4 := column/row 3 (beta[4] = 0 keeps y)
+      dup.cross[i * q0 + 4] = dup.cross[i * q0 + 3];
+      dup.cross[4 * q0 + i] = dup.cross[3 * q0 + i];
+    }
+    dup.cross[4 * q0 + 4] = dup.cross[3 * q0 + 3];
+    dup.mean[4] = dup.mean[3];
+    const auto deficient = sl::linear_model::solve(dup, {}, true, 1e-6, false, false);
+    EXPECT_EQ(deficient.rank, d - 1);
+    EXPECT_EQ(static_cast<std::int64_t>(deficient.singular.size()), d);
+  }
   // Ridge: (A + αI) coef = b on the same state; check the normal equations' residual.
   const double alpha[] = {7.0};
   const auto rid = sl::linear_model::solve(res[0], alpha, true);

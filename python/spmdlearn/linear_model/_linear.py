@@ -137,7 +137,7 @@ class _NormalEquationsRegressor(SPMDMixin):
         state = self._partial_state
         res = _core.lr_solve(state, np.ascontiguousarray(self._alpha_vector(), dtype=np.float64),
                              bool(self.fit_intercept), float(getattr(self, "tol", 1e-6)),
-                             bool(getattr(self, "_solve_on_gpu", False)))
+                             bool(getattr(self, "_solve_on_gpu", False)), self._needs_spectrum)
         coef = res["coef"].astype(dtype, copy=False)
         intercept = res["intercept"].astype(dtype, copy=False)
         self.coef_ = coef[0].copy() if self._y_1d else coef
@@ -147,6 +147,9 @@ class _NormalEquationsRegressor(SPMDMixin):
             self.intercept_ = intercept[0] if self._y_1d else intercept
         finish_features(self, state["n_features"])
         self._set_solver_attributes(res)
+
+    # Ridge needs no spectrum; LinearRegression's singular_ is computed when first read (below).
+    _needs_spectrum = False
 
     def _set_solver_attributes(self, res):
         pass
@@ -257,7 +260,31 @@ class LinearRegression(_NormalEquationsRegressor, _SkLinearRegression):
         self.rank_ = int(res["rank"])
         # as lstsq: min(n_samples, n_features) values (n_samples over all ranks)
         k = min(int(self._partial_state["n_rows"]), int(self._partial_state["n_features"]))
-        self.singular_ = res["singular"][:k].astype(self.coef_.dtype, copy=False)
+        self._spectrum_k = k
+        self._spectrum_fit_intercept = bool(self.fit_intercept)
+        # Empty when the solver proved the rank full without the spectrum (see singular_).
+        self._singular = res["singular"][:k].astype(self.coef_.dtype, copy=False) if len(res["singular"]) else None
+
+    @property
+    def singular_(self):
+        """Singular values of the (centred) X over all ranks, descending (scikit-learn's ``singular_``).
+
+        When the fit proved X of full rank by a Cholesky bound it skipped the eigen-decomposition
+        (about 1 ms at 100 features, as much as a GPU pass over 2M rows); the values are then
+        computed here from the merged normal equations, identically on every rank, on first read.
+        """
+        if "_spectrum_k" not in self.__dict__:
+            raise AttributeError("'LinearRegression' object has no attribute 'singular_' (not fitted)")
+        if self._singular is None:
+            st = self._partial_state
+            d = int(st["n_features"])
+            A = np.array(st["cross"], dtype=np.float64)[:d, :d]
+            if not self._spectrum_fit_intercept:
+                mean = np.asarray(st["mean"], dtype=np.float64)[:d]
+                A = A + float(st["weight"]) * np.outer(mean, mean)
+            lam = np.linalg.eigvalsh(A)[::-1]
+            self._singular = np.sqrt(np.maximum(lam, 0.0))[: self._spectrum_k].astype(self.coef_.dtype)
+        return self._singular
 
 
 class Ridge(_NormalEquationsRegressor, _SkRidge):

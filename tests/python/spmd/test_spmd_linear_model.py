@@ -4,6 +4,7 @@ attributes on every rank, uneven shards with an empty rank, partial_fit rounds, 
 import zlib
 
 import numpy as np
+from numpy.testing import assert_allclose
 import pytest
 import sklearn.linear_model as sklm
 
@@ -113,6 +114,20 @@ def test_linear_regression_parity(comm, problem, dtype, fit_intercept, empty_ran
     s_ref = ref.singular_.astype(np.float64)
     assert np.allclose(est.singular_, s_ref, rtol=1e-5, atol=1e-6 * s_ref.max()), (est.singular_, s_ref)
     assert abs(score - ref.score(X, y)) <= (1e-8 if dtype == np.float64 else 1e-4)
+
+
+def test_singular_values_deferred_only_when_the_rank_is_proven_full(comm):
+    # Full rank (diabetes): the fit skips the eigen-decomposition and singular_ is computed on first
+    # read; collinear columns: the fit needs the spectrum (rank_ < d) and sets it at once.
+    X, y = _problem("diabetes", np.float64)
+    est = LinearRegression().fit(shard(X, comm, False), shard(y, comm, False))
+    assert est._singular is None and est.rank_ == X.shape[1]
+    ref = sklm.LinearRegression().fit(X, y)
+    assert_allclose(est.singular_, ref.singular_, rtol=1e-10)
+    assert not hasattr(LinearRegression(), "singular_")
+    Xd = np.hstack([X, X[:, :1]])
+    dup = LinearRegression().fit(shard(Xd, comm, False), shard(y, comm, False))
+    assert dup._singular is not None and dup.rank_ == X.shape[1]
 
 
 @pytest.mark.parametrize("problem,dtype", _params())
