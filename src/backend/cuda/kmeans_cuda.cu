@@ -558,33 +558,60 @@ __global__ void __launch_bounds__(fixed_threads, 1) sums_fixed_kernel(const T* _
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * tile_rows;
   const std::int64_t r1 = r0 + tile_rows < n ? r0 + tile_rows : n;
-  // A warp takes R rows a step (rows i0 + u warps) and, for each group of 32 columns, issues all
-  // R loads before the atomics: one row at a time left the warps waiting on memory.
-  constexpr int R = 8;
+  // A warp takes R rows a step (rows i0 + u warps), lanes over columns, and issues all the step's
+  // loads (R rows x up to G groups of 32 columns) before its atomics: the warps wait on memory
+  // once a step, not once a row or a column group.
+  constexpr int R = 4, G = 4;
+  const bool narrow = width <= 32 * G;
   for (std::int64_t i0 = r0 + warp; i0 < r1; i0 += static_cast<std::int64_t>(R) * warps) {
     double wi[R];
     std::int64_t base[R];
+    T xv[R][G];
 #pragma unroll
     for (int u = 0; u < R; ++u) {
       const std::int64_t i = i0 + static_cast<std::int64_t>(u) * warps;
       const bool live = i < r1;
       wi[u] = live ? (w ? w[i] : 1.0) : 0.0;
       base[u] = live ? static_cast<std::int64_t>(labels[i]) * width : 0;
-    }
-    for (int c = lane; c < width; c += 32) {
-      const double sc = scale[c];
-      double v[R];
 #pragma unroll
-      for (int u = 0; u < R; ++u) {
-        const std::int64_t i = i0 + static_cast<std::int64_t>(u) * warps;
-        v[u] = c < d ? (i < r1 ? wi[u] * static_cast<double>(X[i * stride + c]) : 0.0) : wi[u];
+      for (int g = 0; g < G; ++g) {
+        const int c = lane + 32 * g;
+        xv[u][g] = narrow && live && c < d ? X[i * stride + c] : T(0);
       }
+    }
+    if (narrow) {
 #pragma unroll
-      for (int u = 0; u < R; ++u) {
-        const long long q = __double2ll_rn(v[u] * sc);
-        if (q != 0) {  // rows past r1 (and zeros) add nothing
-          atomicAdd(hi + base[u] + c, static_cast<int>(q >> 16));
-          atomicAdd(lo + base[u] + c, static_cast<unsigned>(q & 0xffff));
+      for (int g = 0; g < G; ++g) {
+        const int c = lane + 32 * g;
+        if (c < width) {
+          const double sc = scale[c];
+#pragma unroll
+          for (int u = 0; u < R; ++u) {
+            const double v = c < d ? wi[u] * static_cast<double>(xv[u][g]) : wi[u];
+            const long long q = __double2ll_rn(v * sc);
+            if (q != 0) {  // rows past r1 (and zeros) add nothing
+              atomicAdd(hi + base[u] + c, static_cast<int>(q >> 16));
+              atomicAdd(lo + base[u] + c, static_cast<unsigned>(q & 0xffff));
+            }
+          }
+        }
+      }
+    } else {
+      for (int c = lane; c < width; c += 32) {  // wide rows: a column group at a time
+        const double sc = scale[c];
+        double v[R];
+#pragma unroll
+        for (int u = 0; u < R; ++u) {
+          const std::int64_t i = i0 + static_cast<std::int64_t>(u) * warps;
+          v[u] = c < d ? (i < r1 ? wi[u] * static_cast<double>(X[i * stride + c]) : 0.0) : wi[u];
+        }
+#pragma unroll
+        for (int u = 0; u < R; ++u) {
+          const long long q = __double2ll_rn(v[u] * sc);
+          if (q != 0) {
+            atomicAdd(hi + base[u] + c, static_cast<int>(q >> 16));
+            atomicAdd(lo + base[u] + c, static_cast<unsigned>(q & 0xffff));
+          }
         }
       }
     }
@@ -627,11 +654,11 @@ __global__ void sum_parts_finish(const double* __restrict__ mid, int ny, std::in
 // butterfly) and keeps R rows' loads in flight: one thread a row read X uncoalesced (9.8 ms at
 // 20M x 64 float on an H200).
 template <class T>
-__global__ void own_distance_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
+__global__ void __launch_bounds__(threads, 4) own_distance_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
                                     const double* __restrict__ C, const std::int32_t* __restrict__ labels,
                                     const double* __restrict__ w, double* __restrict__ dist,
                                     double* __restrict__ part, unsigned long long* __restrict__ counts) {
-  constexpr int R = 4, warps = threads / 32;
+  constexpr int R = 8, warps = threads / 32;
   __shared__ double red[warps];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const std::int64_t wstep = static_cast<std::int64_t>(gridDim.x) * warps;
