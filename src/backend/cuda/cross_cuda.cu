@@ -444,16 +444,18 @@ cublasStatus_t gemm_batched(cublasHandle_t h, int q, int k, const double* A, dou
 }
 
 // ---- the float32 Gram pass on tensor cores (3xTF32, see tf32x3.cuh) ---------------------------
-// For float data with q = p + 1 <= 128, one kernel replaces prepare + batched gemm: a block walks
-// its own range of rows in slices of 32, builds each slice's shifted, sqrt(w)-scaled rows in
-// shared memory (the same entries gram_prepare_kernel writes, computed in double and rounded once
-// to float) and accumulates the slice's Gram entries on tensor cores into float registers; every
-// 128 rows (flush_slices) a block adds its registers into its own double partial part[block]
-// (column-major q x q, entries r >= c), and gram_finish_kernel adds the blocks' partials in block
-// order: deterministic. X is read once and no buffer is written.
+// For float data with q = p + 1 <= 128, one kernel replaces prepare + batched gemm, reading X once
+// and writing no buffer. A block walks its own range of rows in slices of 32: cp.async brings the
+// raw [x | y] rows of slice s + 1 into shared memory while the tensor cores work on slice s, and
+// each operand is formed as it is loaded into a fragment: z = (raw − shift) · sqrt(w), in float
+// (the shift is rounded to float first and reported so; without weights z is the exactly rounded
+// difference, as the prepare kernel's). Column p is the constant 1 (so z = sqrt(w): s and W come
+// out of the same products), columns past p are 0. Every 128 rows (flush_slices) a block adds its
+// float registers into its own double partial part[block] (column-major q x q, entries r >= c);
+// gram_finish_kernel adds the blocks' partials in block order: deterministic.
 // Only the m16 x n8 output tiles that touch the lower triangle are computed (tile (i, j) covers
-// rows 16i.., columns 8j..; j <= 2i + 1): 55 tiles at q = 102 instead of a full 128 x 128, dealt to
-// the 8 warps in order (at most max_tiles = 9 each, 4 float registers a tile).
+// rows 16i.., columns 8j..; j <= 2i + 1): 55 tiles at q = 102, dealt to the 8 warps in order
+// (at most max_tiles = 9 each, 4 float registers a tile).
 namespace gram_tc {
 constexpr int TPB = 256, BK = 32, Q = 128, LD = Q + 8;  // LD % 32 == 8: conflict-free fragments
 constexpr int max_tiles = 9;                            // ceil(72 / 8): 72 tiles at q = 128
@@ -463,12 +465,60 @@ constexpr int max_tiles = 9;                            // ceil(72 / 8): 72 tile
 // rounding.
 constexpr int flush_slices = 4;
 
+// Slice rows [r0, r0 + 32) ∩ [.., row_end) of [X | Y] into S[row][col] for col < p (zero rows past
+// row_end). vec: d, sx and X are multiples of 4 floats (16-byte copies for the X part).
+__device__ __forceinline__ void issue(float (*S)[LD], const float* __restrict__ X, std::int64_t sx,
+                                      const float* __restrict__ Y, std::int64_t sy, std::int64_t r0,
+                                      std::int64_t row_end, int d, int t, bool vec) {
+  if (vec) {
+    const int d4 = d / 4;
+    for (int e = threadIdx.x; e < BK * d4; e += TPB) {
+      const int r = e / d4, c = (e - r * d4) * 4;
+      const bool valid = r0 + r < row_end;
+      const float* src = valid ? X + (r0 + r) * sx + c : X;
+      const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(&S[r][c]));
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+    }
+  } else {
+    for (int e = threadIdx.x; e < BK * d; e += TPB) {
+      const int r = e / d, c = e - r * d;
+      const bool valid = r0 + r < row_end;
+      const float* src = valid ? X + (r0 + r) * sx + c : X;
+      const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(&S[r][c]));
+      asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
+    }
+  }
+  for (int e = threadIdx.x; e < BK * t; e += TPB) {
+    const int r = e / t, c = e - r * t;
+    const bool valid = r0 + r < row_end;
+    const float* src = valid ? Y + (r0 + r) * sy + c : Y;
+    const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(&S[r][d + c]));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
+  }
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+
+// sqrt(w) of row r0 + lane (0 past row_end; 1 without weights); a bad weight sets *bad and counts 0.
+__device__ __forceinline__ float root_weight(const float* __restrict__ w, std::int64_t row, std::int64_t row_end,
+                                             int* __restrict__ bad) {
+  if (row >= row_end) return 0.0f;
+  if (w == nullptr) return 1.0f;
+  double wi = static_cast<double>(w[row]);
+  if (!(wi >= 0.0) || !isfinite(wi)) {
+    *bad = 1;
+    wi = 0.0;
+  }
+  return static_cast<float>(sqrt(wi));
+}
+
 __global__ void __launch_bounds__(TPB, 2)
     kernel(const float* __restrict__ X, std::int64_t sx, const float* __restrict__ Y, std::int64_t sy,
-           const float* __restrict__ w, std::int64_t n, int d, int t, const double* __restrict__ shift,
-           std::int64_t rows_per_block, double* __restrict__ part, int* __restrict__ bad) {
-  __shared__ __align__(16) float Zs[BK][LD];
-  __shared__ double sw[BK];
+           const float* __restrict__ w, std::int64_t n, int d, int t, const float* __restrict__ shift,
+           std::int64_t rows_per_block, bool vec, double* __restrict__ part, int* __restrict__ bad) {
+  __shared__ __align__(16) float Zs[2][BK][LD];
+  __shared__ float sw[2][BK];
+  __shared__ float sh[LD];
+  __shared__ unsigned char tile_m[TPB / 32 * max_tiles], tile_c[TPB / 32 * max_tiles];
   const int p = d + t, q = p + 1;
   const std::int64_t qq = static_cast<std::int64_t>(q) * q;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -479,15 +529,18 @@ __global__ void __launch_bounds__(TPB, 2)
   for (int i = 0; i < mtiles; ++i) total += min(2 * i + 2, ntiles);
   const int per = (total + TPB / 32 - 1) / (TPB / 32);
   const int first = warp * per, mine = max(0, min(per, total - first));
-  // The tile table in shared memory (registers are needed by the accumulators): the first row
-  // and column of each tile's fragments.
-  __shared__ unsigned char tile_m[TPB / 32 * max_tiles], tile_c[TPB / 32 * max_tiles];
   if (threadIdx.x == 0)
     for (int i = 0, j = 0, idx = 0; idx < total; ++idx) {
       tile_m[idx] = static_cast<unsigned char>(16 * i);
       tile_c[idx] = static_cast<unsigned char>(8 * j);
       if (++j == min(2 * i + 2, ntiles)) ++i, j = 0;
     }
+  // Columns p.. of both stages: the constant 1 at p, zeros after (cp.async writes only < p).
+  for (int e = threadIdx.x; e < 2 * BK * (LD - p); e += TPB) {
+    const int st = e / (BK * (LD - p)), rest = e - st * BK * (LD - p), r = rest / (LD - p), c = p + rest % (LD - p);
+    Zs[st][r][c] = c == p ? 1.0f : 0.0f;
+  }
+  for (int c = threadIdx.x; c < LD; c += TPB) sh[c] = c < p ? shift[c] : 0.0f;
   const std::int64_t row_begin = static_cast<std::int64_t>(blockIdx.x) * rows_per_block;
   const std::int64_t row_end = row_begin + rows_per_block < n ? row_begin + rows_per_block : n;
   double* out = part + static_cast<std::int64_t>(blockIdx.x) * qq;
@@ -498,61 +551,35 @@ __global__ void __launch_bounds__(TPB, 2)
     for (int e = 0; e < 4; ++e) acc[u][e] = 0.0f;
   bool first_flush = true;
   int since_flush = 0;
-  for (std::int64_t r0 = row_begin; r0 < row_end; r0 += BK) {
-    __syncthreads();  // the previous slice is consumed
-    if (threadIdx.x < BK) {
-      const std::int64_t row = r0 + threadIdx.x;
-      double f = 0.0;  // rows past the range add nothing
-      if (row < row_end) {
-        f = 1.0;
-        if (w != nullptr) {
-          double wi = static_cast<double>(w[row]);
-          if (!(wi >= 0.0) || !isfinite(wi)) {
-            *bad = 1;
-            wi = 0.0;
-          }
-          f = sqrt(wi);
-        }
-      }
-      sw[threadIdx.x] = f;
+  issue(Zs[0], X, sx, Y, sy, row_begin, row_end, d, t, vec);
+  float my_sw = threadIdx.x < BK ? root_weight(w, row_begin + threadIdx.x, row_end, bad) : 0.0f;
+  int cur = 0;
+  for (std::int64_t r0 = row_begin; r0 < row_end; r0 += BK, cur ^= 1) {
+    if (threadIdx.x < BK) sw[cur][threadIdx.x] = my_sw;
+    if (r0 + BK < row_end) {  // the next slice flies while this one computes
+      issue(Zs[cur ^ 1], X, sx, Y, sy, r0 + BK, row_end, d, t, vec);
+      if (threadIdx.x < BK) my_sw = root_weight(w, r0 + BK + threadIdx.x, row_end, bad);
+      asm volatile("cp.async.wait_group 1;\n" ::);
+    } else {
+      asm volatile("cp.async.wait_group 0;\n" ::);
     }
     __syncthreads();
-    // The slice: 32 rows x 128 columns, 16 entries a thread, all loads first, then the stores.
-    constexpr int per_thread = BK * Q / TPB;
-    float raw[per_thread];
-#pragma unroll
-    for (int u = 0; u < per_thread; ++u) {
-      const int e = threadIdx.x + u * TPB, r = e / Q, j = e % Q;
-      const std::int64_t row = r0 + r;
-      raw[u] = 0.0f;
-      if (row < row_end) {
-        if (j < d)
-          raw[u] = X[row * sx + j];
-        else if (j < p)
-          raw[u] = Y[row * sy + (j - d)];
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < per_thread; ++u) {
-      const int e = threadIdx.x + u * TPB, r = e / Q, j = e % Q;
-      const double f = sw[r];
-      Zs[r][j] = j < p ? static_cast<float>(f * (static_cast<double>(raw[u]) - shift[j]))
-                       : j == p ? static_cast<float>(f) : 0.0f;
-    }
-    __syncthreads();
+    const float(*Z)[LD] = Zs[cur];
 #pragma unroll 1
     for (int kk = 0; kk < BK; kk += 8) {
+      const float w0 = sw[cur][kk + t4], w1 = sw[cur][kk + t4 + 4];
 #pragma unroll
       for (int u = 0; u < max_tiles; ++u) {
         if (u < mine) {
           const int m = tile_m[first + u] + g, c = tile_c[first + u] + g;
+          const float sm0 = sh[m], sm1 = sh[m + 8], sc = sh[c];
           unsigned ah[4], al[4], bh[2], bl[2];
-          tf32x3::split(Zs[kk + t4][m], ah[0], al[0]);
-          tf32x3::split(Zs[kk + t4][m + 8], ah[1], al[1]);
-          tf32x3::split(Zs[kk + t4 + 4][m], ah[2], al[2]);
-          tf32x3::split(Zs[kk + t4 + 4][m + 8], ah[3], al[3]);
-          tf32x3::split(Zs[kk + t4][c], bh[0], bl[0]);
-          tf32x3::split(Zs[kk + t4 + 4][c], bh[1], bl[1]);
+          tf32x3::split((Z[kk + t4][m] - sm0) * w0, ah[0], al[0]);
+          tf32x3::split((Z[kk + t4][m + 8] - sm1) * w0, ah[1], al[1]);
+          tf32x3::split((Z[kk + t4 + 4][m] - sm0) * w1, ah[2], al[2]);
+          tf32x3::split((Z[kk + t4 + 4][m + 8] - sm1) * w1, ah[3], al[3]);
+          tf32x3::split((Z[kk + t4][c] - sc) * w0, bh[0], bl[0]);
+          tf32x3::split((Z[kk + t4 + 4][c] - sc) * w1, bh[1], bl[1]);
           tf32x3::mma3(acc[u], ah, al, bh, bl);
         }
       }
@@ -575,6 +602,7 @@ __global__ void __launch_bounds__(TPB, 2)
       first_flush = false;
       since_flush = 0;
     }
+    __syncthreads();  // before the next issue overwrites this stage
   }
 }
 }  // namespace gram_tc
@@ -600,6 +628,10 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
   const std::int64_t chunk_rows = chunk_batches * gram_batch;
   bool fast = false;  // the 3xTF32 kernel (float, q <= 128, sm_80+) instead of prepare + batched gemm
   if constexpr (std::is_same_v<T, float>) fast = q <= gram_tc::Q && tf32x3_enabled();
+  // The fast kernel subtracts the shift in float: it uses (and reports) the shift rounded to float.
+  std::vector<double> used_shift = shift;
+  if (fast)
+    for (auto& v : used_shift) v = static_cast<double>(static_cast<float>(v));
   dev_array<T> buf(fast ? 0 : static_cast<std::size_t>(chunk_rows * q), st),
       G(fast ? 0 : static_cast<std::size_t>(chunk_batches * qq), st);
   dev_array<double> dshift(p, st), S(p * p, st), s(p, st), W(1, st);
@@ -625,8 +657,12 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
                                                                         gram_tc::BK * gram_tc::BK);
       const std::int64_t blocks = (n + rpb - 1) / rpb;
       dev_array<double> bpart(static_cast<std::size_t>(blocks * qq), st);
+      dev_array<float> fshift(static_cast<std::size_t>(p), st);
+      std::vector<float> hs(used_shift.begin(), used_shift.end());
+      check(cudaMemcpyAsync(fshift.p, hs.data(), p * sizeof(float), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+      const bool vec = d % 4 == 0 && sx % 4 == 0 && reinterpret_cast<std::uintptr_t>(X) % 16 == 0;
       gram_tc::kernel<<<static_cast<unsigned>(blocks), gram_tc::TPB, 0, st>>>(
-          X, sx, Y, sy, w, n, static_cast<int>(d), static_cast<int>(t), dshift.p, rpb, bpart.p, bad.p);
+          X, sx, Y, sy, w, n, static_cast<int>(d), static_cast<int>(t), fshift.p, rpb, vec, bpart.p, bad.p);
       check(cudaGetLastError(), "Gram kernel (3xTF32) launch");
       gram_finish_kernel<<<reduce_blocks, threads, 0, st>>>(bpart.p, static_cast<int>(blocks), static_cast<int>(q), S.p,
                                                             s.p, W.p);
@@ -652,7 +688,7 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
     check(cudaGetLastError(), "gram finish kernel launch");
   }
   shifted_weighted r;
-  r.shift = shift;
+  r.shift = used_shift;
   r.S.resize(p * p);
   r.s.resize(p);
   int flag = 0;
