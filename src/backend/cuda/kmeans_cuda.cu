@@ -646,6 +646,8 @@ __global__ void sum_parts_finish(const double* __restrict__ mid, int ny, std::in
   out[e] = acc;
 }
 
+constexpr int smem_counts = 12288;  // 48 KiB of per-block label counts
+
 // ---- exact distances to the own centre ---------------------------------------------------------
 // dist_i = ‖x_i − c_label(i)‖² in double (exact differences); with `part`, per block Σ w_i dist_i
 // into part[block] (a fixed order: each warp's rows in turn, then the warps in order) and
@@ -657,9 +659,17 @@ template <class T>
 __global__ void __launch_bounds__(threads, 4) own_distance_kernel(const T* __restrict__ X, std::int64_t n, int d, std::int64_t stride,
                                     const double* __restrict__ C, const std::int32_t* __restrict__ labels,
                                     const double* __restrict__ w, double* __restrict__ dist,
-                                    double* __restrict__ part, unsigned long long* __restrict__ counts) {
+                                    double* __restrict__ part, unsigned long long* __restrict__ counts, int k) {
   constexpr int R = 8, warps = threads / 32;
   __shared__ double red[warps];
+  // The counts go to a shared-memory histogram first (k <= smem_counts; dynamic shared memory),
+  // then one global atomic a label a block: 20M global atomics on 256 addresses took ~5 ms.
+  extern __shared__ unsigned block_counts[];
+  const bool local = part != nullptr && k <= smem_counts;
+  if (local) {
+    for (int j = threadIdx.x; j < k; j += blockDim.x) block_counts[j] = 0u;
+    __syncthreads();
+  }
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const std::int64_t wstep = static_cast<std::int64_t>(gridDim.x) * warps;
   double mine = 0.0;
@@ -691,7 +701,10 @@ __global__ void __launch_bounds__(threads, 4) own_distance_kernel(const T* __res
         if (dist) dist[i] = s[u];
         if (part) {
           mine += (w ? w[i] : 1.0) * s[u];
-          atomicAdd(counts + labels[i], 1ULL);
+          if (local)
+            atomicAdd(block_counts + labels[i], 1u);
+          else
+            atomicAdd(counts + labels[i], 1ULL);
         }
       }
     }
@@ -699,6 +712,9 @@ __global__ void __launch_bounds__(threads, 4) own_distance_kernel(const T* __res
   if (!part) return;
   if (lane == 0) red[warp] = mine;
   __syncthreads();
+  if (local)
+    for (int j = threadIdx.x; j < k; j += blockDim.x)
+      if (block_counts[j]) atomicAdd(counts + j, static_cast<unsigned long long>(block_counts[j]));
   if (threadIdx.x == 0) {
     double acc = 0.0;
     for (int q = 0; q < warps; ++q) acc += red[q];
@@ -954,7 +970,7 @@ lloyd_device_partial lloyd_step_rows(const T* X, std::int64_t n, std::int64_t d,
   // ‖x‖² per row in double (verbose output's per-iteration inertia only).
   dev_array<double> xsq(static_cast<std::size_t>(n), st);
   own_distance_kernel<T><<<grid_rows(n), threads, 0, st>>>(X, n, static_cast<int>(d), stride, nullptr, nullptr, nullptr,
-                                                           xsq.p, nullptr, nullptr);
+                                                           xsq.p, nullptr, nullptr, 0);
   check(cudaGetLastError(), "row norm launch");
   return lloyd_step<T>(X, n, d, stride, w, xsq.p, centers, k, labels, update);
 }
@@ -1147,7 +1163,7 @@ std::vector<std::pair<double, std::int64_t>> farthest(const T* X, std::int64_t n
   dev_array<double> dC(centers.size(), st), dist(static_cast<std::size_t>(n), st);
   check(cudaMemcpyAsync(dC.p, centers.data(), centers.size() * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
   own_distance_kernel<T><<<grid_rows(n), threads, 0, st>>>(X, n, static_cast<int>(d), stride, dC.p, labels, nullptr,
-                                                           dist.p, nullptr, nullptr);
+                                                           dist.p, nullptr, nullptr, 0);
   check(cudaGetLastError(), "distance kernel launch");
   // The key K of the keep-th largest distance, and how many rows equal to K the top takes.
   dev_array<unsigned> hist(256, st);
@@ -1221,8 +1237,9 @@ double own_inertia(const T* X, std::int64_t n, std::int64_t d, std::int64_t stri
   dev_array<unsigned long long> dcount(static_cast<std::size_t>(k), st);
   check(cudaMemcpyAsync(dC.p, centers.data(), centers.size() * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
   check(cudaMemsetAsync(dcount.p, 0, k * sizeof(unsigned long long), st), "cudaMemsetAsync");
-  own_distance_kernel<T><<<grid, threads, 0, st>>>(X, n, static_cast<int>(d), stride, dC.p, labels, w, nullptr, part.p,
-                                                   dcount.p);
+  const std::size_t counts_bytes = k <= smem_counts ? static_cast<std::size_t>(k) * sizeof(unsigned) : 0;
+  own_distance_kernel<T><<<grid, threads, counts_bytes, st>>>(X, n, static_cast<int>(d), stride, dC.p, labels, w, nullptr,
+                                                              part.p, dcount.p, static_cast<int>(k));
   check(cudaGetLastError(), "inertia kernel launch");
   std::vector<double> hp(grid);
   std::vector<unsigned long long> hc(static_cast<std::size_t>(k));
