@@ -2,7 +2,8 @@
 // kernel (kmeans_cuda.cu) and the Gram pass (cross_cuda.cu).
 //
 // Each float operand is split v = hi + lo: hi = v rounded to TF32 (10-bit mantissa), lo = the
-// remainder rounded to TF32 again, so v is carried to ~2^-22 relative. A product a·b is taken as
+// remainder (read by the tensor core to TF32 precision), so v is carried to ~2^-22 relative.
+// A product a·b is taken as
 // lo_a·hi_b + hi_a·lo_b + hi_a·hi_b on the tensor cores (mma.sync m16n8k8, float accumulators),
 // dropping lo_a·lo_b (~2^-22 relative): the error of a float32 fma chain, not TF32's 2^-11. Three
 // tensor-core products still run well above the fp32 SIMT rate on sm_80+; cuBLAS offers no such
@@ -14,10 +15,15 @@
 
 namespace spmdlearn::cuda::tf32x3 {
 
+// hi: v rounded (half away from zero) to TF32's 10 mantissa bits by integer ops; lo = v - hi exactly
+// (Sterbenz), passed with all its bits: the tensor core reads a TF32 operand's top 10 mantissa
+// bits and ignores the low 13, so lo counts truncated (error <= 2^-11 |lo| <= 2^-22 |v|). Two
+// integer ops and one float subtraction: cvt.rna.tf32.f32 twice made the integer pipe the
+// busiest in the KMeans kernel (ncu, H200). Finite |v| < 3.4e38 (near FLT_MAX hi would round to
+// infinity).
 __device__ __forceinline__ void split(float v, unsigned& hi, unsigned& lo) {
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(hi) : "f"(v));
-  const float rest = v - __uint_as_float(hi);
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(lo) : "f"(rest));
+  hi = (__float_as_uint(v) + 0x1000u) & 0xffffe000u;
+  lo = __float_as_uint(v - __uint_as_float(hi));
 }
 
 // c += a b for one m16n8k8 tile in TF32 (fragments as above).
