@@ -446,11 +446,13 @@ cublasStatus_t gemm_batched(cublasHandle_t h, int q, int k, const double* A, dou
 // ---- the float32 Gram pass on tensor cores (3xTF32, see tf32x3.cuh) ---------------------------
 // For float data with q = p + 1 <= 128, one kernel replaces prepare + batched gemm, reading X once
 // and writing no buffer. A block walks its own range of rows in slices of 32: cp.async brings the
-// raw [x | y] rows of slice s + 1 into shared memory while the tensor cores work on slice s, and
-// each operand is formed as it is loaded into a fragment: z = (raw − shift) · sqrt(w), in float
-// (the shift is rounded to float first and reported so; without weights z is the exactly rounded
-// difference, as the prepare kernel's). Column p is the constant 1 (so z = sqrt(w): s and W come
-// out of the same products), columns past p are 0. Every 128 rows (flush_slices) a block adds its
+// raw [x | y] rows of slice s + 1 into shared memory while the tensor cores work on slice s. Once
+// a slice has landed, one pass forms every operand z = (raw − shift) · sqrt(w) in float (the
+// shift is rounded to float first and reported so; without weights z is the exactly rounded
+// difference, as the prepare kernel's) and its 3xTF32 halves, hi in place and lo beside it: a
+// fragment load is then two shared-memory reads (forming and splitting at every fragment load
+// repeated the work ~13x: ncu showed the kernel issue-bound). Column p is the constant 1 (so
+// z = sqrt(w): s and W come out of the same products), columns past p are 0. Every 128 rows (flush_slices) a block adds its
 // float registers into its own double partial part[block] (column-major q x q, entries r >= c);
 // gram_finish_kernel adds the blocks' partials in block order: deterministic.
 // Only the m16 x n8 output tiles that touch the lower triangle are computed (tile (i, j) covers
@@ -464,6 +466,7 @@ constexpr int max_tiles = 9;                            // ceil(72 / 8): 72 tile
 // by ~2e-5 relative (the covariance test caught it); 128 rows (48 products) stay near float's own
 // rounding.
 constexpr int flush_slices = 4;
+constexpr int dyn_smem = 3 * BK * LD * 4;  // 52 KB: see the kernel
 
 // Slice rows [r0, r0 + 32) ∩ [.., row_end) of [X | Y] into S[row][col] for col < p (zero rows past
 // row_end). vec: d, sx and X are multiples of 4 floats (16-byte copies for the X part).
@@ -515,7 +518,11 @@ __global__ void __launch_bounds__(TPB, 2)
     kernel(const float* __restrict__ X, std::int64_t sx, const float* __restrict__ Y, std::int64_t sy,
            const float* __restrict__ w, std::int64_t n, int d, int t, const float* __restrict__ shift,
            std::int64_t rows_per_block, bool vec, double* __restrict__ part, int* __restrict__ bad) {
-  __shared__ __align__(16) float Zs[2][BK][LD];
+  // Dynamic shared memory (dyn_smem bytes): Zs[2][BK][LD] raw slices (the current one becomes the
+  // hi halves), then Zl[BK][LD], the lo halves of the current slice.
+  extern __shared__ __align__(16) float dyn[];
+  float(*Zs)[BK][LD] = reinterpret_cast<float(*)[BK][LD]>(dyn);
+  unsigned(*Zl)[LD] = reinterpret_cast<unsigned(*)[LD]>(dyn + 2 * BK * LD);
   __shared__ float sw[2][BK];
   __shared__ float sh[LD];
   __shared__ unsigned char tile_m[TPB / 32 * max_tiles], tile_c[TPB / 32 * max_tiles];
@@ -535,11 +542,6 @@ __global__ void __launch_bounds__(TPB, 2)
       tile_c[idx] = static_cast<unsigned char>(8 * j);
       if (++j == min(2 * i + 2, ntiles)) ++i, j = 0;
     }
-  // Columns p.. of both stages: the constant 1 at p, zeros after (cp.async writes only < p).
-  for (int e = threadIdx.x; e < 2 * BK * (LD - p); e += TPB) {
-    const int st = e / (BK * (LD - p)), rest = e - st * BK * (LD - p), r = rest / (LD - p), c = p + rest % (LD - p);
-    Zs[st][r][c] = c == p ? 1.0f : 0.0f;
-  }
   for (int c = threadIdx.x; c < LD; c += TPB) sh[c] = c < p ? shift[c] : 0.0f;
   const std::int64_t row_begin = static_cast<std::int64_t>(blockIdx.x) * rows_per_block;
   const std::int64_t row_end = row_begin + rows_per_block < n ? row_begin + rows_per_block : n;
@@ -564,22 +566,28 @@ __global__ void __launch_bounds__(TPB, 2)
       asm volatile("cp.async.wait_group 0;\n" ::);
     }
     __syncthreads();
-    const float(*Z)[LD] = Zs[cur];
+    // The operands of the slice and their halves (columns up to Q: every fragment's reach).
+    float(*Z)[LD] = Zs[cur];
+    for (int e = threadIdx.x; e < BK * Q; e += TPB) {
+      const int r = e / Q, c = e % Q;
+      const float z = c < p ? (Z[r][c] - sh[c]) * sw[cur][r] : c == p ? sw[cur][r] : 0.0f;
+      unsigned hi, lo;
+      tf32x3::split(z, hi, lo);
+      Z[r][c] = __uint_as_float(hi);
+      Zl[r][c] = lo;
+    }
+    __syncthreads();
+    const unsigned(*Zh)[LD] = reinterpret_cast<const unsigned(*)[LD]>(Z);
 #pragma unroll 1
     for (int kk = 0; kk < BK; kk += 8) {
-      const float w0 = sw[cur][kk + t4], w1 = sw[cur][kk + t4 + 4];
 #pragma unroll
       for (int u = 0; u < max_tiles; ++u) {
         if (u < mine) {
           const int m = tile_m[first + u] + g, c = tile_c[first + u] + g;
-          const float sm0 = sh[m], sm1 = sh[m + 8], sc = sh[c];
-          unsigned ah[4], al[4], bh[2], bl[2];
-          tf32x3::split((Z[kk + t4][m] - sm0) * w0, ah[0], al[0]);
-          tf32x3::split((Z[kk + t4][m + 8] - sm1) * w0, ah[1], al[1]);
-          tf32x3::split((Z[kk + t4 + 4][m] - sm0) * w1, ah[2], al[2]);
-          tf32x3::split((Z[kk + t4 + 4][m + 8] - sm1) * w1, ah[3], al[3]);
-          tf32x3::split((Z[kk + t4][c] - sc) * w0, bh[0], bl[0]);
-          tf32x3::split((Z[kk + t4 + 4][c] - sc) * w1, bh[1], bl[1]);
+          const unsigned ah[4] = {Zh[kk + t4][m], Zh[kk + t4][m + 8], Zh[kk + t4 + 4][m], Zh[kk + t4 + 4][m + 8]};
+          const unsigned al[4] = {Zl[kk + t4][m], Zl[kk + t4][m + 8], Zl[kk + t4 + 4][m], Zl[kk + t4 + 4][m + 8]};
+          const unsigned bh[2] = {Zh[kk + t4][c], Zh[kk + t4 + 4][c]};
+          const unsigned bl[2] = {Zl[kk + t4][c], Zl[kk + t4 + 4][c]};
           tf32x3::mma3(acc[u], ah, al, bh, bl);
         }
       }
@@ -661,7 +669,10 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
       std::vector<float> hs(used_shift.begin(), used_shift.end());
       check(cudaMemcpyAsync(fshift.p, hs.data(), p * sizeof(float), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
       const bool vec = d % 4 == 0 && sx % 4 == 0 && reinterpret_cast<std::uintptr_t>(X) % 16 == 0;
-      gram_tc::kernel<<<static_cast<unsigned>(blocks), gram_tc::TPB, 0, st>>>(
+      // Per call: the attribute belongs to the current device (a process may drive several).
+      check(cudaFuncSetAttribute(gram_tc::kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, gram_tc::dyn_smem),
+            "cudaFuncSetAttribute");
+      gram_tc::kernel<<<static_cast<unsigned>(blocks), gram_tc::TPB, gram_tc::dyn_smem, st>>>(
           X, sx, Y, sy, w, n, static_cast<int>(d), static_cast<int>(t), fshift.p, rpb, vec, bpart.p, bad.p);
       check(cudaGetLastError(), "Gram kernel (3xTF32) launch");
       gram_finish_kernel<<<reduce_blocks, threads, 0, st>>>(bpart.p, static_cast<int>(blocks), static_cast<int>(q), S.p,

@@ -418,15 +418,14 @@ __global__ void __launch_bounds__(TPB, 2)
 }
 }  // namespace tc
 
-// Whether float32 assignments run on the 3xTF32 tensor-core kernel (tf32x3_enabled()).
+// Whether float32 assignments run on the 3xTF32 tensor-core kernel (tf32x3_enabled()); sets the
+// kernel's shared-memory size on the current device (the attribute is per device: a process may
+// drive several).
 bool use_tensor_cores() {
-  static const bool on = [] {
-    if (!tf32x3_enabled()) return false;
-    check(cudaFuncSetAttribute(tc::assign_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, tc::smem_bytes),
-          "cudaFuncSetAttribute");
-    return true;
-  }();
-  return on;
+  if (!tf32x3_enabled()) return false;
+  check(cudaFuncSetAttribute(tc::assign_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, tc::smem_bytes),
+        "cudaFuncSetAttribute");
+  return true;
 }
 
 cublasStatus_t gemm_tn(cublasHandle_t h, int m, int n, int kk, const float* A, int lda, const float* B, int ldb,
@@ -767,7 +766,9 @@ unsigned grid_rows(std::int64_t n) {
   return static_cast<unsigned>(std::max<std::int64_t>(1, std::min<std::int64_t>((n + threads - 1) / threads, 8LL * multiprocessors())));
 }
 
-// The dynamic shared memory a block of sums_kernel<T> may use (set once per type and device).
+// The dynamic shared memory a block of the M-step sums kernels may use on the current device (the
+// opt-in maximum less 4 KiB), allowed for both kernels there (the attribute is per device: a
+// process may drive several, so this runs every call).
 template <class T>
 int sums_smem_limit() {
   int dev = 0, optin = 0;
@@ -775,6 +776,8 @@ int sums_smem_limit() {
   check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
   const int limit = std::max(48 << 10, optin - (4 << 10));
   check(cudaFuncSetAttribute(sums_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, limit), "cudaFuncSetAttribute");
+  check(cudaFuncSetAttribute(sums_fixed_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, limit),
+        "cudaFuncSetAttribute");
   return limit;
 }
 
@@ -807,16 +810,8 @@ __global__ void block_totals_kernel(const double* __restrict__ ip, const int* __
 std::int64_t fixed_smem(std::int64_t k, std::int64_t d) { return (d + 1) * 8 + k * (d + 1) * 8; }
 template <class T>
 void fixed_point_sums(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const double* w,
-                      const std::int32_t* labels, std::int64_t k, unsigned* bound, cudaStream_t st,
+                      const std::int32_t* labels, std::int64_t k, unsigned* bound, int limit, cudaStream_t st,
                       lloyd_device_partial& r) {
-  static const int limit = [] {
-    int dev = 0, optin = 0;
-    check(cudaGetDevice(&dev), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
-    const int l = std::max(48 << 10, optin - (4 << 10));
-    check(cudaFuncSetAttribute(sums_fixed_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, l), "cudaFuncSetAttribute");
-    return l;
-  }();
   const std::int64_t width = d + 1, count = k * width, tiles = (n + tile_rows - 1) / tile_rows;
   if (fixed_smem(k, d) > limit)
     throw invalid_argument("KMeans on a GPU: the fixed-point sums need more shared memory than a block has");
@@ -882,7 +877,7 @@ lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std:
   const std::int64_t blocks = (n + BM - 1) / BM;
   dev_array<double> inertia_part(static_cast<std::size_t>(blocks), st);
   dev_array<int> changed_part(static_cast<std::size_t>(blocks), st);
-  static const int smem_limit = sums_smem_limit<T>();  // the same for every H100/H200 of a host
+  const int smem_limit = sums_smem_limit<T>();
   const std::int64_t width = d + 1;
   const bool fixed = update && fixed_smem(k, d) <= smem_limit;
   bool tensor = false;
@@ -924,7 +919,7 @@ lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std:
   check(cudaMemcpyAsync(&changed, total_changed.p, sizeof(long long), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   if (update) {
     if (fixed) {
-      fixed_point_sums<T>(X, n, d, stride, w, labels, k, bound.p, st, r);  // synchronises
+      fixed_point_sums<T>(X, n, d, stride, w, labels, k, bound.p, smem_limit, st, r);  // synchronises
       r.changed = changed;
       return r;
     }
