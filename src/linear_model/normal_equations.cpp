@@ -156,13 +156,15 @@ bool cholesky_solve(std::vector<double> A, int d, std::vector<double>& b, int nr
 // λ_min(A) >= 1 / trace(A⁻¹) = 1 / ‖U⁻¹‖_F² and λ_max(A) <= trace(A), so the rank is full when
 // ‖U⁻¹‖_F² trace(A) factor < 1; a factor 8 leaves room for the rounding of U⁻¹. Matrices that
 // fail the test (near the cutoff, or rank-deficient) take the eigen-decomposition as before.
-bool certainly_full_rank(std::vector<double> A, int d, double factor) {
+// On success `factor_out` holds U (upper triangle), for the solve.
+bool certainly_full_rank(std::vector<double> A, int d, double factor, std::vector<double>& factor_out) {
   if (d == 0) return true;
   double trace = 0.0;
   for (int i = 0; i < d; ++i) trace += A[static_cast<std::size_t>(i) * d + i];
   int info = 0;
   dpotrf_("U", &d, A.data(), &d, &info);
   if (info != 0) return false;
+  factor_out = A;
   dtrtri_("U", "N", &d, A.data(), &d, &info);
   if (info != 0) return false;
   double inv = 0.0;  // ‖U⁻¹‖_F² (the upper triangle)
@@ -280,7 +282,8 @@ solution solve(const normal_state& s, std::span<const double> alpha, bool fit_in
   };
   const double factor = std::max(rcond * rcond, 16.0 * static_cast<double>(std::max<std::int64_t>(d, 1)) *
                                                      std::numeric_limits<double>::epsilon());
-  if (alpha.empty() && !spectrum && certainly_full_rank(A, static_cast<int>(d), factor)) {
+  std::vector<double> U;  // A's Cholesky factor when the certificate below computed it
+  if (alpha.empty() && !spectrum && certainly_full_rank(A, static_cast<int>(d), factor, U)) {
     r.rank = d;  // singular left empty: the caller asked not to compute it
   } else if (alpha.empty()) {
     std::vector<double> scratch = A;
@@ -303,7 +306,11 @@ solution solve(const normal_state& s, std::span<const double> alpha, bool fit_in
   auto solve_group = [&](std::int64_t k0, std::int64_t nk, double a) {
     std::vector<double> b(X.begin() + k0 * d, X.begin() + (k0 + nk) * d);
     bool done = false;
-    if (a > 0.0 || r.rank == d) {
+    if (a == 0.0 && !U.empty()) {  // factored already
+      int info = 0, nrhs = static_cast<int>(nk);
+      dpotrs_("U", &di, &nrhs, U.data(), &di, b.data(), &di, &info);
+      done = info == 0;
+    } else if (a > 0.0 || r.rank == d) {
       std::vector<double> Aa = A;
       for (std::int64_t i = 0; i < d; ++i) Aa[i + i * d] += a;
       done = cholesky_solve(std::move(Aa), di, b, static_cast<int>(nk));

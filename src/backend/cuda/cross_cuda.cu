@@ -514,6 +514,10 @@ __device__ __forceinline__ float root_weight(const float* __restrict__ w, std::i
   return static_cast<float>(sqrt(wi));
 }
 
+// PER: tiles a warp (ceil(total / 8), at most max_tiles), a template parameter so that the tile
+// loop has no branches and the compiler interleaves the tiles' dependent mma chains; the last
+// warp may compute tiles past `total` (on column 0) that it never writes.
+template <int PER>
 __global__ void __launch_bounds__(TPB, 2)
     kernel(const float* __restrict__ X, std::int64_t sx, const float* __restrict__ Y, std::int64_t sy,
            const float* __restrict__ w, std::int64_t n, int d, int t, const float* __restrict__ shift,
@@ -530,25 +534,26 @@ __global__ void __launch_bounds__(TPB, 2)
   const std::int64_t qq = static_cast<std::int64_t>(q) * q;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t4 = lane & 3;
-  // The lower-triangle tiles in order (i, then j), and this warp's share [first, first + mine).
+  // The lower-triangle tiles in order (i, then j), and this warp's share [first, first + PER)
+  // (entries past `total`: tile (0, 0), computed and never written).
   const int mtiles = (q + 15) / 16, ntiles = (q + 7) / 8;
   int total = 0;
   for (int i = 0; i < mtiles; ++i) total += min(2 * i + 2, ntiles);
-  const int per = (total + TPB / 32 - 1) / (TPB / 32);
-  const int first = warp * per, mine = max(0, min(per, total - first));
+  const int first = warp * PER;
   if (threadIdx.x == 0)
-    for (int i = 0, j = 0, idx = 0; idx < total; ++idx) {
-      tile_m[idx] = static_cast<unsigned char>(16 * i);
-      tile_c[idx] = static_cast<unsigned char>(8 * j);
-      if (++j == min(2 * i + 2, ntiles)) ++i, j = 0;
+    for (int i = 0, j = 0, idx = 0; idx < TPB / 32 * PER; ++idx) {
+      const bool real = idx < total;
+      tile_m[idx] = static_cast<unsigned char>(real ? 16 * i : 0);
+      tile_c[idx] = static_cast<unsigned char>(real ? 8 * j : 0);
+      if (real && ++j == min(2 * i + 2, ntiles)) ++i, j = 0;
     }
   for (int c = threadIdx.x; c < LD; c += TPB) sh[c] = c < p ? shift[c] : 0.0f;
   const std::int64_t row_begin = static_cast<std::int64_t>(blockIdx.x) * rows_per_block;
   const std::int64_t row_end = row_begin + rows_per_block < n ? row_begin + rows_per_block : n;
   double* out = part + static_cast<std::int64_t>(blockIdx.x) * qq;
-  float acc[max_tiles][4];
+  float acc[PER][4];
 #pragma unroll
-  for (int u = 0; u < max_tiles; ++u)
+  for (int u = 0; u < PER; ++u)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[u][e] = 0.0f;
   bool first_flush = true;
@@ -581,8 +586,8 @@ __global__ void __launch_bounds__(TPB, 2)
 #pragma unroll 1
     for (int kk = 0; kk < BK; kk += 8) {
 #pragma unroll
-      for (int u = 0; u < max_tiles; ++u) {
-        if (u < mine) {
+      for (int u = 0; u < PER; ++u) {
+        {
           const int m = tile_m[first + u] + g, c = tile_c[first + u] + g;
           const unsigned ah[4] = {Zh[kk + t4][m], Zh[kk + t4][m + 8], Zh[kk + t4 + 4][m], Zh[kk + t4 + 4][m + 8]};
           const unsigned al[4] = {Zl[kk + t4][m], Zl[kk + t4][m + 8], Zl[kk + t4 + 4][m], Zl[kk + t4 + 4][m + 8]};
@@ -594,8 +599,8 @@ __global__ void __launch_bounds__(TPB, 2)
     }
     if (++since_flush == flush_slices || r0 + BK >= row_end) {
 #pragma unroll
-      for (int u = 0; u < max_tiles; ++u) {
-        if (u < mine) {
+      for (int u = 0; u < PER; ++u) {
+        if (first + u < total) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
             const int r = tile_m[first + u] + g + (e >> 1) * 8, c = tile_c[first + u] + 2 * t4 + (e & 1);
@@ -669,10 +674,17 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
       std::vector<float> hs(used_shift.begin(), used_shift.end());
       check(cudaMemcpyAsync(fshift.p, hs.data(), p * sizeof(float), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
       const bool vec = d % 4 == 0 && sx % 4 == 0 && reinterpret_cast<std::uintptr_t>(X) % 16 == 0;
+      int total = 0;  // lower-triangle tiles (see gram_tc::kernel), dealt 8 ways
+      for (std::int64_t i = 0; i < (q + 15) / 16; ++i) total += static_cast<int>(std::min<std::int64_t>(2 * i + 2, (q + 7) / 8));
+      using kernel_t = decltype(&gram_tc::kernel<1>);
+      static constexpr kernel_t kernels[] = {gram_tc::kernel<1>, gram_tc::kernel<2>, gram_tc::kernel<3>,
+                                             gram_tc::kernel<4>, gram_tc::kernel<5>, gram_tc::kernel<6>,
+                                             gram_tc::kernel<7>, gram_tc::kernel<8>, gram_tc::kernel<9>};
+      const kernel_t kern = kernels[(total + 7) / 8 - 1];
       // Per call: the attribute belongs to the current device (a process may drive several).
-      check(cudaFuncSetAttribute(gram_tc::kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, gram_tc::dyn_smem),
+      check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, gram_tc::dyn_smem),
             "cudaFuncSetAttribute");
-      gram_tc::kernel<<<static_cast<unsigned>(blocks), gram_tc::TPB, gram_tc::dyn_smem, st>>>(
+      kern<<<static_cast<unsigned>(blocks), gram_tc::TPB, gram_tc::dyn_smem, st>>>(
           X, sx, Y, sy, w, n, static_cast<int>(d), static_cast<int>(t), fshift.p, rpb, vec, bpart.p, bad.p);
       check(cudaGetLastError(), "Gram kernel (3xTF32) launch");
       gram_finish_kernel<<<reduce_blocks, threads, 0, st>>>(bpart.p, static_cast<int>(blocks), static_cast<int>(q), S.p,
