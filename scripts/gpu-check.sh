@@ -14,6 +14,9 @@
 #             LogisticRegression and PCA vs PyTorch, weak scaling at every rank count (lin-1gpu.md)
 #   kmbench   bench/gpu_kmeans_bench.py: KMeans vs a PyTorch Lloyd loop on one GPU, weak and strong
 #             scaling at every rank count (km-1gpu.md)
+#   scaletables  only the multi-GPU tables of kmbench and linbench (KMeans weak and strong,
+#             LinearRegression weak), for a multi-GPU lease whose one-GPU numbers came from a
+#             cheaper one-GPU lease (scale-tables.md)
 #   scaling   bench/gpu_bench.py weak and strong scaling at 1, 2, 4, 8 ... GPUs (as many as there are)
 #
 # usage: bash scripts/gpu-check.sh [OUTDIR]      OUTDIR default: $OUT if set, else ./gpu-results
@@ -331,6 +334,27 @@ weak_table() {
   rank_table "$title" "| GPUs | rows a GPU | rows | dtype | median ms | card |" "|---:|---:|---:|---|---:|---|" "$@"
 }
 
+linear_weak_table() {
+  weak_table "LinearRegression weak scaling (20,000,000 x 100 float32 a GPU; max over ranks)" \
+    bench/gpu_linear_bench.py --rows-per-gpu 20000000 --cols 100
+}
+kmeans_scaling_tables() {
+  local mode
+  for mode in "rows-per-gpu 20000000" "total-rows 20000000"; do
+    rank_table "KMeans ${mode%% *} scaling (${mode##* } rows; 64 columns float32, k = 256, 20 iterations; max over ranks)" \
+      "| GPUs | rows a GPU | rows | dtype | fit ms | ms per iteration | card |" "|---:|---:|---:|---|---:|---:|---|" \
+      bench/gpu_kmeans_bench.py --"${mode%% *}" "${mode##* }"
+  done
+}
+
+# Only the multi-GPU tables of kmbench and linbench (KMeans weak/strong, LinearRegression weak):
+# for a multi-GPU lease whose one-GPU tables were taken on a cheaper one-GPU lease.
+step_scaletables() {
+  cd "$ROOT"
+  if (( NGPU < 1 )); then echo "nvidia-smi lists no GPU"; exit 1; fi
+  { kmeans_scaling_tables; linear_weak_table; } | tee "$OUTDIR/scale-tables.md"
+}
+
 step_linbench() {
   cd "$ROOT"
   if (( NGPU < 1 )); then echo "nvidia-smi lists no GPU"; exit 1; fi
@@ -338,8 +362,7 @@ step_linbench() {
     PYTHONPATH="$SITE" x "$PY" bench/gpu_linear_bench.py --rows 2000000 --cols 100 --dtype float32
     PYTHONPATH="$SITE" x "$PY" bench/gpu_linear_bench.py --rows 2000000 --cols 100 --dtype float64
     PYTHONPATH="$SITE" x "$PY" bench/gpu_linear_bench.py --rows 20000000 --cols 100 --dtype float32
-    weak_table "LinearRegression weak scaling (20,000,000 x 100 float32 a GPU; max over ranks)" \
-      bench/gpu_linear_bench.py --rows-per-gpu 20000000 --cols 100
+    linear_weak_table
     PYTHONPATH="$SITE" x "$PY" bench/gpu_logistic_bench.py --rows 1000000 --cols 50 --classes 5
     weak_table "LogisticRegression weak scaling (5,000,000 x 50 float32 a GPU, 5 classes; max over ranks)" \
       bench/gpu_logistic_bench.py --rows-per-gpu 5000000
@@ -352,14 +375,9 @@ step_linbench() {
 step_kmbench() {
   cd "$ROOT"
   if (( NGPU < 1 )); then echo "nvidia-smi lists no GPU"; exit 1; fi
-  local mode
   {
     PYTHONPATH="$SITE" x "$PY" bench/gpu_kmeans_bench.py --rows 20000000 --cols 64 --k 256 --iters 20
-    for mode in "rows-per-gpu 20000000" "total-rows 20000000"; do
-      rank_table "KMeans ${mode%% *} scaling (${mode##* } rows; 64 columns float32, k = 256, 20 iterations; max over ranks)" \
-        "| GPUs | rows a GPU | rows | dtype | fit ms | ms per iteration | card |" "|---:|---:|---:|---|---:|---:|---|" \
-        bench/gpu_kmeans_bench.py --"${mode%% *}" "${mode##* }"
-    done
+    kmeans_scaling_tables
   } | tee "$OUTDIR/km-1gpu.md"
 }
 
@@ -479,7 +497,7 @@ echo "spmdlearn GPU check: $NGPU GPU(s); steps: $STEPS; output in $OUTDIR; step 
 echo "$ENV_MD"
 write_summary
 
-export -f x have_gtest rank_table weak_table step_build step_ctest step_pytest step_pytest_cpu step_spmd step_bench \
+export -f x have_gtest rank_table weak_table linear_weak_table kmeans_scaling_tables step_scaletables step_build step_ctest step_pytest step_pytest_cpu step_spmd step_bench \
   step_covbench step_linbench step_kmbench step_scaling step_scaling_table
 for step in $STEPS; do
   case $step in
@@ -506,6 +524,8 @@ for step in $STEPS; do
       run_step linbench 240 "$PY bench/gpu_linear_bench.py ... > lin-1gpu.md" step_linbench ;;
     kmbench)
       run_step kmbench 300 "$PY bench/gpu_kmeans_bench.py ... > km-1gpu.md" step_kmbench ;;
+    scaletables)
+      run_step scaletables 300 "mpirun -n 1,2,4.. bench/gpu_kmeans_bench.py, gpu_linear_bench.py > scale-tables.md" step_scaletables ;;
     scaling)
       for n in $RANK_COUNTS; do
         (( n == 1 || NGPU >= n )) || continue
@@ -515,7 +535,7 @@ for step in $STEPS; do
       done
       run_step scaling-table 60 "$PY bench/gpu_bench.py --assemble scaling.jsonl --out scaling.md" step_scaling_table ;;
     *)
-      echo "unknown step '$step' (known: build ctest pytest pytest-cpu spmd bench covbench linbench kmbench scaling)"
+      echo "unknown step '$step' (known: build ctest pytest pytest-cpu spmd bench covbench linbench kmbench scaletables scaling)"
       record "$step" FAIL 0 "" "/dev/null" "unknown step"
       ANY_FAILED=1 ;;
   esac

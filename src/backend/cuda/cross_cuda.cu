@@ -540,6 +540,7 @@ __global__ void __launch_bounds__(TPB, 2)
   int total = 0;
   for (int i = 0; i < mtiles; ++i) total += min(2 * i + 2, ntiles);
   const int first = warp * PER;
+  const int reach = max(16 * mtiles, 8 * ntiles);  // columns any fragment reads
   if (threadIdx.x == 0)
     for (int i = 0, j = 0, idx = 0; idx < TPB / 32 * PER; ++idx) {
       const bool real = idx < total;
@@ -571,10 +572,11 @@ __global__ void __launch_bounds__(TPB, 2)
       asm volatile("cp.async.wait_group 0;\n" ::);
     }
     __syncthreads();
-    // The operands of the slice and their halves (columns up to Q: every fragment's reach).
+    // The operands of the slice and their halves, in the columns the fragments reach (reach <= Q,
+    // a multiple of 8).
     float(*Z)[LD] = Zs[cur];
-    for (int e = threadIdx.x; e < BK * Q; e += TPB) {
-      const int r = e / Q, c = e % Q;
+    for (int e = threadIdx.x; e < BK * reach; e += TPB) {
+      const int r = e / reach, c = e - r * reach;
       const float z = c < p ? (Z[r][c] - sh[c]) * sw[cur][r] : c == p ? sw[cur][r] : 0.0f;
       unsigned hi, lo;
       tf32x3::split(z, hi, lo);
