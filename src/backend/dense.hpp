@@ -1,11 +1,13 @@
-// Where a fit's small dense factorisations (d x d) run: the host's LAPACK, or cuSOLVER on the
-// current GPU when every rank's rows were on GPUs (decided together by the caller, so that every
-// rank does the same arithmetic and the model stays bitwise identical on every rank).
+// Where a fit's small dense factorisations (d x d) run: the host's LAPACK (single-threaded, see
+// blas_serial_scope), or cuSOLVER on the current GPU when every rank's rows were on GPUs (decided
+// together by the caller, so that every rank does the same arithmetic and the model stays
+// bitwise identical on every rank).
 #pragma once
 
 #include <vector>
 
 #include "backend/cpu/lapack.hpp"
+#include "core/threads.hpp"
 #ifdef SPMDLEARN_WITH_CUDA
 #include "backend/cuda/dense_cuda.hpp"
 #endif
@@ -19,6 +21,7 @@ inline std::vector<double> eigh(std::vector<double>& a, int n, bool vectors, whe
   if (w == where::gpu) return cuda::eigh(a, n, vectors);
 #endif
   (void)w;
+  const detail::blas_serial_scope serial;  // d x d: see blas_serial_scope
   return cpu::eigh(a, n, vectors);
 }
 
@@ -27,6 +30,7 @@ inline int geqrf(int m, int n, double* a, int lda, where w) {
   if (w == where::gpu) return cuda::geqrf(m, n, a, lda);
 #endif
   (void)w;
+  const detail::blas_serial_scope serial;
   return cpu::geqrf(m, n, a, lda);
 }
 
@@ -36,6 +40,7 @@ inline void svd_square(std::vector<double>& a, int n, std::vector<double>& s, st
   if (w == where::gpu) return cuda::svd_square(a, n, s, vt);
 #endif
   (void)w;
+  const detail::blas_serial_scope serial;
   s.assign(n, 0.0);
   vt.assign(static_cast<std::size_t>(n) * n, 0.0);
   if (n == 0) return;

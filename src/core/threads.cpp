@@ -24,7 +24,20 @@ void set_blas_threads(int n) {
     if (auto f = reinterpret_cast<setter>(dlsym(RTLD_DEFAULT, sym))) f(n);
   }
 }
+int get_blas_threads() {
+  using getter = int (*)();
+  for (const char* sym : {"openblas_get_num_threads", "MKL_Get_Max_Threads", "bli_thread_get_num_threads"})
+    if (auto f = reinterpret_cast<getter>(dlsym(RTLD_DEFAULT, sym))) return f();
+  return 0;
+}
 }  // namespace
+
+blas_serial_scope::blas_serial_scope() : previous_(get_blas_threads()) {
+  if (previous_ > 1) set_blas_threads(1);
+}
+blas_serial_scope::~blas_serial_scope() {
+  if (previous_ > 1) set_blas_threads(previous_);
+}
 
 void configure_blas_threads(const comm& c) {
   static std::atomic<bool> done{false};
