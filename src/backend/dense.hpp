@@ -4,6 +4,7 @@
 // bitwise identical on every rank).
 #pragma once
 
+#include <algorithm>
 #include <vector>
 
 #include "backend/cpu/lapack.hpp"
@@ -21,7 +22,7 @@ inline std::vector<double> eigh(std::vector<double>& a, int n, bool vectors, whe
   if (w == where::gpu) return cuda::eigh(a, n, vectors);
 #endif
   (void)w;
-  const detail::blas_serial_scope serial;  // d x d: see blas_serial_scope
+  const detail::blas_serial_scope serial(n);  // d x d: see blas_serial_scope
   return cpu::eigh(a, n, vectors);
 }
 
@@ -30,7 +31,7 @@ inline int geqrf(int m, int n, double* a, int lda, where w) {
   if (w == where::gpu) return cuda::geqrf(m, n, a, lda);
 #endif
   (void)w;
-  const detail::blas_serial_scope serial;
+  const detail::blas_serial_scope serial(std::max(m, n));
   return cpu::geqrf(m, n, a, lda);
 }
 
@@ -40,7 +41,7 @@ inline void svd_square(std::vector<double>& a, int n, std::vector<double>& s, st
   if (w == where::gpu) return cuda::svd_square(a, n, s, vt);
 #endif
   (void)w;
-  const detail::blas_serial_scope serial;
+  const detail::blas_serial_scope serial(n);
   s.assign(n, 0.0);
   vt.assign(static_cast<std::size_t>(n) * n, 0.0);
   if (n == 0) return;

@@ -32,7 +32,7 @@ int get_blas_threads() {
 }
 }  // namespace
 
-blas_serial_scope::blas_serial_scope() : previous_(get_blas_threads()) {
+blas_serial_scope::blas_serial_scope(long long n) : previous_(n <= serial_max ? get_blas_threads() : 0) {
   if (previous_ > 1) set_blas_threads(1);
 }
 blas_serial_scope::~blas_serial_scope() {

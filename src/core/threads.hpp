@@ -16,9 +16,11 @@ int threads_per_rank(const comm& c);
 // wait for cores when other thread pools (PyTorch's OpenMP, a second library) hold them: a GPU
 // LinearRegression fit took 60-200 ms instead of 3 ms on a 64-core host with OpenBLAS at 64
 // threads. OpenBLAS, MKL and BLIS are looked up at run time; without them this does nothing.
+// Only for n <= serial_max (the matrix order): larger factorisations keep the BLAS's threads.
 class blas_serial_scope {
  public:
-  blas_serial_scope();
+  static constexpr long long serial_max = 512;
+  explicit blas_serial_scope(long long n);
   ~blas_serial_scope();
   blas_serial_scope(const blas_serial_scope&) = delete;
   blas_serial_scope& operator=(const blas_serial_scope&) = delete;

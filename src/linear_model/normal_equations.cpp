@@ -244,7 +244,7 @@ void partial_fit(const comm& c, normal_state& s, matrix_view<const T> X, matrix_
 
 solution solve(const normal_state& s, std::span<const double> alpha, bool fit_intercept, double rcond,
                bool on_gpu, bool spectrum) {
-  const detail::blas_serial_scope serial;  // d x d work: see blas_serial_scope
+  const detail::blas_serial_scope serial(s.n_features);  // d x d work: see blas_serial_scope
   const dense::where where = on_gpu ? dense::where::gpu : dense::where::host;
   const std::int64_t d = s.n_features, t = s.n_targets, p = d + t;
   if (!alpha.empty() && alpha.size() != 1 && static_cast<std::int64_t>(alpha.size()) != t)

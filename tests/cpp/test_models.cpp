@@ -4,12 +4,15 @@
 // one-rank fit for logistic regression (the ranks change only the summation order).
 #include <gtest/gtest.h>
 
+#include <dlfcn.h>
+
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "backend/cpu/lapack.hpp"
 #include "backend/cpu/skinny_gemm.hpp"
+#include "core/threads.hpp"
 #include "test_util.hpp"
 
 namespace sl = spmdlearn;
@@ -217,4 +220,30 @@ TEST(SkinnyGemm, GramUpperMatchesALoop) {
         }
     }
   EXPECT_FALSE(spmdlearn::cpu::gram_kernel_available(129));
+}
+
+// blas_serial_scope: one BLAS thread inside the scope for small orders, the previous count after;
+// large orders keep the threads. Runs where OpenBLAS is the BLAS (as on CI and the GPU machines).
+TEST(BlasSerialScope, SmallOrdersRunSingleThreadedAndRestore) {
+  using getter = int (*)();
+  using setter = void (*)(int);
+  auto get = reinterpret_cast<getter>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  auto set = reinterpret_cast<setter>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (!get || !set) GTEST_SKIP() << "the BLAS is not OpenBLAS";
+  const int before = get();
+  set(2);
+  if (get() != 2) {
+    set(before);
+    GTEST_SKIP() << "this OpenBLAS is single-threaded";
+  }
+  {
+    const sl::detail::blas_serial_scope serial(100);
+    EXPECT_EQ(get(), 1);
+  }
+  EXPECT_EQ(get(), 2);
+  {
+    const sl::detail::blas_serial_scope big(sl::detail::blas_serial_scope::serial_max + 1);
+    EXPECT_EQ(get(), 2);
+  }
+  set(before);
 }
