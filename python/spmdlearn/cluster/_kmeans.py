@@ -76,7 +76,9 @@ class KMeans(SPMDMixin, _SkKMeans):
     device : {"auto", "cpu", "cuda"}, default="auto"
         A CUDA X (cupy, torch, DLPack; sample_weight then a CUDA array too) is fitted on its GPU:
         the centred copy, the labels, the weights and k-means++'s closest distances stay there;
-        distances and argmin run in one fused kernel, the per-cluster sums in a deterministic
+        distances and argmin run in one fused kernel (for float32 on sm_80+ GPUs on tensor cores
+        as "3xTF32": float32-accurate products, not TF32's 10-bit ones; SPMDLEARN_FP32_SIMT=1
+        selects the plain fp32 kernel), the per-cluster sums in a deterministic fixed-point
         kernel, and only k x d numbers cross PCIe an iteration (the draws themselves and the
         relocation of empty clusters are decided on the host from replicated numbers). "cuda"
         copies host data to this rank's GPU; "cpu" brings a CUDA X to the host. predict/transform
