@@ -156,7 +156,7 @@ bool cholesky_solve(std::vector<double> A, int d, std::vector<double>& b, int nr
 // λ_min(A) >= 1 / trace(A⁻¹) = 1 / ‖U⁻¹‖_F² and λ_max(A) <= trace(A), so the rank is full when
 // ‖U⁻¹‖_F² trace(A) factor < 1; a factor 8 leaves room for the rounding of U⁻¹. Matrices that
 // fail the test (near the cutoff, or rank-deficient) take the eigen-decomposition as before.
-// On success `factor_out` holds U (upper triangle), for the solve.
+// When it returns true, `factor_out` holds U (upper triangle), for the solve; else it is untouched.
 bool certainly_full_rank(std::vector<double> A, int d, double factor, std::vector<double>& factor_out) {
   if (d == 0) return true;
   double trace = 0.0;
@@ -164,13 +164,15 @@ bool certainly_full_rank(std::vector<double> A, int d, double factor, std::vecto
   int info = 0;
   dpotrf_("U", &d, A.data(), &d, &info);
   if (info != 0) return false;
-  factor_out = A;
+  std::vector<double> U = A;
   dtrtri_("U", "N", &d, A.data(), &d, &info);
   if (info != 0) return false;
   double inv = 0.0;  // ‖U⁻¹‖_F² (the upper triangle)
   for (int j = 0; j < d; ++j)
     for (int i = 0; i <= j; ++i) inv += A[static_cast<std::size_t>(j) * d + i] * A[static_cast<std::size_t>(j) * d + i];
-  return std::isfinite(inv) && std::isfinite(trace) && inv * trace * factor * 8.0 < 1.0;
+  if (!(std::isfinite(inv) && std::isfinite(trace) && inv * trace * factor * 8.0 < 1.0)) return false;
+  factor_out = std::move(U);  // only when certified: the caller then solves with it
+  return true;
 }
 
 // x = V diag(1/λ, λ > cutoff) Vᵀ b (the minimum-norm least-squares solution).

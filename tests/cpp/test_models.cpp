@@ -115,6 +115,11 @@ TEST_P(Models, LeastSquaresAndRidgeRecoverExactCoefficients) {
     const auto deficient = sl::linear_model::solve(dup, {}, true, 1e-6, false, false);
     EXPECT_EQ(deficient.rank, d - 1);
     EXPECT_EQ(static_cast<std::int64_t>(deficient.singular.size()), d);
+    // ...and the minimum-norm solution, exactly as with the spectrum asked for (a Cholesky factor
+    // from the failed certificate must not be used).
+    const auto full = sl::linear_model::solve(dup, {}, true, 1e-6, false, true);
+    EXPECT_EQ(deficient.coef, full.coef);
+    EXPECT_EQ(deficient.intercept, full.intercept);
   }
   // Ridge: (A + αI) coef = b on the same state; check the normal equations' residual.
   const double alpha[] = {7.0};
