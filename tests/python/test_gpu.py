@@ -779,6 +779,25 @@ def test_linear_regression_device_weights_multitarget_predict_score():
         cpu.score(X, Y, sample_weight=w), rel=1e-12)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_linear_regression_device_rank_deficient_equals_sklearn(dtype):
+    # A duplicated column: the Cholesky certificate fails, so the fit takes the eigen path and
+    # must give scikit-learn's minimum-norm coefficients and rank_ (session 5 once reused the
+    # failed certificate's factor; only the CPU suite caught it).
+    from sklearn.linear_model import LinearRegression as SkLR
+
+    import spmdlearn.linear_model as lm
+
+    X, y = _regression_data(20_000, 10, 1, dtype)
+    X = np.hstack([X, X[:, :1]])
+    gpu = lm.LinearRegression().fit(cp.asarray(X), cp.asarray(y))
+    ref = SkLR().fit(X.astype(np.float64), y.astype(np.float64))
+    assert gpu.rank_ == ref.rank_ == X.shape[1] - 1
+    tol = 1e-6 if dtype == np.float64 else 2e-3
+    err = np.linalg.norm(gpu.coef_.astype(np.float64) - ref.coef_) / np.linalg.norm(ref.coef_)
+    assert err <= tol, f"coef_ differs from scikit-learn by {err:.3g}"
+
+
 def test_linear_regression_device_bad_input():
     import spmdlearn.linear_model as lm
 
