@@ -805,6 +805,26 @@ __global__ void block_totals_kernel(const double* __restrict__ ip, const int* __
   }
 }
 
+// The tiles' k x (d + 1) partials (part: tiles rows) summed in tile order into r.sums (k x d) and
+// r.weights (k); synchronises the stream.
+void sum_tiles_into(const double* part, std::int64_t tiles, std::int64_t k, std::int64_t d, cudaStream_t st,
+                    lloyd_device_partial& r) {
+  const std::int64_t width = d + 1, count = k * width;
+  dev_array<double> mid(static_cast<std::size_t>(slices * count), st), out(static_cast<std::size_t>(count), st);
+  const unsigned eb = static_cast<unsigned>((count + threads - 1) / threads);
+  sum_parts_slices<<<dim3(eb, slices), threads, 0, st>>>(part, static_cast<int>(tiles), count, mid.p);
+  check(cudaGetLastError(), "sum kernel launch");
+  sum_parts_finish<<<eb, threads, 0, st>>>(mid.p, slices, count, out.p);
+  check(cudaGetLastError(), "sum kernel launch");
+  std::vector<double> h_out(static_cast<std::size_t>(count));
+  check(cudaMemcpyAsync(h_out.data(), out.p, count * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  for (std::int64_t j = 0; j < k; ++j) {
+    for (std::int64_t l = 0; l < d; ++l) r.sums[j * d + l] = h_out[j * width + l];
+    r.weights[j] = h_out[j * width + d];
+  }
+}
+
 // The M-step sums by sums_fixed_kernel into r.sums / r.weights (synchronises the stream). Needs
 // fixed_smem(k, d) bytes of shared memory a block.
 std::int64_t fixed_smem(std::int64_t k, std::int64_t d) { return (d + 1) * 8 + k * (d + 1) * 8; }
@@ -826,23 +846,11 @@ void fixed_point_sums(const T* X, std::int64_t n, std::int64_t d, std::int64_t s
         X, n, static_cast<int>(d), stride, w, bound);
     check(cudaGetLastError(), "absmax kernel launch");
   }
-  dev_array<double> part(static_cast<std::size_t>(tiles * count), st), mid(static_cast<std::size_t>(slices * count), st),
-      out(static_cast<std::size_t>(count), st);
+  dev_array<double> part(static_cast<std::size_t>(tiles * count), st);
   sums_fixed_kernel<T><<<static_cast<unsigned>(tiles), fixed_threads, fixed_smem(k, d), st>>>(
       X, n, static_cast<int>(d), stride, w, labels, static_cast<int>(k), bound, part.p);
   check(cudaGetLastError(), "fixed-point sums kernel launch");
-  const unsigned eb = static_cast<unsigned>((count + threads - 1) / threads);
-  sum_parts_slices<<<dim3(eb, slices), threads, 0, st>>>(part.p, static_cast<int>(tiles), count, mid.p);
-  check(cudaGetLastError(), "sum kernel launch");
-  sum_parts_finish<<<eb, threads, 0, st>>>(mid.p, slices, count, out.p);
-  check(cudaGetLastError(), "sum kernel launch");
-  std::vector<double> h_out(static_cast<std::size_t>(count));
-  check(cudaMemcpyAsync(h_out.data(), out.p, count * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
-  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
-  for (std::int64_t j = 0; j < k; ++j) {
-    for (std::int64_t l = 0; l < d; ++l) r.sums[j * d + l] = h_out[j * width + l];
-    r.weights[j] = h_out[j * width + d];
-  }
+  sum_tiles_into(part.p, tiles, k, d, st, r);
 }
 
 }  // namespace
@@ -931,24 +939,12 @@ lloyd_device_partial lloyd_step(const T* X, std::int64_t n, std::int64_t d, std:
     const int cols = static_cast<int>(std::min<std::int64_t>({fit, width, 1024}));
     const unsigned col_blocks = static_cast<unsigned>((width + cols - 1) / cols);
     const std::int64_t tiles = (n + tile_rows - 1) / tile_rows, count = k * width;
-    dev_array<double> part(static_cast<std::size_t>(tiles * count), st), mid(static_cast<std::size_t>(slices * count), st),
-        out(static_cast<std::size_t>(count), st);
+    dev_array<double> part(static_cast<std::size_t>(tiles * count), st);
     const int block_threads = ((cols + 31) / 32) * 32;
     sums_kernel<T><<<dim3(static_cast<unsigned>(tiles), col_blocks), block_threads, k * cols * sizeof(T), st>>>(
         X, n, static_cast<int>(d), stride, w, labels, static_cast<int>(k), cols, part.p);
     check(cudaGetLastError(), "sums kernel launch");
-    const unsigned eb = static_cast<unsigned>((count + threads - 1) / threads);
-    sum_parts_slices<<<dim3(eb, slices), threads, 0, st>>>(part.p, static_cast<int>(tiles), count, mid.p);
-    check(cudaGetLastError(), "sum kernel launch");
-    sum_parts_finish<<<eb, threads, 0, st>>>(mid.p, slices, count, out.p);
-    check(cudaGetLastError(), "sum kernel launch");
-    std::vector<double> h_out(static_cast<std::size_t>(count));
-    check(cudaMemcpyAsync(h_out.data(), out.p, count * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
-    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
-    for (std::int64_t j = 0; j < k; ++j) {
-      for (std::int64_t l = 0; l < d; ++l) r.sums[j * d + l] = h_out[j * width + l];
-      r.weights[j] = h_out[j * width + d];
-    }
+    sum_tiles_into(part.p, tiles, k, d, st, r);
   }
   check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
   r.changed = changed;
