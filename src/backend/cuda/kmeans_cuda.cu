@@ -242,6 +242,15 @@ __device__ __forceinline__ void issue(float* S, const float* __restrict__ A, std
   }
 }
 
+__device__ __forceinline__ void zero(float (&acc)[4][4][4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+}
+
 __device__ __forceinline__ bool better(float v, int a, float bv, int ba) {
   return v < bv || (v == bv && a < ba);
 }
@@ -266,12 +275,7 @@ __global__ void __launch_bounds__(TPB, 2)
   int* ra = reinterpret_cast<int*>(rv + 4 * BM);          // [4][BM]
   for (int e = threadIdx.x; e < 4 * BM; e += TPB) rv[e] = INFINITY, ra[e] = 0x7fffffff;
   float acc[4][4][4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+  zero(acc);
   issue(As, X, ldx, r0, n, 0, d, vec);
   issue(Bs, C, d, 0, k, 0, d, vec);
   cp_async_commit();
@@ -361,12 +365,7 @@ __global__ void __launch_bounds__(TPB, 2)
         const int e = wn * BM + wm * 64 + (i >> 1) * 16 + g + (i & 1) * 8;
         if (t == 0 && better(bv[i], ba[i], rv[e], ra[e])) rv[e] = bv[i], ra[e] = ba[i];
       }
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+      zero(acc);
     }
     __syncthreads();  // before the next issue overwrites this stage (and before rv/ra are read)
   }
