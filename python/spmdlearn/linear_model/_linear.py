@@ -271,19 +271,15 @@ class LinearRegression(_NormalEquationsRegressor, _SkLinearRegression):
 
         When the fit proved X of full rank by a Cholesky bound it skipped the eigen-decomposition
         (about 1 ms at 100 features, as much as a GPU pass over 2M rows); the values are then
-        computed here from the merged normal equations, identically on every rank, on first read.
+        computed on first read by the same C++ solve with the spectrum asked for, from the merged
+        normal equations on the host: identical on every rank.
         """
         if "_spectrum_k" not in self.__dict__:
             raise AttributeError("'LinearRegression' object has no attribute 'singular_' (not fitted)")
         if self._singular is None:
-            st = self._partial_state
-            d = int(st["n_features"])
-            A = np.array(st["cross"], dtype=np.float64)[:d, :d]
-            if not self._spectrum_fit_intercept:
-                mean = np.asarray(st["mean"], dtype=np.float64)[:d]
-                A = A + float(st["weight"]) * np.outer(mean, mean)
-            lam = np.linalg.eigvalsh(A)[::-1]
-            self._singular = np.sqrt(np.maximum(lam, 0.0))[: self._spectrum_k].astype(self.coef_.dtype)
+            res = _core.lr_solve(self._partial_state, np.zeros(0), self._spectrum_fit_intercept,
+                                 float(getattr(self, "tol", 1e-6)), False, True)
+            self._singular = res["singular"][: self._spectrum_k].astype(self.coef_.dtype)
         return self._singular
 
 

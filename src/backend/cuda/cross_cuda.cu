@@ -634,8 +634,8 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
   const std::int64_t p = d + t, q = p + 1, qq = q * q;
   const cudaStream_t st = scope.stream();
   // Chunks of whole batches, ~256 MiB of buffer and batch Grams together (at least one batch).
-  // (Session 4 tried 512 MiB: the kernels' time fell, but the benchmark's wall time rose from 6.0
-  // to 19 ms for an unexplained reason; this is session 3's size again, not yet re-measured.)
+  // (Session 4's 19 ms walls with 512 MiB were most likely the OpenBLAS-thread stall found in
+  // session 5, not the chunk size; at 256 MiB this path fits 2M x 100 float in 3.19 ms on an H200.)
   const std::int64_t batch_bytes = (gram_batch * q + qq) * static_cast<std::int64_t>(sizeof(T));
   const std::int64_t per_chunk = std::max<std::int64_t>(1, (256LL << 20) / batch_bytes);
   const std::int64_t batches_total = (n + gram_batch - 1) / gram_batch;

@@ -116,17 +116,17 @@ def test_linear_regression_parity(comm, problem, dtype, fit_intercept, empty_ran
     assert abs(score - ref.score(X, y)) <= (1e-8 if dtype == np.float64 else 1e-4)
 
 
-def test_singular_values_deferred_only_when_the_rank_is_proven_full(comm):
+def test_singular_values_deferred_only_when_the_rank_is_proven_full(comm, empty_rank):
     # Full rank (diabetes): the fit skips the eigen-decomposition and singular_ is computed on first
     # read; collinear columns: the fit needs the spectrum (rank_ < d) and sets it at once.
     X, y = _problem("diabetes", np.float64)
-    est = LinearRegression().fit(shard(X, comm, False), shard(y, comm, False))
+    est = LinearRegression().fit(shard(X, comm, empty_rank), shard(y, comm, empty_rank))
     assert est._singular is None and est.rank_ == X.shape[1]
     ref = sklm.LinearRegression().fit(X, y)
     assert_allclose(est.singular_, ref.singular_, rtol=1e-10)
     assert not hasattr(LinearRegression(), "singular_")
     Xd = np.hstack([X, X[:, :1]])
-    dup = LinearRegression().fit(shard(Xd, comm, False), shard(y, comm, False))
+    dup = LinearRegression().fit(shard(Xd, comm, empty_rank), shard(y, comm, empty_rank))
     assert dup._singular is not None and dup.rank_ == X.shape[1]
 
 
