@@ -5,6 +5,9 @@
 #   bash scripts/gpu-round.sh OUTDIR        (on the device tool: bash scripts/gpu-round.sh $OUT)
 # Writes build.log ctest.log pytest.log lin.md km.md linwall.md prof_km.txt prof_lin.txt into OUTDIR
 # (8 files: the most the device tool brings back) and prints the headline lines.
+# Knobs: ROUND_STEPS (default "build lin linwall km pytest ctest prof_km prof_lin"; "pyprof"
+# writes pyprof.txt, the Python-side profile of a GPU LinearRegression fit), CTEST_FILTER
+# (default 'Cuda*'), PYTEST_K (a pytest -k expression for test_gpu.py; default all).
 set -u
 OUTDIR=${1:-./gpu-round}
 mkdir -p "$OUTDIR"
@@ -12,35 +15,63 @@ export NCCL_NVLS_ENABLE=0
 PY=${PYTHON:-/opt/torch/.venv/bin/python3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 S=$ROOT/build/gpu-check/site
+STEPS=${ROUND_STEPS:-build lin linwall km pytest ctest prof_km prof_lin}
 cd "$ROOT"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-GPU_CHECK_STEPS=build PYTHON=$PY bash scripts/gpu-check.sh /tmp/gpu-round-check > "$OUTDIR/build.log" 2>&1
-tail -n 1 "$OUTDIR/build.log"
-# The C++ tests are built first, not beside the benchmarks: a 16-job compile on the lease's 16
-# cores made one LinearRegression benchmark 30x slower (its host syncs wait for a core).
-cmake -S . -B /tmp/gpu-round-ct -DCMAKE_BUILD_TYPE=Release -DSPMDLEARN_BUILD_TESTS=ON -DSPMDLEARN_ENABLE_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES=90 -DSPMDLEARN_BUILD_PYTHON=OFF >/dev/null 2>&1 &&
-  cmake --build /tmp/gpu-round-ct -j16 --target spmdlearn_tests >/tmp/gpu-round-ctb.log 2>&1
 bench() { (cd bench && PYTHONPATH=$S timeout 150 "$@"); }
-{
-  for dt in float32 float64; do bench "$PY" gpu_linear_bench.py --rows 2000000 --cols 100 --dtype $dt; done
-  bench "$PY" gpu_linear_bench.py --rows 20000000 --cols 100 --dtype float32
-  echo "### SPMDLEARN_FP32_SIMT=1"
-  SPMDLEARN_FP32_SIMT=1 bench "$PY" gpu_linear_bench.py --rows 2000000 --cols 100 --dtype float32
-} > "$OUTDIR/lin.md" 2>&1
-grep -E "^\| spmdlearn|^\| torch: centred|^X:|SIMT" "$OUTDIR/lin.md"
-PYTHONPATH=$S timeout 100 "$PY" bench/profile/linear_wall.py --repeats 7 > "$OUTDIR/linwall.md" 2>&1
-grep median "$OUTDIR/linwall.md"
-{
-  bench "$PY" gpu_kmeans_bench.py --rows 20000000 --cols 64 --k 256 --iters 20
-  echo "### SPMDLEARN_FP32_SIMT=1"
-  SPMDLEARN_FP32_SIMT=1 bench "$PY" gpu_kmeans_bench.py --rows 20000000 --cols 64 --k 256 --iters 20 --repeats 2
-} > "$OUTDIR/km.md" 2>&1
-grep -E "spmdlearn|PyTorch|peak|SIMT" "$OUTDIR/km.md"
-PYTHONPATH=$S timeout 250 "$PY" -m pytest tests/python/test_gpu.py -q -rs -p no:cacheprovider > "$OUTDIR/pytest.log" 2>&1
-tail -n 2 "$OUTDIR/pytest.log"
-timeout 250 /tmp/gpu-round-ct/tests/cpp/spmdlearn_tests --gtest_filter='Cuda*' > "$OUTDIR/ctest.log" 2>&1
-grep -E "^\[ +(OK|FAILED|PASSED|SKIPPED) +\]" "$OUTDIR/ctest.log"
-PYTHONPATH=$S timeout 150 "$PY" bench/profile/gpu_profile.py --what kmeans > "$OUTDIR/prof_km.txt" 2>&1
-PYTHONPATH=$S timeout 100 "$PY" bench/profile/gpu_profile.py --what linear > "$OUTDIR/prof_lin.txt" 2>&1
-grep -v "^---" "$OUTDIR/prof_km.txt" | cut -c1-64,140-215 | grep -A5 "## KMeans" | head -14
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+if has build; then
+  GPU_CHECK_STEPS=build PYTHON=$PY bash scripts/gpu-check.sh /tmp/gpu-round-check > "$OUTDIR/build.log" 2>&1
+  tail -n 1 "$OUTDIR/build.log"
+fi
+if has ctest; then
+  # The C++ tests are built before any benchmark, not beside them: a 16-job compile on the lease's
+  # 16 cores made one LinearRegression benchmark 30x slower (its host syncs wait for a core).
+  cmake -S . -B /tmp/gpu-round-ct -DCMAKE_BUILD_TYPE=Release -DSPMDLEARN_BUILD_TESTS=ON -DSPMDLEARN_ENABLE_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DSPMDLEARN_BUILD_PYTHON=OFF >/dev/null 2>&1 &&
+    cmake --build /tmp/gpu-round-ct -j16 --target spmdlearn_tests >/tmp/gpu-round-ctb.log 2>&1 ||
+    tail -n 30 /tmp/gpu-round-ctb.log
+fi
+if has lin; then
+  {
+    for dt in float32 float64; do bench "$PY" gpu_linear_bench.py --rows 2000000 --cols 100 --dtype $dt; done
+    bench "$PY" gpu_linear_bench.py --rows 20000000 --cols 100 --dtype float32
+    echo "### SPMDLEARN_FP32_SIMT=1"
+    SPMDLEARN_FP32_SIMT=1 bench "$PY" gpu_linear_bench.py --rows 2000000 --cols 100 --dtype float32
+  } > "$OUTDIR/lin.md" 2>&1
+  grep -E "^\| spmdlearn|^\| torch: centred|^X:|SIMT|coef_" "$OUTDIR/lin.md"
+fi
+if has linwall; then
+  PYTHONPATH=$S timeout 100 "$PY" bench/profile/linear_wall.py --repeats 7 > "$OUTDIR/linwall.md" 2>&1
+  grep median "$OUTDIR/linwall.md"
+fi
+if has km; then
+  {
+    bench "$PY" gpu_kmeans_bench.py --rows 20000000 --cols 64 --k 256 --iters 20
+    echo "### SPMDLEARN_FP32_SIMT=1"
+    SPMDLEARN_FP32_SIMT=1 bench "$PY" gpu_kmeans_bench.py --rows 20000000 --cols 64 --k 256 --iters 20 --repeats 2
+  } > "$OUTDIR/km.md" 2>&1
+  grep -E "spmdlearn|PyTorch|peak|SIMT" "$OUTDIR/km.md"
+fi
+if has pytest; then
+  PYTHONPATH=$S timeout 250 "$PY" -m pytest tests/python/test_gpu.py -q -rs -p no:cacheprovider ${PYTEST_K:+-k "$PYTEST_K"} \
+    > "$OUTDIR/pytest.log" 2>&1
+  tail -n 2 "$OUTDIR/pytest.log"
+fi
+if has ctest; then
+  timeout 250 /tmp/gpu-round-ct/tests/cpp/spmdlearn_tests --gtest_filter="${CTEST_FILTER:-Cuda*}" > "$OUTDIR/ctest.log" 2>&1
+  grep -E "^\[ +(OK|FAILED|PASSED|SKIPPED) +\]" "$OUTDIR/ctest.log"
+  grep -B2 -A6 "Failure" "$OUTDIR/ctest.log" | head -40
+fi
+if has prof_km; then
+  PYTHONPATH=$S timeout 150 "$PY" bench/profile/gpu_profile.py --what kmeans > "$OUTDIR/prof_km.txt" 2>&1
+  grep -v "^---" "$OUTDIR/prof_km.txt" | cut -c1-64,140-215 | grep -A5 "## KMeans" | head -14
+fi
+if has prof_lin; then
+  PYTHONPATH=$S timeout 100 "$PY" bench/profile/gpu_profile.py --what linear > "$OUTDIR/prof_lin.txt" 2>&1
+  grep -v "^---" "$OUTDIR/prof_lin.txt" | cut -c1-64,140-215 | grep -A4 "## Linear" | head -6
+fi
+if has pyprof; then
+  PYTHONPATH=$S timeout 100 "$PY" bench/profile/linear_pyprof.py > "$OUTDIR/pyprof.txt" 2>&1
+  head -n 30 "$OUTDIR/pyprof.txt"
+fi

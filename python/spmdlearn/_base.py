@@ -9,6 +9,9 @@ from . import _comm
 FLOAT_DTYPES = (np.float64, np.float32)
 
 
+_PARAM_NAMES = {}  # class -> its __init__ parameter names (SPMDMixin._get_param_names)
+
+
 class SPMDMixin:
     """Mixin for estimators whose fit is collective over an MPI communicator.
 
@@ -24,6 +27,16 @@ class SPMDMixin:
         params = self.get_params(deep=False)
         new = {k: (v if k == "comm" else clone(v, safe=False)) for k, v in params.items()}
         return type(self)(**new)
+
+    @classmethod
+    def _get_param_names(cls):
+        # scikit-learn inspects __init__'s signature on every get_params(); a fit calls it twice
+        # (parameter validation, and the parameter checksum every rank agrees on): ~60 us of a
+        # 1.9 ms GPU fit. The signature of a class does not change: inspect it once.
+        names = _PARAM_NAMES.get(cls)
+        if names is None:
+            names = _PARAM_NAMES[cls] = tuple(super()._get_param_names())
+        return list(names)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

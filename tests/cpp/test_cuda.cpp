@@ -6,9 +6,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "backend/cuda/cross_cuda.hpp"
@@ -200,6 +203,88 @@ TEST(CudaCovariance, FusedAndGemmPathsMatchCpu) {
   covariance_matches_cpu<double>(20001, 80, true);
   covariance_matches_cpu<float>(20001, 80, true);
   covariance_matches_cpu<float>(2100003, 65, false);
+}
+
+// The linear models' Gram pass (weighted_cross: [x | y] with weights) against a float64
+// computation here from the same input values. Float data with q = d + t + 1 <= 128 takes the
+// 3xTF32 tensor-core kernel: every unit count a warp can hold (1..5), the 16-byte and the 4-byte
+// copy paths, a padded row stride, fewer rows than one slice, one row, rows enough for several
+// spills of a block's float registers, zero weights, and a poor first-row shift (second pass).
+template <class T>
+void weighted_cross_matches_float64(std::int64_t n, std::int64_t d, std::int64_t t, std::int64_t sx,
+                                    bool weighted, bool outlier_first_row) {
+  const std::int64_t p = d + t;
+  std::vector<double> z = tu::make_data(n, p, 100 + p);
+  if (outlier_first_row)
+    for (std::int64_t j = 0; j < p; ++j) z[j] += 1e4;
+  std::vector<T> xs(static_cast<std::size_t>(n * sx), T(-7)), ys(static_cast<std::size_t>(n * t)), ws(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t j = 0; j < d; ++j) xs[i * sx + j] = static_cast<T>(z[i * p + j]);
+    for (std::int64_t j = 0; j < t; ++j) ys[i * t + j] = static_cast<T>(z[i * p + d + j]);
+    ws[i] = weighted ? static_cast<T>(((i * 7919) % 13) / 4.0) : T(1);  // some zero
+  }
+  // Reference: float64 over the rounded values.
+  double W = 0.0;
+  std::vector<double> mean(p, 0.0), cross(p * p, 0.0), v(p);
+  auto row = [&](std::int64_t i) {
+    for (std::int64_t j = 0; j < d; ++j) v[j] = static_cast<double>(xs[i * sx + j]);
+    for (std::int64_t j = 0; j < t; ++j) v[d + j] = static_cast<double>(ys[i * t + j]);
+  };
+  for (std::int64_t i = 0; i < n; ++i) {
+    row(i);
+    W += static_cast<double>(ws[i]);
+    for (std::int64_t j = 0; j < p; ++j) mean[j] += static_cast<double>(ws[i]) * v[j];
+  }
+  for (auto& m : mean) m /= W;
+  for (std::int64_t i = 0; i < n; ++i) {
+    row(i);
+    for (std::int64_t a = 0; a < p; ++a)
+      for (std::int64_t b = 0; b < p; ++b)
+        cross[a * p + b] += static_cast<double>(ws[i]) * (v[a] - mean[a]) * (v[b] - mean[b]);
+  }
+  sl::device_copy dx(xs.data(), xs.size() * sizeof(T)), dw(ws.data(), ws.size() * sizeof(T));
+  std::unique_ptr<sl::device_copy> dy;
+  if (t > 0) dy = std::make_unique<sl::device_copy>(ys.data(), ys.size() * sizeof(T));
+  const auto got = sl::cuda::weighted_cross<T>(static_cast<const T*>(dx.data()), n, d, sx,
+                                               dy ? static_cast<const T*>(dy->data()) : nullptr, t, t,
+                                               weighted ? static_cast<const T*>(dw.data()) : nullptr);
+  const double tol = std::is_same_v<T, float> ? 1e-5 : 1e-11;
+  const std::string where = "n=" + std::to_string(n) + " d=" + std::to_string(d) + " t=" + std::to_string(t);
+  // The float kernel carries each weight as sqrt(w) rounded to float, so W too has float error.
+  EXPECT_NEAR(got.weight, W, tol * W) << where;
+  double worst_mean = 0.0, worst_cross = 0.0;
+  for (std::int64_t a = 0; a < p; ++a) {
+    const double sd = std::sqrt(std::max(cross[a * p + a] / W, 0.0));
+    const double mscale = std::abs(mean[a]) + sd;
+    EXPECT_NEAR(got.mean[a], mean[a], tol * mscale + 1e-300) << where << " mean " << a;
+    if (mscale > 0) worst_mean = std::max(worst_mean, std::abs(got.mean[a] - mean[a]) / mscale);
+    for (std::int64_t b = 0; b < p; ++b) {
+      const double scale = std::sqrt(cross[a * p + a] * cross[b * p + b]);
+      EXPECT_NEAR(got.cross[a * p + b], cross[a * p + b], tol * scale + 1e-300) << where << " (" << a << "," << b << ")";
+      EXPECT_EQ(got.cross[a * p + b], got.cross[b * p + a]) << where;
+      if (scale > 0) worst_cross = std::max(worst_cross, std::abs(got.cross[a * p + b] - cross[a * p + b]) / scale);
+    }
+  }
+  // The errors themselves, for the record (scripts/gpu-round.sh keeps the log).
+  std::printf("weighted_cross<%s> %s w=%d: weight %.2e, mean %.2e, cross %.2e (relative)\n",
+              std::is_same_v<T, float> ? "float" : "double", where.c_str(), int(weighted),
+              std::abs(got.weight - W) / W, worst_mean, worst_cross);
+}
+
+TEST(CudaGram, WeightedCrossMatchesFloat64) {
+  SKIP_WITHOUT_GPU();
+  //                                     n        d    t   sx   weights outlier
+  weighted_cross_matches_float64<float>(100003, 100, 1, 100, false, false);  // q 102: 4 units a warp
+  weighted_cross_matches_float64<float>(50001, 61, 3, 61, true, false);      // 4-byte copies, q 65
+  weighted_cross_matches_float64<float>(70001, 127, 0, 127, false, false);   // q 128: 5 units a warp
+  weighted_cross_matches_float64<float>(70001, 124, 3, 128, true, false);    // padded stride
+  weighted_cross_matches_float64<float>(20001, 30, 1, 32, false, false);     // 10 units: 2 a warp
+  weighted_cross_matches_float64<float>(20001, 40, 2, 40, true, true);       // poor shift: second pass
+  weighted_cross_matches_float64<float>(33, 5, 2, 8, true, false);           // under one slice
+  weighted_cross_matches_float64<float>(1, 3, 1, 4, false, false);           // one row
+  weighted_cross_matches_float64<float>(3000017, 20, 1, 20, true, false);    // several spills a block
+  weighted_cross_matches_float64<double>(100003, 100, 1, 100, true, false);  // the batched-gemm path
+  weighted_cross_matches_float64<double>(20001, 40, 2, 40, false, true);
 }
 
 TEST(CudaCovariance, NaNIsReportedWithItsPosition) {

@@ -7,6 +7,8 @@
 // costs another write and read of the data. The fused pass reads X once.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <iterator>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -445,34 +447,49 @@ cublasStatus_t gemm_batched(cublasHandle_t h, int q, int k, const double* A, dou
 
 // ---- the float32 Gram pass on tensor cores (3xTF32, see tf32x3.cuh) ---------------------------
 // For float data with q = p + 1 <= 128, one kernel replaces prepare + batched gemm, reading X once
-// and writing no buffer. A block walks its own range of rows in slices of 32: cp.async brings the
-// raw [x | y] rows of slice s + 1 into shared memory while the tensor cores work on slice s. Once
-// a slice has landed, one pass forms every operand z = (raw − shift) · sqrt(w) in float (the
-// shift is rounded to float first and reported so; without weights z is the exactly rounded
-// difference, as the prepare kernel's) and its 3xTF32 halves, hi in place and lo beside it: a
-// fragment load is then two shared-memory reads (forming and splitting at every fragment load
-// repeated the work ~13x: ncu showed the kernel issue-bound). Column p is the constant 1 (so
-// z = sqrt(w): s and W come out of the same products), columns past p are 0. Every 128 rows (flush_slices) a block adds its
-// float registers into its own double partial part[block] (column-major q x q, entries r >= c);
-// gram_finish_kernel adds the blocks' partials in block order: deterministic.
-// Only the m16 x n8 output tiles that touch the lower triangle are computed (tile (i, j) covers
-// rows 16i.., columns 8j..; j <= 2i + 1): 55 tiles at q = 102, dealt to the 8 warps in order
-// (at most max_tiles = 9 each, 4 float registers a tile).
+// and writing no buffer. A block walks its own range of rows in slices of 32:
+// - cp.async brings the raw [x | y] rows of slices s + 1 and s + 2 into shared memory (three
+//   stages) while slice s is computed;
+// - one pass forms every operand z = (raw − shift) · sqrt(w) in float and its 3xTF32 halves, and
+//   stores them transposed (T[column][row], hi and lo apart). Column p is the constant 1 (so
+//   z = sqrt(w): s and W come out of the same products), columns past p are 0. Without weights z
+//   is the exactly rounded difference, as in the prepare kernel;
+// - the output is cut into 16 x 16 units (i, j), j <= i (the lower triangle; 28 at q = 102),
+//   dealt in order to the 8 warps. In the transposed layout one ldmatrix.x4 gives a 16-column
+//   strip as an A fragment (m16 x k8) and, reordered, as the B fragments of two n8 tiles: a unit
+//   costs at most 4 ldmatrix (A reused along a row, none for B on the diagonal) for 6 mma. The
+//   first version read fragments with 12 scalar loads per 3 mma and was issue-bound (1.6 ms at
+//   2M x 100 on an H200).
+// Accumulation: the tensor cores' float accumulation truncates, so its error is a bias that
+// grows with the length of an mma chain (1024 rows drifted ~2e-5 relative; the covariance test
+// caught it). The mma registers are emptied after every slice (12 chained mma) into float
+// registers added with round-to-nearest, and those into the block's own double partial
+// part[block] (column-major q x q, entries r >= c) every 2048 rows (spill_slices);
+// gram_finish_kernel adds the blocks' partials in block order: deterministic. On an H200
+// (session 6, CudaGram.WeightedCrossMatchesFloat64) emptying every 4 slices instead left errors
+// of up to 5.7e-6 of the cross-products' scale and 1.2e-6 in the weight, every slice 1e-6 and
+// 1.5e-7, for 3% more kernel time (1.20 against 1.17 ms at 2M x 100).
+// The shift is the first row (non-finite entries 0: the sums report them) rounded to float, read
+// on the device (no host round trip); block 0 reports it in shift_out. A given shift (the second
+// pass, at the mean) comes in `shift`.
 namespace gram_tc {
-constexpr int TPB = 256, BK = 32, Q = 128, LD = Q + 8;  // LD % 32 == 8: conflict-free fragments
-constexpr int max_tiles = 9;                            // ceil(72 / 8): 72 tiles at q = 128
-// Rows between flushes of the float registers into the block's double partial: the tensor cores'
-// float accumulation does not round to nearest, and a chain over 1024 rows (384 products) drifted
-// by ~2e-5 relative (the covariance test caught it); 128 rows (48 products) stay near float's own
-// rounding.
-constexpr int flush_slices = 4;
-constexpr int dyn_smem = 3 * BK * LD * 4;  // 52 KB: see the kernel
+constexpr int TPB = 256, WARPS = TPB / 32, BK = 32, Q = 128, STAGES = 3;
+constexpr int LDR = Q + 4;   // raw rows: 16-byte aligned; float4 reads down 8 rows hit distinct banks
+constexpr int LDT = BK + 4;  // transposed rows: an ldmatrix's eight 16-byte rows hit distinct banks
+constexpr int max_units = 5;  // ceil(36 / 8): 36 units at q = 128
+constexpr int spill_slices = 64;  // 2048 rows in the float registers before the double partial
+constexpr int dyn_smem = (STAGES * BK * LDR + 2 * Q * LDT) * 4;  // 86 KB: two blocks an SM
 
 // Slice rows [r0, r0 + 32) ∩ [.., row_end) of [X | Y] into S[row][col] for col < p (zero rows past
-// row_end). vec: d, sx and X are multiples of 4 floats (16-byte copies for the X part).
-__device__ __forceinline__ void issue(float (*S)[LD], const float* __restrict__ X, std::int64_t sx,
+// row_end: the forming pass reads them), then commit the group. vec: d, sx and X are multiples
+// of 4 floats (16-byte copies for the X part).
+__device__ __forceinline__ void issue(float (*S)[LDR], const float* __restrict__ X, std::int64_t sx,
                                       const float* __restrict__ Y, std::int64_t sy, std::int64_t r0,
                                       std::int64_t row_end, int d, int t, bool vec) {
+  if (r0 >= row_end) {  // past the block's rows: an empty group keeps the wait counts uniform
+    asm volatile("cp.async.commit_group;\n" ::);
+    return;
+  }
   if (vec) {
     const int d4 = d / 4;
     for (int e = threadIdx.x; e < BK * d4; e += TPB) {
@@ -501,7 +518,7 @@ __device__ __forceinline__ void issue(float (*S)[LD], const float* __restrict__ 
   asm volatile("cp.async.commit_group;\n" ::);
 }
 
-// sqrt(w) of row r0 + lane (0 past row_end; 1 without weights); a bad weight sets *bad and counts 0.
+// sqrt(w) of `row` (0 past row_end; 1 without weights); a bad weight sets *bad and counts 0.
 __device__ __forceinline__ float root_weight(const float* __restrict__ w, std::int64_t row, std::int64_t row_end,
                                              int* __restrict__ bad) {
   if (row >= row_end) return 0.0f;
@@ -514,111 +531,167 @@ __device__ __forceinline__ float root_weight(const float* __restrict__ w, std::i
   return static_cast<float>(sqrt(wi));
 }
 
-// PER: tiles a warp (ceil(total / 8), at most max_tiles), a template parameter so that the tile
-// loop has no branches and the compiler interleaves the tiles' dependent mma chains; the last
-// warp may compute tiles past `total` (on column 0) that it never writes.
+// Four 8 x 8 32-bit matrices from shared memory (lane l gives the row address l % 8 of matrix
+// l / 8; register k holds word l % 4 of row l / 4 of matrix k).
+__device__ __forceinline__ void ldsm4(unsigned* r, unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// PER: units a warp (ceil(units / 8)), a template parameter so that the unit loop unrolls and
+// its registers stay registers. Units past the last are skipped (warp-uniform).
 template <int PER>
 __global__ void __launch_bounds__(TPB, 2)
     kernel(const float* __restrict__ X, std::int64_t sx, const float* __restrict__ Y, std::int64_t sy,
            const float* __restrict__ w, std::int64_t n, int d, int t, const float* __restrict__ shift,
-           std::int64_t rows_per_block, bool vec, double* __restrict__ part, int* __restrict__ bad) {
-  // Dynamic shared memory (dyn_smem bytes): Zs[2][BK][LD] raw slices (the current one becomes the
-  // hi halves), then Zl[BK][LD], the lo halves of the current slice.
+           std::int64_t rows_per_block, bool vec, double* __restrict__ part, int* __restrict__ bad,
+           double* __restrict__ shift_out) {
+  // Dynamic shared memory: R[STAGES][BK][LDR] raw slices, then Th[Q][LDT] and Tl[Q][LDT], the hi
+  // and lo halves of the current slice's operands, transposed.
   extern __shared__ __align__(16) float dyn[];
-  float(*Zs)[BK][LD] = reinterpret_cast<float(*)[BK][LD]>(dyn);
-  unsigned(*Zl)[LD] = reinterpret_cast<unsigned(*)[LD]>(dyn + 2 * BK * LD);
-  __shared__ float sw[2][BK];
-  __shared__ float sh[LD];
-  __shared__ unsigned char tile_m[TPB / 32 * max_tiles], tile_c[TPB / 32 * max_tiles];
+  float(*R)[BK][LDR] = reinterpret_cast<float(*)[BK][LDR]>(dyn);
+  unsigned(*Th)[LDT] = reinterpret_cast<unsigned(*)[LDT]>(dyn + STAGES * BK * LDR);
+  unsigned(*Tl)[LDT] = Th + Q;
+  __shared__ float sw[STAGES][BK];
+  __shared__ float sh[Q];
   const int p = d + t, q = p + 1;
   const std::int64_t qq = static_cast<std::int64_t>(q) * q;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t4 = lane & 3;
-  // The lower-triangle tiles in order (i, then j), and this warp's share [first, first + PER)
-  // (entries past `total`: tile (0, 0), computed and never written).
-  const int mtiles = (q + 15) / 16, ntiles = (q + 7) / 8;
-  int total = 0;
-  for (int i = 0; i < mtiles; ++i) total += min(2 * i + 2, ntiles);
-  const int first = warp * PER;
-  const int reach = max(16 * mtiles, 8 * ntiles);  // columns any fragment reads
-  if (threadIdx.x == 0)
-    for (int i = 0, j = 0, idx = 0; idx < TPB / 32 * PER; ++idx) {
-      const bool real = idx < total;
-      tile_m[idx] = static_cast<unsigned char>(real ? 16 * i : 0);
-      tile_c[idx] = static_cast<unsigned char>(real ? 8 * j : 0);
-      if (real && ++j == min(2 * i + 2, ntiles)) ++i, j = 0;
+  const int mt = (q + 15) / 16, reach = 16 * mt;  // strips; columns any fragment reads
+  // This warp's units: the lower-triangle units in order (i, then j), [warp PER, warp PER + PER).
+  int ui[PER], uj[PER];
+  {
+    int i = 0, x = warp * PER;
+    while (i < mt && x > i) x -= ++i;  // row i holds i + 1 units
+    for (int u = 0; u < PER; ++u) {
+      ui[u] = i;
+      uj[u] = x;
+      if (++x > i) ++i, x = 0;
     }
-  for (int c = threadIdx.x; c < LD; c += TPB) sh[c] = c < p ? shift[c] : 0.0f;
+  }
+  for (int c = threadIdx.x; c < Q; c += TPB) {
+    float v = 0.0f;
+    if (c < p) {
+      v = shift ? shift[c] : c < d ? X[c] : Y[c - d];
+      if (!isfinite(v)) v = 0.0f;
+      if (shift_out && blockIdx.x == 0) shift_out[c] = static_cast<double>(v);
+    }
+    sh[c] = v;
+  }
   const std::int64_t row_begin = static_cast<std::int64_t>(blockIdx.x) * rows_per_block;
   const std::int64_t row_end = row_begin + rows_per_block < n ? row_begin + rows_per_block : n;
   double* out = part + static_cast<std::int64_t>(blockIdx.x) * qq;
-  float acc[PER][4];
+  // ldmatrix row address of this lane inside a strip (bytes): row (l % 8) + 8 ((l / 8) % 2), word
+  // 4 (l / 16): registers 0..3 are then a0..a3 of the strip's A fragment.
+  const unsigned lane_off = ((((lane & 7) + ((lane >> 3) & 1) * 8) * LDT) + (lane >> 4) * 4) * 4;
+  const unsigned th0 = static_cast<unsigned>(__cvta_generic_to_shared(&Th[0][0])) + lane_off;
+  const unsigned tl0 = static_cast<unsigned>(__cvta_generic_to_shared(&Tl[0][0])) + lane_off;
+  constexpr unsigned strip_bytes = 16 * LDT * 4;
+  float acc[PER][2][4], acc2[PER][2][4];
 #pragma unroll
   for (int u = 0; u < PER; ++u)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) acc[u][e] = 0.0f;
-  bool first_flush = true;
-  int since_flush = 0;
-  issue(Zs[0], X, sx, Y, sy, row_begin, row_end, d, t, vec);
-  float my_sw = threadIdx.x < BK ? root_weight(w, row_begin + threadIdx.x, row_end, bad) : 0.0f;
-  int cur = 0;
-  for (std::int64_t r0 = row_begin; r0 < row_end; r0 += BK, cur ^= 1) {
-    if (threadIdx.x < BK) sw[cur][threadIdx.x] = my_sw;
-    if (r0 + BK < row_end) {  // the next slice flies while this one computes
-      issue(Zs[cur ^ 1], X, sx, Y, sy, r0 + BK, row_end, d, t, vec);
-      if (threadIdx.x < BK) my_sw = root_weight(w, r0 + BK + threadIdx.x, row_end, bad);
-      asm volatile("cp.async.wait_group 1;\n" ::);
-    } else {
-      asm volatile("cp.async.wait_group 0;\n" ::);
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[u][h][e] = acc2[u][h][e] = 0.0f;
+  // Prologue: slices 0 and 1 in flight, their weights staged, slice 2's weights in a register.
+  issue(R[0], X, sx, Y, sy, row_begin, row_end, d, t, vec);
+  issue(R[1], X, sx, Y, sy, row_begin + BK, row_end, d, t, vec);
+  if (threadIdx.x < BK) {
+    sw[0][threadIdx.x] = root_weight(w, row_begin + threadIdx.x, row_end, bad);
+    sw[1][threadIdx.x] = root_weight(w, row_begin + BK + threadIdx.x, row_end, bad);
+  }
+  float next_sw = threadIdx.x < BK ? root_weight(w, row_begin + 2 * BK + threadIdx.x, row_end, bad) : 0.0f;
+  bool first_spill = true;
+  int since_spill = 0, stage = 0;
+  for (std::int64_t r0 = row_begin; r0 < row_end; r0 += BK, stage = stage == STAGES - 1 ? 0 : stage + 1) {
+    // Slice s + 2 goes into the stage slice s - 1 used: every thread finished reading it before
+    // the barrier after the last forming pass.
+    const int ahead = stage == 0 ? STAGES - 1 : stage - 1;
+    issue(R[ahead], X, sx, Y, sy, r0 + 2 * BK, row_end, d, t, vec);  // an empty group past the end
+    if (threadIdx.x < BK) {
+      sw[ahead][threadIdx.x] = next_sw;
+      next_sw = root_weight(w, r0 + 3 * BK + threadIdx.x, row_end, bad);
+    }
+    asm volatile("cp.async.wait_group 2;\n" ::);
+    __syncthreads();  // slice s landed (every thread's copies); every warp finished slice s - 1
+    for (int e = threadIdx.x; e < BK * reach / 4; e += TPB) {
+      const int r = e & (BK - 1), c = (e / BK) * 4;
+      const float4 v = *reinterpret_cast<const float4*>(&R[stage][r][c]);
+      const float s = sw[stage][r];
+      const float raw[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const int cc = c + k;
+        const float z = cc < p ? (raw[k] - sh[cc]) * s : cc == p ? s : 0.0f;
+        unsigned hi, lo;
+        tf32x3::split(z, hi, lo);
+        Th[cc][r] = hi;
+        Tl[cc][r] = lo;
+      }
     }
     __syncthreads();
-    // The operands of the slice and their halves, in the columns the fragments reach (reach <= Q,
-    // a multiple of 8).
-    float(*Z)[LD] = Zs[cur];
-    for (int e = threadIdx.x; e < BK * reach; e += TPB) {
-      const int r = e / reach, c = e - r * reach;
-      const float z = c < p ? (Z[r][c] - sh[c]) * sw[cur][r] : c == p ? sw[cur][r] : 0.0f;
-      unsigned hi, lo;
-      tf32x3::split(z, hi, lo);
-      Z[r][c] = __uint_as_float(hi);
-      Zl[r][c] = lo;
-    }
-    __syncthreads();
-    const unsigned(*Zh)[LD] = reinterpret_cast<const unsigned(*)[LD]>(Z);
 #pragma unroll 1
     for (int kk = 0; kk < BK; kk += 8) {
+      unsigned ah[4], al[4], bh[4], bl[4];
+      int row = -1;
 #pragma unroll
       for (int u = 0; u < PER; ++u) {
-        {
-          const int m = tile_m[first + u] + g, c = tile_c[first + u] + g;
-          const unsigned ah[4] = {Zh[kk + t4][m], Zh[kk + t4][m + 8], Zh[kk + t4 + 4][m], Zh[kk + t4 + 4][m + 8]};
-          const unsigned al[4] = {Zl[kk + t4][m], Zl[kk + t4][m + 8], Zl[kk + t4 + 4][m], Zl[kk + t4 + 4][m + 8]};
-          const unsigned bh[2] = {Zh[kk + t4][c], Zh[kk + t4 + 4][c]};
-          const unsigned bl[2] = {Zl[kk + t4][c], Zl[kk + t4 + 4][c]};
-          tf32x3::mma3(acc[u], ah, al, bh, bl);
+        if (ui[u] >= mt) continue;  // past the last unit
+        if (ui[u] != row) {
+          row = ui[u];
+          ldsm4(ah, th0 + row * strip_bytes + kk * 4);
+          ldsm4(al, tl0 + row * strip_bytes + kk * 4);
         }
+        if (uj[u] == row) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) bh[e] = ah[e], bl[e] = al[e];
+        } else {
+          ldsm4(bh, th0 + uj[u] * strip_bytes + kk * 4);
+          ldsm4(bl, tl0 + uj[u] * strip_bytes + kk * 4);
+        }
+        // B of the n8 tile h: rows 8h.. of the strip, words kk.. and kk + 4..: registers h, h + 2.
+        // The two tiles' products alternate (mma3's order, small terms first), so that no mma
+        // waits on the one before it.
+        const unsigned b0h[2] = {bh[0], bh[2]}, b0l[2] = {bl[0], bl[2]}, b1h[2] = {bh[1], bh[3]},
+                       b1l[2] = {bl[1], bl[3]};
+        tf32x3::mma(acc[u][0], al, b0h);
+        tf32x3::mma(acc[u][1], al, b1h);
+        tf32x3::mma(acc[u][0], ah, b0l);
+        tf32x3::mma(acc[u][1], ah, b1l);
+        tf32x3::mma(acc[u][0], ah, b0h);
+        tf32x3::mma(acc[u][1], ah, b1h);
       }
     }
-    if (++since_flush == flush_slices || r0 + BK >= row_end) {
+#pragma unroll
+    for (int u = 0; u < PER; ++u)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc2[u][h][e] += acc[u][h][e], acc[u][h][e] = 0.0f;
+    if (++since_spill == spill_slices || r0 + BK >= row_end) {
+      since_spill = 0;
 #pragma unroll
       for (int u = 0; u < PER; ++u) {
-        if (first + u < total) {
+        if (ui[u] >= mt) continue;
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            const int r = tile_m[first + u] + g + (e >> 1) * 8, c = tile_c[first + u] + 2 * t4 + (e & 1);
+            const int r = 16 * ui[u] + g + (e >> 1) * 8, c = 16 * uj[u] + 8 * h + 2 * t4 + (e & 1);
             if (r < q && c < q && r >= c) {
               double* o = out + r + static_cast<std::int64_t>(c) * q;
-              *o = (first_flush ? 0.0 : *o) + static_cast<double>(acc[u][e]);
+              *o = (first_spill ? 0.0 : *o) + static_cast<double>(acc2[u][h][e]);
             }
-            acc[u][e] = 0.0f;
+            acc2[u][h][e] = 0.0f;
           }
-        }
       }
-      first_flush = false;
-      since_flush = 0;
+      first_spill = false;
     }
-    __syncthreads();  // before the next issue overwrites this stage
   }
+  asm volatile("cp.async.wait_group 0;\n" ::);
 }
 }  // namespace gram_tc
 
@@ -627,42 +700,34 @@ struct shifted_weighted {
   std::vector<double> S, s, shift;
 };
 
+// shift: the shift to subtract, or nullptr for the first row (taken on the device by the 3xTF32
+// kernel, on the host otherwise; non-finite entries become 0 -- the sums then report them).
 template <class T>
 shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::int64_t sx, const T* Y,
                                std::int64_t t, std::int64_t sy, const T* w,
-                               const std::vector<double>& shift, const device_scope& scope) {
+                               const std::vector<double>* shift, const device_scope& scope) {
   const std::int64_t p = d + t, q = p + 1, qq = q * q;
   const cudaStream_t st = scope.stream();
-  // Chunks of whole batches, ~256 MiB of buffer and batch Grams together (at least one batch).
-  // (Session 4's 19 ms walls with 512 MiB were most likely the OpenBLAS-thread stall found in
-  // session 5, not the chunk size; at 256 MiB this path fits 2M x 100 float in 3.19 ms on an H200.)
-  const std::int64_t batch_bytes = (gram_batch * q + qq) * static_cast<std::int64_t>(sizeof(T));
-  const std::int64_t per_chunk = std::max<std::int64_t>(1, (256LL << 20) / batch_bytes);
-  const std::int64_t batches_total = (n + gram_batch - 1) / gram_batch;
-  const std::int64_t chunk_batches = std::min(per_chunk, batches_total);
-  const std::int64_t chunk_rows = chunk_batches * gram_batch;
   bool fast = false;  // the 3xTF32 kernel (float, q <= 128, sm_80+) instead of prepare + batched gemm
   if constexpr (std::is_same_v<T, float>) fast = q <= gram_tc::Q && tf32x3_enabled();
-  // The fast kernel subtracts the shift in float: it uses (and reports) the shift rounded to float.
-  std::vector<double> used_shift = shift;
-  if (fast)
-    for (auto& v : used_shift) v = static_cast<double>(static_cast<float>(v));
-  dev_array<T> buf(fast ? 0 : static_cast<std::size_t>(chunk_rows * q), st),
-      G(fast ? 0 : static_cast<std::size_t>(chunk_batches * qq), st);
-  dev_array<double> dshift(p, st), S(p * p, st), s(p, st), W(1, st);
-  dev_array<int> bad(1, st);
-  dev_array<double> part(fast ? 0 : static_cast<std::size_t>(reduce_slices * qq), st);
-  check(cudaMemcpyAsync(dshift.p, shift.data(), p * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
-  check(cudaMemsetAsync(S.p, 0, p * p * sizeof(double), st), "cudaMemsetAsync");
-  check(cudaMemsetAsync(s.p, 0, p * sizeof(double), st), "cudaMemsetAsync");
-  check(cudaMemsetAsync(W.p, 0, sizeof(double), st), "cudaMemsetAsync");
-  check(cudaMemsetAsync(bad.p, 0, sizeof(int), st), "cudaMemsetAsync");
-  // Up to 64 blocks an SM: a block rarely walks more than a few strips when q is wide (the block
-  // scheduler balances the SMs), and narrow rows still get warps that stream many strips.
-  const std::int64_t max_blocks = 64LL * multiprocessors();
-  // Offsets inside a 32-row strip fit an int (see gram_prepare_kernel).
-  const std::int64_t int_max = std::numeric_limits<int>::max();
-  const bool narrow = 32 * (sx + q) <= int_max && 32 * (sy + q) <= int_max;
+  // Everything the host reads back, in one buffer (one copy): S (p x p), s (p), W, the shift used
+  // (p), and the bad-weight flag (an int in the last slot).
+  const std::int64_t o_s = p * p, o_W = o_s + p, o_shift = o_W + 1, o_bad = o_shift + p, o_end = o_bad + 1;
+  dev_array<double> res(static_cast<std::size_t>(o_end), st);
+  check(cudaMemsetAsync(res.p, 0, o_end * sizeof(double), st), "cudaMemsetAsync");
+  int* bad = reinterpret_cast<int*>(res.p + o_bad);
+  std::vector<double> used_shift;
+  if (shift) {
+    used_shift = *shift;
+  } else if (!fast) {
+    used_shift = first_row(X, d);
+    if (t > 0) {
+      const std::vector<double> y0 = first_row(Y, t);
+      used_shift.insert(used_shift.end(), y0.begin(), y0.end());
+    }
+    for (auto& v : used_shift)
+      if (!std::isfinite(v)) v = 0.0;
+  }
   const unsigned reduce_blocks = static_cast<unsigned>((qq + threads - 1) / threads);
   if constexpr (std::is_same_v<T, float>) {
     if (fast) {
@@ -672,57 +737,83 @@ shifted_weighted weighted_pass(const T* X, std::int64_t n, std::int64_t d, std::
                                                                         gram_tc::BK * gram_tc::BK);
       const std::int64_t blocks = (n + rpb - 1) / rpb;
       dev_array<double> bpart(static_cast<std::size_t>(blocks * qq), st);
-      dev_array<float> fshift(static_cast<std::size_t>(p), st);
-      std::vector<float> hs(used_shift.begin(), used_shift.end());
-      check(cudaMemcpyAsync(fshift.p, hs.data(), p * sizeof(float), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+      // A given shift is subtracted in float: rounded to float here, and reported so.
+      dev_array<float> fshift(shift ? static_cast<std::size_t>(p) : 0, st);
+      if (shift) {
+        for (auto& v : used_shift) v = static_cast<double>(static_cast<float>(v));
+        const std::vector<float> hs(used_shift.begin(), used_shift.end());
+        check(cudaMemcpyAsync(fshift.p, hs.data(), p * sizeof(float), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+      }
       const bool vec = d % 4 == 0 && sx % 4 == 0 && reinterpret_cast<std::uintptr_t>(X) % 16 == 0;
-      int total = 0;  // lower-triangle tiles (see gram_tc::kernel), dealt 8 ways
-      for (std::int64_t i = 0; i < (q + 15) / 16; ++i) total += static_cast<int>(std::min<std::int64_t>(2 * i + 2, (q + 7) / 8));
+      const int mt = static_cast<int>((q + 15) / 16), units = mt * (mt + 1) / 2;  // dealt 8 ways
       using kernel_t = decltype(&gram_tc::kernel<1>);
       static constexpr kernel_t kernels[] = {gram_tc::kernel<1>, gram_tc::kernel<2>, gram_tc::kernel<3>,
-                                             gram_tc::kernel<4>, gram_tc::kernel<5>, gram_tc::kernel<6>,
-                                             gram_tc::kernel<7>, gram_tc::kernel<8>, gram_tc::kernel<9>};
-      const kernel_t kern = kernels[(total + 7) / 8 - 1];
+                                             gram_tc::kernel<4>, gram_tc::kernel<5>};
+      static_assert(std::size(kernels) == gram_tc::max_units);
+      const kernel_t kern = kernels[(units + gram_tc::WARPS - 1) / gram_tc::WARPS - 1];
       // Per call: the attribute belongs to the current device (a process may drive several).
       check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, gram_tc::dyn_smem),
             "cudaFuncSetAttribute");
       kern<<<static_cast<unsigned>(blocks), gram_tc::TPB, gram_tc::dyn_smem, st>>>(
-          X, sx, Y, sy, w, n, static_cast<int>(d), static_cast<int>(t), fshift.p, rpb, vec, bpart.p, bad.p);
+          X, sx, Y, sy, w, n, static_cast<int>(d), static_cast<int>(t), shift ? fshift.p : nullptr, rpb, vec,
+          bpart.p, bad, shift ? nullptr : res.p + o_shift);
       check(cudaGetLastError(), "Gram kernel (3xTF32) launch");
-      gram_finish_kernel<<<reduce_blocks, threads, 0, st>>>(bpart.p, static_cast<int>(blocks), static_cast<int>(q), S.p,
-                                                            s.p, W.p);
+      gram_finish_kernel<<<reduce_blocks, threads, 0, st>>>(bpart.p, static_cast<int>(blocks), static_cast<int>(q),
+                                                            res.p, res.p + o_s, res.p + o_W);
       check(cudaGetLastError(), "gram finish kernel launch");
     }
   }
-  for (std::int64_t i0 = 0; !fast && i0 < n; i0 += chunk_rows) {
-    const std::int64_t nb = std::min(chunk_rows, n - i0);
-    const std::int64_t batches = (nb + gram_batch - 1) / gram_batch;
-    const std::int64_t strips = batches * (gram_batch / 32);
-    const std::int64_t blocks = std::min(max_blocks, (strips + prep_threads / 32 - 1) / (prep_threads / 32));
-    auto* prepare = narrow ? gram_prepare_kernel<T, int> : gram_prepare_kernel<T, std::int64_t>;
-    prepare<<<static_cast<unsigned>(blocks), prep_threads, 0, st>>>(
-        X + i0 * sx, sx, Y ? Y + i0 * sy : nullptr, sy, w ? w + i0 : nullptr, nb, strips, static_cast<int>(d),
-        static_cast<int>(t), dshift.p, buf.p, bad.p);
-    check(cudaGetLastError(), "gram prepare kernel launch");
-    check_blas(gemm_batched(scope.ctx->blas, static_cast<int>(q), gram_batch, buf.p, G.p, static_cast<int>(batches)),
-               "cublas gemmStridedBatched");
-    gram_reduce_kernel<T><<<dim3(reduce_blocks, reduce_slices), threads, 0, st>>>(G.p, static_cast<int>(batches),
-                                                                                 static_cast<int>(q), part.p);
-    check(cudaGetLastError(), "gram reduce kernel launch");
-    gram_finish_kernel<<<reduce_blocks, threads, 0, st>>>(part.p, reduce_slices, static_cast<int>(q), S.p, s.p, W.p);
-    check(cudaGetLastError(), "gram finish kernel launch");
+  if (!fast) {
+    // Chunks of whole batches, ~256 MiB of buffer and batch Grams together (at least one batch).
+    // (Session 4's 19 ms walls with 512 MiB were most likely the OpenBLAS-thread stall found in
+    // session 5, not the chunk size; at 256 MiB this path fits 2M x 100 float in 3.19 ms on an H200.)
+    const std::int64_t batch_bytes = (gram_batch * q + qq) * static_cast<std::int64_t>(sizeof(T));
+    const std::int64_t per_chunk = std::max<std::int64_t>(1, (256LL << 20) / batch_bytes);
+    const std::int64_t batches_total = (n + gram_batch - 1) / gram_batch;
+    const std::int64_t chunk_batches = std::min(per_chunk, batches_total);
+    const std::int64_t chunk_rows = chunk_batches * gram_batch;
+    dev_array<T> buf(static_cast<std::size_t>(chunk_rows * q), st), G(static_cast<std::size_t>(chunk_batches * qq), st);
+    dev_array<double> dshift(p, st), part(static_cast<std::size_t>(reduce_slices * qq), st);
+    check(cudaMemcpyAsync(dshift.p, used_shift.data(), p * sizeof(double), cudaMemcpyHostToDevice, st),
+          "cudaMemcpyAsync");
+    // Up to 64 blocks an SM: a block rarely walks more than a few strips when q is wide (the block
+    // scheduler balances the SMs), and narrow rows still get warps that stream many strips.
+    const std::int64_t max_blocks = 64LL * multiprocessors();
+    // Offsets inside a 32-row strip fit an int (see gram_prepare_kernel).
+    const std::int64_t int_max = std::numeric_limits<int>::max();
+    const bool narrow = 32 * (sx + q) <= int_max && 32 * (sy + q) <= int_max;
+    for (std::int64_t i0 = 0; i0 < n; i0 += chunk_rows) {
+      const std::int64_t nb = std::min(chunk_rows, n - i0);
+      const std::int64_t batches = (nb + gram_batch - 1) / gram_batch;
+      const std::int64_t strips = batches * (gram_batch / 32);
+      const std::int64_t blocks = std::min(max_blocks, (strips + prep_threads / 32 - 1) / (prep_threads / 32));
+      auto* prepare = narrow ? gram_prepare_kernel<T, int> : gram_prepare_kernel<T, std::int64_t>;
+      prepare<<<static_cast<unsigned>(blocks), prep_threads, 0, st>>>(
+          X + i0 * sx, sx, Y ? Y + i0 * sy : nullptr, sy, w ? w + i0 : nullptr, nb, strips, static_cast<int>(d),
+          static_cast<int>(t), dshift.p, buf.p, bad);
+      check(cudaGetLastError(), "gram prepare kernel launch");
+      check_blas(gemm_batched(scope.ctx->blas, static_cast<int>(q), gram_batch, buf.p, G.p, static_cast<int>(batches)),
+                 "cublas gemmStridedBatched");
+      gram_reduce_kernel<T><<<dim3(reduce_blocks, reduce_slices), threads, 0, st>>>(G.p, static_cast<int>(batches),
+                                                                                   static_cast<int>(q), part.p);
+      check(cudaGetLastError(), "gram reduce kernel launch");
+      gram_finish_kernel<<<reduce_blocks, threads, 0, st>>>(part.p, reduce_slices, static_cast<int>(q), res.p,
+                                                            res.p + o_s, res.p + o_W);
+      check(cudaGetLastError(), "gram finish kernel launch");
+    }
   }
-  shifted_weighted r;
-  r.shift = used_shift;
-  r.S.resize(p * p);
-  r.s.resize(p);
-  int flag = 0;
-  check(cudaMemcpyAsync(r.S.data(), S.p, p * p * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
-  check(cudaMemcpyAsync(r.s.data(), s.p, p * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
-  check(cudaMemcpyAsync(&r.W, W.p, sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
-  check(cudaMemcpyAsync(&flag, bad.p, sizeof(int), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  std::vector<double> host(static_cast<std::size_t>(o_end));
+  check(cudaMemcpyAsync(host.data(), res.p, o_end * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  int flag = 0;
+  std::memcpy(&flag, host.data() + o_bad, sizeof(int));
   if (flag) throw invalid_argument("sample_weight contains a negative value, NaN or infinity; weights must be finite and >= 0");
+  shifted_weighted r;
+  r.S.assign(host.begin(), host.begin() + o_s);
+  r.s.assign(host.begin() + o_s, host.begin() + o_W);
+  r.W = host[o_W];
+  if (fast && !shift) used_shift.assign(host.begin() + o_shift, host.begin() + o_bad);
+  r.shift = std::move(used_shift);
   // Only the row-major upper triangle (i <= j) was filled; mirror it so the result is exactly
   // symmetric.
   for (std::int64_t i = 0; i < p; ++i)
@@ -743,14 +834,7 @@ weighted_moments weighted_cross(const T* X, std::int64_t n, std::int64_t d, std:
   device_scope scope(X);
   if (t > 0) require_same_device(Y, scope.device, "y");
   if (w) require_same_device(w, scope.device, "sample_weight");
-  std::vector<double> shift = first_row(X, d);
-  if (t > 0) {
-    const std::vector<double> y0 = first_row(Y, t);
-    shift.insert(shift.end(), y0.begin(), y0.end());
-  }
-  for (auto& v : shift)
-    if (!std::isfinite(v)) v = 0.0;  // reported by the pass itself
-  shifted_weighted f = weighted_pass(X, n, d, sx, Y, t, sy, w, shift, scope);
+  shifted_weighted f = weighted_pass(X, n, d, sx, Y, t, sy, w, nullptr, scope);  // shift: the first row
   bool finite = std::isfinite(f.W);
   for (double v : f.S) finite &= std::isfinite(v);
   if (!finite) {
@@ -774,7 +858,7 @@ weighted_moments weighted_cross(const T* X, std::int64_t n, std::int64_t d, std:
   finish(f, poor);
   if (poor) {
     const std::vector<double> mean = r.mean;
-    f = weighted_pass(X, n, d, sx, Y, t, sy, w, mean, scope);
+    f = weighted_pass(X, n, d, sx, Y, t, sy, w, &mean, scope);
     finish(f, poor);
   }
   return r;
