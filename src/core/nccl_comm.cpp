@@ -7,8 +7,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "backend/cuda/cuda_common.hpp"
 #include "core/nccl_comm.hpp"
@@ -88,6 +90,24 @@ void drop(cache& c, int device) {
                       "); the NCCL communicator was aborted");
 }
 
+// Whether two ranks of mc drive the same GPU (more ranks than GPUs on a host). NCCL needs one
+// rank a GPU: ncclCommInitRank should then fail, but with 3 ranks on 2 H200s (session 6) the
+// first allreduce hung instead. The devices' UUIDs, gathered over MPI, decide before NCCL runs;
+// the caller then stages through the host (MPI).
+bool shares_a_device(MPI_Comm mc, int device) {
+  cudaDeviceProp prop{};
+  cuda::check(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+  int size = 1;
+  MPI_Comm_size(mc, &size);
+  constexpr int bytes = sizeof(prop.uuid.bytes);
+  std::vector<char> all(static_cast<std::size_t>(size) * bytes);
+  MPI_Allgather(prop.uuid.bytes, bytes, MPI_BYTE, all.data(), bytes, MPI_BYTE, mc);
+  std::set<std::string> seen;
+  for (int r = 0; r < size; ++r)
+    if (!seen.insert(std::string(all.data() + static_cast<std::size_t>(r) * bytes, bytes)).second) return true;
+  return false;
+}
+
 }  // namespace
 
 bool nccl_allreduce(const void* mpi_comm_address, void* buf, std::size_t count, comm_type t,
@@ -123,6 +143,10 @@ bool nccl_allreduce(const void* mpi_comm_address, void* buf, std::size_t count, 
   if (code == absent) {
     // (Re)create on every rank together.
     drop(c, device);
+    if (shares_a_device(mc, device)) {
+      c[device].broken = true;  // every rank sees the same answer: all fall back together
+      return false;
+    }
     ncclUniqueId id{};
     int ok = 1;
     if (rank == 0 && ncclGetUniqueId(&id) != ncclSuccess) ok = 0;

@@ -20,9 +20,10 @@ namespace spmdlearn::detail {
 // throws runtime_error on this rank -- the other ranks, blocked in the same collective, see the
 // abort as an error or time out in turn, instead of hanging.
 //
-// Returns false, having reduced nothing, when NCCL cannot serve this communicator (its
-// initialisation failed on some rank, e.g. two ranks share one GPU): decided collectively, so all
-// ranks take the caller's fallback together.
+// Returns false, having reduced nothing, when NCCL cannot serve this communicator (two ranks
+// share one GPU -- checked by comparing device UUIDs before NCCL starts, since NCCL itself hung
+// there once -- or its initialisation failed on some rank): decided collectively, so all ranks
+// take the caller's fallback (host staging over MPI) together.
 // `agree_first = false` skips the MPI agreement (tests only: it lets one rank enter a collective
 // the others never join, to exercise the timeout and abort path).
 bool nccl_allreduce(const void* mpi_comm_address, void* buf, std::size_t count, comm_type t,
