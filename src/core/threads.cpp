@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <thread>
+#include <vector>
 
 namespace spmdlearn::detail {
 
@@ -17,19 +18,32 @@ int cores_available() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-// Looked up at run time so that any BLAS (OpenBLAS, MKL, BLIS) works and none is required.
-void set_blas_threads(int n) {
+// Looked up at run time so that any BLAS (OpenBLAS, MKL, BLIS) works and none is required; once
+// per process: dlsym(RTLD_DEFAULT) of an absent name walks every loaded library (~5 us each in a
+// Python process), and blas_serial_scope toggles the count twice per small solve.
+struct blas_thread_api {
   using setter = void (*)(int);
-  for (const char* sym : {"openblas_set_num_threads", "MKL_Set_Num_Threads", "bli_thread_set_num_threads"}) {
-    if (auto f = reinterpret_cast<setter>(dlsym(RTLD_DEFAULT, sym))) f(n);
-  }
-}
-int get_blas_threads() {
   using getter = int (*)();
-  for (const char* sym : {"openblas_get_num_threads", "MKL_Get_Max_Threads", "bli_thread_get_num_threads"})
-    if (auto f = reinterpret_cast<getter>(dlsym(RTLD_DEFAULT, sym))) return f();
-  return 0;
+  std::vector<setter> set;
+  getter get = nullptr;
+  blas_thread_api() {
+    for (const char* sym : {"openblas_set_num_threads", "MKL_Set_Num_Threads", "bli_thread_set_num_threads"})
+      if (auto f = reinterpret_cast<setter>(dlsym(RTLD_DEFAULT, sym))) set.push_back(f);
+    for (const char* sym : {"openblas_get_num_threads", "MKL_Get_Max_Threads", "bli_thread_get_num_threads"})
+      if (auto f = reinterpret_cast<getter>(dlsym(RTLD_DEFAULT, sym))) {
+        get = f;
+        break;
+      }
+  }
+};
+const blas_thread_api& blas_api() {
+  static const blas_thread_api api;
+  return api;
 }
+void set_blas_threads(int n) {
+  for (auto f : blas_api().set) f(n);
+}
+int get_blas_threads() { return blas_api().get ? blas_api().get() : 0; }
 }  // namespace
 
 blas_serial_scope::blas_serial_scope(long long n) : previous_(n <= serial_max ? get_blas_threads() : 0) {
