@@ -4,12 +4,12 @@
 # the one-GPU LinearRegression benchmarks on the final code.
 #   bash scripts/gpu-final-lin.sh $OUT      (on the device tool, kind nvidia-h100-x2)
 set -u
+cd "$(dirname "$0")/.." || exit 2
 O=${1:-./gpu-final}
 mkdir -p "$O"
 PY=${PYTHON:-/opt/torch/.venv/bin/python3}
 GPU_CHECK_STEPS="build ctest" GPU_CHECK_DEADLINE=400 PYTHON=$PY bash scripts/gpu-check.sh "$O" 2>&1 | grep -E "^\| [0-9]+ \||gpu-check:"
-/work/main/build/gpu-check/ctest/tests/cpp/spmdlearn_tests --gtest_filter='CudaGram*' 2>/dev/null | grep -E "weighted_cross|OK|FAILED" > "$O/gram.txt" 2>&1 ||
-  "$(pwd)"/build/gpu-check/ctest/tests/cpp/spmdlearn_tests --gtest_filter='CudaGram*' | grep -E "weighted_cross|OK|FAILED" > "$O/gram.txt"
+build/gpu-check/ctest/tests/cpp/spmdlearn_tests --gtest_filter='CudaGram*' | grep -E "weighted_cross|OK|FAILED" > "$O/gram.txt"
 cat "$O/gram.txt"
 S=$(pwd)/build/gpu-check/site
 {
