@@ -6,7 +6,8 @@
 # Writes build.log ctest.log pytest.log lin.md km.md linwall.md prof_km.txt prof_lin.txt into OUTDIR
 # (8 files: the most the device tool brings back) and prints the headline lines.
 # Knobs: ROUND_STEPS (default "build lin linwall km pytest ctest prof_km prof_lin"; "pyprof"
-# writes pyprof.txt, the Python-side profile of a GPU LinearRegression fit), CTEST_FILTER
+# writes pyprof.txt, the Python-side profile of a GPU LinearRegression fit; "ncu_gram" writes
+# ncu_gram.txt, Nsight Compute on one launch of the Gram kernel), CTEST_FILTER
 # (default 'Cuda*'), PYTEST_K (a pytest -k expression for test_gpu.py; default all).
 set -u
 OUTDIR=${1:-./gpu-round}
@@ -70,6 +71,14 @@ fi
 if has prof_lin; then
   PYTHONPATH=$S timeout 100 "$PY" bench/profile/gpu_profile.py --what linear > "$OUTDIR/prof_lin.txt" 2>&1
   grep -v "^---" "$OUTDIR/prof_lin.txt" | cut -c1-64,140-215 | grep -A4 "## Linear" | head -6
+fi
+if has ncu_gram; then
+  # One launch of the Gram kernel under Nsight Compute: throughput, warp stalls, instruction mix.
+  (cd bench && PYTHONPATH=$S timeout 200 ncu --kernel-name-base demangled --kernel-name regex:gram_tc --launch-count 1 \
+    --section SpeedOfLight --section WarpStateStats --section InstructionStats --section MemoryWorkloadAnalysis \
+    --section Occupancy "$PY" gpu_linear_bench.py --rows 2000000 --cols 100 --dtype float32) \
+    > "$OUTDIR/ncu_gram.txt" 2>&1
+  grep -E "Duration|Throughput|Issue Slots|Stall|Achieved Occupancy" "$OUTDIR/ncu_gram.txt" | head -20
 fi
 if has pyprof; then
   PYTHONPATH=$S timeout 100 "$PY" bench/profile/linear_pyprof.py > "$OUTDIR/pyprof.txt" 2>&1
