@@ -7,7 +7,9 @@
 # (8 files: the most the device tool brings back) and prints the headline lines.
 # Knobs: ROUND_STEPS (default "build lin linwall km pytest ctest prof_km prof_lin"; "pyprof"
 # writes pyprof.txt, the Python-side profile of a GPU LinearRegression fit; "ncu_gram" writes
-# ncu_gram.txt, Nsight Compute on one launch of the Gram kernel), CTEST_FILTER
+# ncu_gram.txt, Nsight Compute on one launch of the Gram kernel; "kpp" writes kpp.md, the KMeans
+# initialisation benchmark, fused and earlier candidate pass; "ncu_kpp" writes ncu_kpp.txt, Nsight
+# Compute on one fused candidate launch), CTEST_FILTER
 # (default 'Cuda*'), PYTEST_K (a pytest -k expression for test_gpu.py; default all).
 set -u
 OUTDIR=${1:-./gpu-round}
@@ -54,6 +56,15 @@ if has km; then
   } > "$OUTDIR/km.md" 2>&1
   grep -E "spmdlearn|PyTorch|peak|SIMT" "$OUTDIR/km.md"
 fi
+if has kpp; then
+  # k-means++ / k-means|| initialisation: the fused candidate pass, then the earlier gemm pass.
+  {
+    bench "$PY" gpu_kmeans_init_bench.py --rows 20000000 --cols 64 --k 256
+    SPMDLEARN_KPP_GEMM=1 bench "$PY" gpu_kmeans_init_bench.py --rows 20000000 --cols 64 --k 256 --repeats 2
+    bench "$PY" gpu_kmeans_init_bench.py --rows 20000000 --cols 64 --k 256 --dtype float64 --repeats 2
+  } > "$OUTDIR/kpp.md" 2>&1
+  grep -E "^## |^\| (given|k-means)" "$OUTDIR/kpp.md"
+fi
 if has pytest; then
   PYTHONPATH=$S timeout 250 "$PY" -m pytest tests/python/test_gpu.py -q -rs -p no:cacheprovider ${PYTEST_K:+-k "$PYTEST_K"} \
     > "$OUTDIR/pytest.log" 2>&1
@@ -79,6 +90,14 @@ if has ncu_gram; then
     --section Occupancy "$PY" gpu_linear_bench.py --rows 2000000 --cols 100 --dtype float32) \
     > "$OUTDIR/ncu_gram.txt" 2>&1
   grep -E "Duration|Throughput|Issue Slots|Stall|Achieved Occupancy" "$OUTDIR/ncu_gram.txt" | head -20
+fi
+if has ncu_kpp; then
+  # One k-means++ potentials launch (8 candidates) under Nsight Compute.
+  (cd bench && PYTHONPATH=$S timeout 200 ncu --kernel-name-base demangled --kernel-name regex:few_candidates \
+    --launch-skip 3 --launch-count 1 --section SpeedOfLight --section WarpStateStats --section MemoryWorkloadAnalysis \
+    --section Occupancy "$PY" gpu_kmeans_init_bench.py --rows 20000000 --cols 64 --k 256 --repeats 1) \
+    > "$OUTDIR/ncu_kpp.txt" 2>&1
+  grep -E "Duration|Throughput|Stall|Achieved Occupancy|Registers" "$OUTDIR/ncu_kpp.txt" | head -20
 fi
 if has pyprof; then
   PYTHONPATH=$S timeout 100 "$PY" bench/profile/linear_pyprof.py > "$OUTDIR/pyprof.txt" 2>&1

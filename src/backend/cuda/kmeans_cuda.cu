@@ -43,14 +43,18 @@ struct fused_cfg<double> {
 };
 
 // Asynchronous copies global -> shared (cp.async, sm_80+): no registers held while in flight;
-// src_size 0 writes zeros (the padding outside the matrix).
+// src_size 0 writes zeros (the padding outside the matrix). dst: a shared-state-space address
+// (loops add immediate offsets to it).
 template <class T>
-__device__ __forceinline__ void cp_async(T* smem, const T* gmem, bool valid) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+__device__ __forceinline__ void cp_async_shared(unsigned dst, const T* gmem, bool valid) {
   if constexpr (sizeof(T) == 4)
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 4 : 0));
   else
     asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 8 : 0));
+}
+template <class T>
+__device__ __forceinline__ void cp_async(T* smem, const T* gmem, bool valid) {
+  cp_async_shared(static_cast<unsigned>(__cvta_generic_to_shared(smem)), gmem, valid);
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
@@ -965,6 +969,181 @@ lloyd_device_partial lloyd_step_rows(const T* X, std::int64_t n, std::int64_t d,
   return lloyd_step<T>(X, n, d, stride, w, xsq.p, centers, k, labels, update);
 }
 
+// ---- k-means++ steps: the candidate pass for a few candidates ------------------------------------
+// A k-means++ step scores 2 + ln k candidates (7 for k = 256), then moves the closest distances to
+// the one it keeps (m = 1). For such skinny products the cuBLAS gemm + candidate_kernel pair read
+// X twice (the gemm, then ‖x‖² row by row, uncoalesced), wrote and re-read an m x n block of
+// products, and brought one partial a 256-row block to the host (4.4 MB a step at 20M rows): ~19 ms
+// a step at 20M x 64, 4.8 s for k = 256 (one H200). Here one pass: a block stages tiles of 256 rows
+// in shared memory, 128 bytes of each row at a time, with cp.async (three chunks in flight), and
+// the same columns of the candidates; each thread takes one row's ‖x‖² and m dot products in
+// double (as the host path, and scikit-learn, which upcasts float32 for these distances). The
+// potentials are summed in a fixed order (a thread's rows, a tree over the block, the blocks on the
+// host): deterministic for a given GPU. Measured (session 7, H200, 20M x 64 float32, 8 candidates):
+// 4.1 ms a pass at 1.3 TB/s, issue-bound: 1.9 G warp instructions, 28% of them IMAD, mostly the
+// copy loop's addressing (bench/results/logs/gpu_session7_run6_ncu_kpp_opcodes_h200.txt); that
+// loop is now strength-reduced (the k = 256 init 1.69 -> 1.55 s). Four rows a thread, sharing
+// the candidates' shared-memory reads, was slower (4.6 ms a pass).
+namespace pp {
+constexpr int TPB = 256;    // rows of a tile, one a thread
+constexpr int STAGES = 3;   // column chunks in flight
+template <class T>
+constexpr int kc = 128 / static_cast<int>(sizeof(T));  // columns a chunk: 128 bytes of a row
+
+template <class T, int M>
+constexpr std::size_t smem_bytes() {
+  constexpr std::size_t K = kc<T>;
+  return STAGES * (K * M * sizeof(double) + TPB * (K + 1) * sizeof(T));
+}
+
+// The block's work is a sequence of (tile, column chunk) items: tiles blockIdx.x, + gridDim.x, ...,
+// each in ceil(d / kc) chunks. Item `it` lands in ring slot it % STAGES: rows xs[slot][TPB][kc + 1]
+// (+1: thread t reads row t without bank conflicts) and the candidates' same columns
+// cs[slot][kc][M] (broadcast reads); zeros outside the matrix.
+template <class T, int M>
+__device__ __forceinline__ void issue_chunk(T* xs, double* cs, const T* __restrict__ X, std::int64_t n, int d,
+                                            std::int64_t stride, const double* __restrict__ C, int m, int nch,
+                                            std::int64_t it, int slot) {
+  constexpr int K = kc<T>, RS = TPB / K;  // RS rows a pass: element (row rb + s RS, column c)
+  const std::int64_t r0 = (blockIdx.x + (it / nch) * static_cast<std::int64_t>(gridDim.x)) * TPB;
+  const int c0 = static_cast<int>(it % nch) * K, c = threadIdx.x % K, rb = threadIdx.x / K;
+  // Passes s < live read rows inside the matrix. The loop is strength-reduced by hand (one pointer
+  // step, immediate shared offsets, a 32-bit test): with the 64-bit row test and index product in
+  // every pass it ran ~23 integer instructions a copy, over half the kernel's instructions.
+  const std::int64_t left = n - r0 - rb;
+  const int live = c0 + c >= d || left <= 0 ? 0 : left >= TPB ? K : static_cast<int>((left + RS - 1) / RS);
+  const unsigned dst = static_cast<unsigned>(
+      __cvta_generic_to_shared(xs + (static_cast<std::int64_t>(slot) * TPB + rb) * (K + 1) + c));
+  const T* src = X + (r0 + rb) * stride + c0 + c;
+  const std::int64_t step = RS * stride;
+#pragma unroll
+  for (int s = 0; s < K; ++s, src += step) cp_async_shared(dst + s * RS * (K + 1) * sizeof(T), s < live ? src : X, s < live);
+  for (int e = threadIdx.x; e < K * M; e += TPB) {
+    const int q = e / M, j = e % M;
+    const bool ok = j < m && c0 + q < d;
+    cp_async(cs + (static_cast<std::int64_t>(slot) * K + q) * M + j, ok ? C + j * static_cast<std::int64_t>(d) + c0 + q : C, ok);
+  }
+}
+
+// acc[j] += v c[j] (c: M doubles in shared memory, 16-byte aligned for even M), xsq += v².
+template <int M>
+__device__ __forceinline__ void accumulate(double v, const double* c, double (&acc)[M], double& xsq) {
+  xsq += v * v;
+  if constexpr (M % 2 == 0) {
+#pragma unroll
+    for (int j = 0; j < M; j += 2) {
+      const double2 p = *reinterpret_cast<const double2*>(c + j);
+      acc[j] += v * p.x;
+      acc[j + 1] += v * p.y;
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < M; ++j) acc[j] += v * c[j];
+  }
+}
+
+template <class T, int M>
+__global__ void __launch_bounds__(TPB, 2) few_candidates_kernel(const T* __restrict__ X, std::int64_t n, int d,
+                                                                std::int64_t stride, const double* __restrict__ C,
+                                                                const double* __restrict__ csq, int m,
+                                                                const double* __restrict__ w,
+                                                                double* __restrict__ closest,
+                                                                double* __restrict__ part, bool update) {
+  constexpr int K = kc<T>;
+  extern __shared__ __align__(16) unsigned char smem[];
+  double* cs = reinterpret_cast<double*>(smem);
+  T* xs = reinterpret_cast<T*>(smem + STAGES * K * M * sizeof(double));
+  __shared__ double red[TPB];
+  __shared__ double cq[M];
+  const int t = threadIdx.x;
+  double pot[M], acc[M], xsq = 0.0;
+#pragma unroll
+  for (int j = 0; j < M; ++j) pot[j] = 0.0, acc[j] = 0.0;
+  if (t < M) cq[t] = t < m ? csq[t] : 0.0;
+  const std::int64_t tiles = (n + TPB - 1) / TPB;
+  const int nch = (d + K - 1) / K;
+  const std::int64_t items = (tiles - blockIdx.x + gridDim.x - 1) / gridDim.x * nch;
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < items) issue_chunk<T, M>(xs, cs, X, n, d, stride, C, m, nch, s, s);
+    cp_async_commit();  // empty groups too: the wait below counts groups
+  }
+  for (std::int64_t it = 0; it < items; ++it) {
+    cp_async_wait<STAGES - 2>();
+    __syncthreads();  // item it is in for every thread; slot (it - 1) % STAGES is consumed
+    if (it + STAGES - 1 < items)
+      issue_chunk<T, M>(xs, cs, X, n, d, stride, C, m, nch, it + STAGES - 1, static_cast<int>((it + STAGES - 1) % STAGES));
+    cp_async_commit();
+    const int slot = static_cast<int>(it % STAGES), chunk = static_cast<int>(it % nch), c0 = chunk * K;
+    const T* xr = xs + (static_cast<std::int64_t>(slot) * TPB + t) * (K + 1);
+    const double* cc = cs + static_cast<std::int64_t>(slot) * K * M;
+    if (d - c0 >= K) {  // a whole chunk: unrolled
+#pragma unroll
+      for (int q = 0; q < K; ++q) accumulate<M>(static_cast<double>(xr[q]), cc + q * M, acc, xsq);
+    } else {
+      for (int q = 0; q < d - c0; ++q) accumulate<M>(static_cast<double>(xr[q]), cc + q * M, acc, xsq);
+    }
+    if (chunk != nch - 1) continue;
+    // The tile's last chunk: the row's distances, potentials and closest distance.
+    const std::int64_t i = (blockIdx.x + (it / nch) * static_cast<std::int64_t>(gridDim.x)) * TPB + t;
+    if (i < n) {
+      const double cl = closest[i], wi = w ? w[i] : 1.0;
+      double best = cl;
+#pragma unroll
+      for (int j = 0; j < M; ++j) {
+        if (j >= m) continue;
+        double dij = -2.0 * acc[j] + xsq + cq[j];  // the host path's order of additions
+        dij = dij > 0.0 ? dij : 0.0;
+        best = dij < best ? dij : best;
+        pot[j] += wi * (cl < dij ? cl : dij);
+      }
+      if (update) closest[i] = best;
+    }
+    xsq = 0.0;
+#pragma unroll
+    for (int j = 0; j < M; ++j) acc[j] = 0.0;
+  }
+  cp_async_wait<0>();
+  if (!part) return;
+#pragma unroll
+  for (int j = 0; j < M; ++j) {
+    if (j >= m) break;
+    __syncthreads();
+    red[t] = pot[j];
+    __syncthreads();
+    for (int s = TPB / 2; s > 0; s >>= 1) {
+      if (t < s) red[t] += red[t + s];
+      __syncthreads();
+    }
+    if (t == 0) part[blockIdx.x * static_cast<std::int64_t>(m) + j] = red[0];
+  }
+}
+
+// The pass for m <= M candidates (C and csq already on the GPU).
+template <class T, int M>
+void few_candidates(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const double* w, const double* dC,
+                    const double* dcsq, std::int64_t m, double* closest, double* pot, bool update, cudaStream_t st) {
+  const std::int64_t tiles = (n + TPB - 1) / TPB;
+  constexpr std::size_t smem = smem_bytes<T, M>();
+  check(cudaFuncSetAttribute(few_candidates_kernel<T, M>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "cudaFuncSetAttribute");
+  int per_sm = 0;
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, few_candidates_kernel<T, M>, TPB, smem),
+        "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  const unsigned grid =
+      static_cast<unsigned>(std::max<std::int64_t>(1, std::min<std::int64_t>(tiles, std::max(per_sm, 1) * multiprocessors())));
+  dev_array<double> part(pot ? static_cast<std::size_t>(grid * m) : 0, st);
+  few_candidates_kernel<T, M><<<grid, TPB, smem, st>>>(X, n, static_cast<int>(d), stride, dC, dcsq, static_cast<int>(m), w,
+                                                       closest, pot ? part.p : nullptr, update);
+  check(cudaGetLastError(), "candidate kernel launch");
+  std::vector<double> hp(pot ? static_cast<std::size_t>(grid * m) : 0);
+  if (pot) check(cudaMemcpyAsync(hp.data(), part.p, hp.size() * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  if (pot)
+    for (unsigned b = 0; b < grid; ++b)
+      for (std::int64_t j = 0; j < m; ++j) pot[j] += hp[b * m + j];
+}
+}  // namespace pp
+
 template <class T>
 void candidate_pass(const T* X, std::int64_t n, std::int64_t d, std::int64_t stride, const double* w,
                     const std::vector<double>& candidates, std::int64_t m, double* closest, double* pot,
@@ -973,10 +1152,40 @@ void candidate_pass(const T* X, std::int64_t n, std::int64_t d, std::int64_t str
   device_scope scope(X);
   const cudaStream_t st = scope.stream();
   cublasHandle_t h = scope.ctx->blas;
-  std::vector<T> C(candidates.begin(), candidates.begin() + m * d);
   std::vector<double> csq(static_cast<std::size_t>(m), 0.0);
   for (std::int64_t j = 0; j < m; ++j)
     for (std::int64_t q = 0; q < d; ++q) csq[j] += candidates[j * d + q] * candidates[j * d + q];
+  // k-means++ steps (and k-means||'s first): one fused pass, distances in double.
+  // SPMDLEARN_KPP_GEMM=1 keeps the gemm pass for them too: benchmarks only (the earlier path).
+  static const bool gemm_only = [] {
+    const char* e = std::getenv("SPMDLEARN_KPP_GEMM");
+    return e && std::strcmp(e, "1") == 0;
+  }();
+  // Potentials for any m (16 candidates a pass) and updates for m <= 16 take the fused pass; an
+  // update for more candidates (k-means|| rounds: ~2k at once) the gemm pass below.
+  if (!gemm_only && (pot || m <= 16)) {
+    const bool fused_update = update && m <= 16;
+    dev_array<double> dC(static_cast<std::size_t>(m * d), st), dcsq(static_cast<std::size_t>(m), st);
+    check(cudaMemcpyAsync(dC.p, candidates.data(), m * d * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+    check(cudaMemcpyAsync(dcsq.p, csq.data(), m * sizeof(double), cudaMemcpyHostToDevice, st), "cudaMemcpyAsync");
+    for (std::int64_t j0 = 0; j0 < m; j0 += 16) {
+      const std::int64_t mm = std::min<std::int64_t>(16, m - j0);
+      const double* c = dC.p + j0 * d;
+      const double* q = dcsq.p + j0;
+      double* pj = pot ? pot + j0 : nullptr;
+      if (mm == 1)
+        pp::few_candidates<T, 1>(X, n, d, stride, w, c, q, mm, closest, pj, fused_update, st);
+      else if (mm <= 4)
+        pp::few_candidates<T, 4>(X, n, d, stride, w, c, q, mm, closest, pj, fused_update, st);
+      else if (mm <= 8)
+        pp::few_candidates<T, 8>(X, n, d, stride, w, c, q, mm, closest, pj, fused_update, st);
+      else
+        pp::few_candidates<T, 16>(X, n, d, stride, w, c, q, mm, closest, pj, fused_update, st);
+    }
+    if (!update || fused_update) return;
+    pot = nullptr;  // done above; the gemm pass below only updates
+  }
+  std::vector<T> C(candidates.begin(), candidates.begin() + m * d);
   const std::int64_t chunk = std::max<std::int64_t>(threads, std::min<std::int64_t>(n, (256LL << 20) / (m * sizeof(T))));
   dev_array<T> dC(C.size(), st), G(static_cast<std::size_t>(std::min(chunk, n) * m), st);
   dev_array<double> dcsq(static_cast<std::size_t>(m), st);
