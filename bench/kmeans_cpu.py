@@ -10,6 +10,12 @@ centres ~ N(0, 3^2)), generated block by block so that every rank draws only its
 the ranks' rows concatenate to the one-process matrix. Each timing: median of --repeats fits
 after one warm-up; spmdlearn's time is the slowest rank's (Barrier; fit; Barrier). The parity
 column is |inertia - scikit-learn's| / scikit-learn's. Writes bench/results/cpu_kmeans_<date>.md.
+
+    python bench/kmeans_cpu.py --init k-means++ --max-iter 1
+
+times the default initialisation instead (scikit-learn's greedy k-means++, random_state=0; each
+library draws its own random numbers, so the inertia column compares quality, not parity), with
+one Lloyd iteration; writes cpu_kmeans_<date>_kmeans++_iter1.md.
 """
 from __future__ import annotations
 
@@ -42,14 +48,15 @@ def make(lo, hi, d=D, seed=0):
     return np.ascontiguousarray(np.vstack(parts)) if parts else np.empty((0, d))
 
 
-def estimator(lib, init):
+def estimator(lib, init, max_iter=ITERS):
     if lib == "spmdlearn":
         from spmdlearn.cluster import KMeans
     elif lib == "sklearnex":
         from sklearnex.cluster import KMeans
     else:
         from sklearn.cluster import KMeans
-    return KMeans(n_clusters=K, init=init, n_init=1, max_iter=ITERS, tol=0.0)
+    seed = {} if isinstance(init, np.ndarray) else {"random_state": 0}
+    return KMeans(n_clusters=K, init=init, n_init=1, max_iter=max_iter, tol=0.0, **seed)
 
 
 def worker(a):
@@ -58,8 +65,8 @@ def worker(a):
     warnings.simplefilter("ignore")
     comm, rank, lo, hi = my_rows(a.lib, N // 10 if a.quick else N)
     X = make(lo, hi)
-    init = make(0, K)
-    times, est = timed_fits(lambda: estimator(a.lib, init).fit(X), comm, a.repeats)
+    init = make(0, K) if a.init == "given" else a.init
+    times, est = timed_fits(lambda: estimator(a.lib, init, a.max_iter).fit(X), comm, a.repeats)
     if rank == 0:
         print(MARK + json.dumps({"median_s": statistics.median(times), "times": times,
                                  "inertia": float(est.inertia_), "n_iter": int(est.n_iter_)}), flush=True)
@@ -73,10 +80,12 @@ def main():
     p.add_argument("--libs", nargs="+", default=["sklearn", "sklearnex"])
     p.add_argument("--worker", action="store_true")
     p.add_argument("--lib")
+    p.add_argument("--init", default="given", choices=["given", "k-means++"])
+    p.add_argument("--max-iter", type=int, default=ITERS)
     a = p.parse_args()
     if a.worker:
         return worker(a)
-    me = worker_command(__file__, a)
+    me = worker_command(__file__, a) + ["--init", a.init, "--max-iter", str(a.max_iter)]
     n = N // 10 if a.quick else N
     res = {}
     for lib in a.libs:
@@ -91,8 +100,10 @@ def main():
     out = [f"## KMeans on CPU, {date}", "",
            f"- Command: `python bench/kmeans_cpu.py {' '.join(sys.argv[1:])}`",
            f"- CPU (lscpu model): {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}",
-           f"- {n:,} x {D} float64, k = {K}, init = the first {K} rows, n_init=1, max_iter={ITERS}, "
-           "tol=0 (all fits run the same 20 Lloyd iterations).",
+           (f"- {n:,} x {D} float64, k = {K}, init = the first {K} rows, n_init=1, max_iter={a.max_iter}, "
+            f"tol=0 (all fits run the same {a.max_iter} Lloyd iterations)." if a.init == "given" else
+            f"- {n:,} x {D} float64, k = {K}, init = k-means++ (random_state=0, each library's own random "
+            f"numbers), n_init=1, max_iter={a.max_iter}, tol=0; the last column compares quality, not parity."),
            "- sklearn / sklearnex: one process, their default threading on all cores; spmdlearn: "
            "`mpirun -n R` on the same cores, BLAS threads = cores / R. Median of the repeats after a warm-up.", "",
            "| library | median s | vs scikit-learn | vs sklearnex | n_iter | inertia vs scikit-learn |",
@@ -108,7 +119,8 @@ def main():
     text = "\n".join(out) + "\n"
     print(text)
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
-    path = os.path.join(os.path.dirname(__file__), "results", f"cpu_kmeans_{date}{'_quick' if a.quick else ''}.md")
+    tag = ("_quick" if a.quick else "") + ("" if a.init == "given" else f"_{a.init}_iter{a.max_iter}")
+    path = os.path.join(os.path.dirname(__file__), "results", f"cpu_kmeans_{date}{tag}.md")
     with open(path, "w") as f:
         f.write(text)
     print("wrote", path)

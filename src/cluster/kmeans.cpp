@@ -161,18 +161,20 @@ std::vector<double> kmeans_plusplus(const comm& c, const block<T>& b, std::int64
   detail::row_values closest(b.X, std::numeric_limits<double>::infinity());
   detail::update_closest_local(b.X, b.xsq, std::span<const double>(centers.data(), d), 1, closest.span());
   double pot = c.allreduce_value(detail::mass_index(b.X, b.w_rows.span(), closest.span()).total(), reduce_op::sum);
+  detail::candidate_distances kept;  // host rows: the last pass's distances (no second pass over X)
   for (std::int64_t cc = 1; cc < k; ++cc) {
     std::vector<double> values(trials);
     for (auto& v : values) v = uniform01(rng) * pot;
     const auto at = locate(c, detail::mass_index(b.X, b.w_rows.span(), closest.span()), values, false, b.rank_rows);
     const std::vector<double> cand = fetch_rows(c, b, at);
     std::vector<double> pots =
-        detail::candidate_potentials_local(b.X, b.xsq, b.w_rows.span(), cand, trials, closest.span());
+        detail::candidate_potentials_local(b.X, b.xsq, b.w_rows.span(), cand, trials, closest.span(), &kept);
     c.allreduce<double>(pots, reduce_op::sum);
     const std::int64_t best = std::min_element(pots.begin(), pots.end()) - pots.begin();
     pot = pots[best];
     const std::span<const double> chosen(cand.data() + best * d, d);
-    detail::update_closest_local(b.X, b.xsq, chosen, 1, closest.span());
+    if (!detail::take_kept_candidate(kept, best, closest.span()))
+      detail::update_closest_local(b.X, b.xsq, chosen, 1, closest.span());
     std::copy(chosen.begin(), chosen.end(), centers.begin() + cc * d);
   }
   return centers;

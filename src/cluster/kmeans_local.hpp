@@ -107,19 +107,36 @@ std::vector<std::pair<double, std::int64_t>> farthest_local(matrix_view<const T>
                                                              std::span<const std::int32_t> labels,
                                                              std::int64_t m);
 
+// k-means++'s distances of the local rows to the candidates of one potentials pass, kept as
+// scikit-learn keeps its distance_to_candidates: moving closest to the chosen candidate then reads
+// one column instead of every row of X. Host rows only, for m <= 16 candidates, and only when the
+// n x ld doubles (ld: m rounded up to 4, 8 or 16) take no more memory than the rows themselves
+// (ld·8 <= d·sizeof(T)); otherwise m stays 0 and the driver runs update_closest_local. Device rows
+// keep nothing: a pass over X on the GPU is cheap.
+struct candidate_distances {
+  std::vector<double> d;   // row i, candidate j at d[i * ld + j]
+  std::int64_t m = 0;
+  std::int64_t ld = 0;
+};
+
 // k-means++ / k-means||: squared distances of the local rows to m candidate centres (m x d),
 // ‖x‖² + ‖c‖² − 2 x·c in double, clipped at 0 (scikit-learn's euclidean_distances).
-//   candidate_potentials_local: for each candidate j, Σ_i w_i min(closest_i, d(x_i, c_j));
-//   update_closest_local:       closest_i <- min(closest_i, min_j d(x_i, c_j)).
+//   candidate_potentials_local: for each candidate j, Σ_i w_i min(closest_i, d(x_i, c_j)); with
+//                               `keep`, the distances too (see candidate_distances);
+//   update_closest_local:       closest_i <- min(closest_i, min_j d(x_i, c_j));
+//   take_kept_candidate:        closest_i <- min(closest_i, kept d(x_i, c_j)); false (nothing
+//                               done) when nothing was kept.
 template <class T>
 std::vector<double> candidate_potentials_local(matrix_view<const T> X, std::span<const double> xsq,
                                                std::span<const double> w,
                                                std::span<const double> candidates, std::int64_t m,
-                                               std::span<const double> closest);
+                                               std::span<const double> closest,
+                                               candidate_distances* keep = nullptr);
 template <class T>
 void update_closest_local(matrix_view<const T> X, std::span<const double> xsq,
                           std::span<const double> candidates, std::int64_t m,
                           std::span<double> closest);
+bool take_kept_candidate(const candidate_distances& kept, std::int64_t j, std::span<double> closest);
 
 // Σ_i w_i ‖x_i − c_label(i)‖² (exact differences, double), and the rows per label (k).
 template <class T>

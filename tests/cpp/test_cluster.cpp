@@ -10,6 +10,8 @@
 #include <random>
 #include <vector>
 
+#include "candidate_ref.hpp"
+#include "cluster/kmeans_local.hpp"
 #include "test_util.hpp"
 
 namespace sl = spmdlearn;
@@ -194,3 +196,41 @@ TEST_P(Cluster, NanOnOneRankEveryRankThrows) {
 INSTANTIATE_TEST_SUITE_P(Ranks, Cluster, ::testing::Values(1, 2, 3, 4));
 
 }  // namespace
+
+// The host k-means++ passes (candidate_potentials_local, update_closest_local) against the float64
+// reference of candidate_ref.hpp: m <= 16 takes the one-pass loop (dot products in double, in
+// column order), m > 16 the chunked dgemm (float rows widened to double first).
+template <class T>
+void host_candidate_pass_matches_reference(std::int64_t n, std::int64_t d, std::int64_t m, std::int64_t stride,
+                                           bool weighted) {
+  namespace kd = sl::cluster::detail;
+  const tu::candidate_case<T> c(n, d, m, stride, weighted);
+  const sl::matrix_view<const T> X(c.x.data(), n, d, stride);
+  const std::vector<double> none;
+  const std::span<const double> w = weighted ? std::span<const double>(c.w) : std::span<const double>(none);
+  std::vector<double> closest = c.closest;
+  kd::candidate_distances kept;
+  const std::vector<double> pot = kd::candidate_potentials_local<T>(X, c.xsq, w, c.cand, m, closest, &kept);
+  c.check_potentials(pot, closest, 1e-12);
+  // The kept distances: for m <= 16 when n x ld doubles (ld: m rounded up to 4, 8 or 16) are no
+  // larger than the rows.
+  const std::int64_t ld = m <= 4 ? 4 : m <= 8 ? 8 : 16;
+  const bool keeps = m <= 16 && ld * 8 <= d * static_cast<std::int64_t>(sizeof(T));
+  EXPECT_EQ(kept.m, keeps ? m : 0) << c.what();
+  const std::int64_t j = m / 2;
+  EXPECT_EQ(kd::take_kept_candidate(kept, j, closest), keeps);
+  if (keeps) {
+    c.check_take(closest, j, 1e-12);
+    closest = c.closest;
+  } else {
+    EXPECT_EQ(closest, c.closest) << "nothing kept: closest must not move";
+  }
+  kd::update_closest_local<T>(X, c.xsq, c.cand, m, closest);
+  c.check_update(closest, 1e-12);
+}
+
+TEST(KMeansLocal, HostCandidatePassMatchesFloat64) {
+  tu::for_candidate_cases([](auto t, std::int64_t n, std::int64_t d, std::int64_t m, std::int64_t stride, bool weighted) {
+    host_candidate_pass_matches_reference<decltype(t)>(n, d, m, stride, weighted);
+  });
+}

@@ -24,6 +24,7 @@
 
 #include "core/nccl_comm.hpp"
 #endif
+#include "candidate_ref.hpp"
 #include "spmdlearn/spmdlearn.hpp"
 #include "test_util.hpp"
 
@@ -186,87 +187,33 @@ TEST(CudaKMeans, FarthestRowsMatchAHostSort) {
   farthest_matches_host<float>(3, 2, 2, 5);  // more asked than rows
 }
 
-// cuda::candidate_pass (k-means++'s potentials and closest-distance updates) against a float64
-// computation on the host: ‖x‖² + ‖c‖² − 2 x·c clipped at 0, Σ_i w_i min(closest_i, d_ij), and
-// closest_i <- min(closest_i, min_j d_ij). m <= 16 takes the fused pass (distances in double),
-// m > 16 the gemm pass (products in the precision of X). A padded row stride, columns that are
-// not a multiple of the staged 128 bytes, rows that are not a multiple of a tile, closest values
-// of +inf (the first step) and of 0, and zero weights.
+// cuda::candidate_pass (k-means++'s potentials and closest-distance updates) against the float64
+// reference of candidate_ref.hpp. m <= 16 takes the fused pass (distances in double); an update for
+// m > 16 the gemm pass (products in the precision of X), whose potentials go 16 candidates a
+// fused pass.
 template <class T>
 void candidate_pass_matches_host(std::int64_t n, std::int64_t d, std::int64_t m, std::int64_t stride, bool weighted) {
-  tu::gen_options o;
-  o.loc0 = 0.0;  // the driver centres X first
-  o.loc_step = 0.1;
-  const std::vector<double> x0 = tu::make_data(n, d, 11 + d + m, o);
-  std::vector<T> xt(n * stride, T(0));
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t l = 0; l < d; ++l) xt[i * stride + l] = static_cast<T>(x0[i * d + l]);
-  std::mt19937_64 rng(3 + m);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  std::vector<double> cand(m * d), w(n, 1.0), closest(n);
-  for (std::int64_t j = 0; j < m; ++j)  // rows of X, moved a little: not exactly a row
-    for (std::int64_t l = 0; l < d; ++l) cand[j * d + l] = static_cast<double>(xt[((j * 7919) % n) * stride + l]) + 0.01 * (u(rng) - 0.5);
-  for (std::int64_t i = 0; i < n; ++i) {
-    if (weighted) w[i] = i % 13 == 0 ? 0.0 : 0.2 + 2.0 * u(rng);
-    closest[i] = i % 5 == 0 ? std::numeric_limits<double>::infinity() : i % 17 == 0 ? 0.0 : 4.0 * d * u(rng);
-  }
-  // The float64 reference (X as the GPU sees it: T values widened).
-  std::vector<double> pot_ref(m, 0.0), closest_ref = closest, scale(n);
-  double pot_scale = 0.0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    double xsq = 0.0;
-    for (std::int64_t l = 0; l < d; ++l) xsq += static_cast<double>(xt[i * stride + l]) * static_cast<double>(xt[i * stride + l]);
-    scale[i] = xsq;
-    for (std::int64_t j = 0; j < m; ++j) {
-      double dot = 0.0, csq = 0.0;
-      for (std::int64_t l = 0; l < d; ++l) {
-        dot += static_cast<double>(xt[i * stride + l]) * cand[j * d + l];
-        csq += cand[j * d + l] * cand[j * d + l];
-      }
-      const double dij = std::max(0.0, xsq + csq - 2.0 * dot);
-      scale[i] = std::max(scale[i], xsq + csq);
-      pot_ref[j] += w[i] * std::min(closest[i], dij);
-      closest_ref[i] = std::min(closest_ref[i], dij);
-    }
-    pot_scale += w[i] * scale[i];
-  }
-  sl::device_copy dx(xt.data(), xt.size() * sizeof(T)), dw(w.data(), w.size() * sizeof(double)),
-      dc(closest.data(), closest.size() * sizeof(double));
+  const tu::candidate_case<T> c(n, d, m, stride, weighted);
+  sl::device_copy dx(c.x.data(), c.x.size() * sizeof(T)), dw(c.w.data(), c.w.size() * sizeof(double)),
+      dc(c.closest.data(), c.closest.size() * sizeof(double));
   const T* X = static_cast<const T*>(dx.data());
   const double* W = weighted ? static_cast<const double*>(dw.data()) : nullptr;
   auto* C = static_cast<double*>(const_cast<void*>(dc.data()));
-  // Fused pass: double products (rounding only); gemm pass: products in the precision of X.
   const double tol = m <= 16 ? 1e-12 : std::is_same_v<T, float> ? 1e-6 : 1e-12;
-  std::vector<double> pot(m, 0.0);
-  sl::cuda::candidate_pass<T>(X, n, d, stride, W, cand, m, C, pot.data(), false);
-  for (std::int64_t j = 0; j < m; ++j)
-    EXPECT_NEAR(pot[j], pot_ref[j], tol * pot_scale) << "n " << n << " d " << d << " m " << m << " candidate " << j;
-  std::vector<double> got(n);
+  std::vector<double> pot(m, 0.0), got(n);
+  sl::cuda::candidate_pass<T>(X, n, d, stride, W, c.cand, m, C, pot.data(), false);
   sl::cuda::copy_device_to_host(got.data(), C, n * sizeof(double));
-  EXPECT_EQ(got, closest) << "a potentials pass must not move closest";
-  sl::cuda::candidate_pass<T>(X, n, d, stride, W, cand, m, C, nullptr, true);
+  c.check_potentials(pot, got, 1e-12);  // potentials: always the fused pass
+  sl::cuda::candidate_pass<T>(X, n, d, stride, W, c.cand, m, C, nullptr, true);
   sl::cuda::copy_device_to_host(got.data(), C, n * sizeof(double));
-  std::int64_t bad = 0;
-  for (std::int64_t i = 0; i < n; ++i)
-    if (!(std::abs(got[i] - closest_ref[i]) <= tol * 8 * scale[i] || got[i] == closest_ref[i])) ++bad;
-  EXPECT_EQ(bad, 0) << "closest distances off: n " << n << " d " << d << " m " << m;
+  c.check_update(got, tol);
 }
 
 TEST(CudaKMeans, CandidatePassMatchesFloat64) {
   SKIP_WITHOUT_GPU();
-  for (std::int64_t m : {1, 3, 7, 8, 9, 16}) {
-    candidate_pass_matches_host<float>(100003, 33, m, 33, m % 2 == 1);
-    candidate_pass_matches_host<double>(100003, 33, m, 33, m % 2 == 0);
-  }
-  for (std::int64_t d : {1, 5, 16, 32, 64, 100}) {
-    candidate_pass_matches_host<float>(20011, d, 7, d, true);
-    candidate_pass_matches_host<double>(20011, d, 7, d, false);
-  }
-  candidate_pass_matches_host<float>(50000, 10, 7, 13, true);   // a padded stride
-  candidate_pass_matches_host<double>(50000, 10, 4, 11, false);
-  candidate_pass_matches_host<float>(5, 3, 7, 3, true);         // fewer rows than a tile
-  candidate_pass_matches_host<float>(30000, 20, 40, 20, true);  // the gemm pass (k-means||)
-  candidate_pass_matches_host<double>(30000, 20, 40, 20, false);
+  tu::for_candidate_cases([](auto t, std::int64_t n, std::int64_t d, std::int64_t m, std::int64_t stride, bool weighted) {
+    candidate_pass_matches_host<decltype(t)>(n, d, m, stride, weighted);
+  });
 }
 
 TEST(CudaCovariance, FusedAndGemmPathsMatchCpu) {
