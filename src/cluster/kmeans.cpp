@@ -159,22 +159,24 @@ std::vector<double> kmeans_plusplus(const comm& c, const block<T>& b, std::int64
   // closest_i and the weights live where the rows are (on the GPU for a device block), so a
   // step moves only the candidates and their potentials.
   detail::row_values closest(b.X, std::numeric_limits<double>::infinity());
-  detail::update_closest_local(b.X, b.xsq, std::span<const double>(centers.data(), d), 1, closest.span());
-  double pot = c.allreduce_value(detail::mass_index(b.X, b.w_rows.span(), closest.span()).total(), reduce_op::sum);
+  detail::update_closest_local(b.X, b.xsq, std::span<const double>(centers.data(), d), 1, closest.span(), b.threads);
+  detail::mass_index masses(b.X, b.w_rows.span(), closest.span());
+  double pot = c.allreduce_value(masses.total(), reduce_op::sum);
   detail::candidate_distances kept;  // host rows: the last pass's distances (no second pass over X)
   for (std::int64_t cc = 1; cc < k; ++cc) {
     std::vector<double> values(trials);
     for (auto& v : values) v = uniform01(rng) * pot;
-    const auto at = locate(c, detail::mass_index(b.X, b.w_rows.span(), closest.span()), values, false, b.rank_rows);
+    if (cc > 1) masses.rebuild(b.X, b.w_rows.span(), closest.span());
+    const auto at = locate(c, masses, values, false, b.rank_rows);
     const std::vector<double> cand = fetch_rows(c, b, at);
     std::vector<double> pots =
-        detail::candidate_potentials_local(b.X, b.xsq, b.w_rows.span(), cand, trials, closest.span(), &kept);
+        detail::candidate_potentials_local(b.X, b.xsq, b.w_rows.span(), cand, trials, closest.span(), &kept, b.threads);
     c.allreduce<double>(pots, reduce_op::sum);
     const std::int64_t best = std::min_element(pots.begin(), pots.end()) - pots.begin();
     pot = pots[best];
     const std::span<const double> chosen(cand.data() + best * d, d);
     if (!detail::take_kept_candidate(kept, best, closest.span()))
-      detail::update_closest_local(b.X, b.xsq, chosen, 1, closest.span());
+      detail::update_closest_local(b.X, b.xsq, chosen, 1, closest.span(), b.threads);
     std::copy(chosen.begin(), chosen.end(), centers.begin() + cc * d);
   }
   return centers;
@@ -242,7 +244,7 @@ std::vector<double> kmeans_parallel(const comm& c, const block<T>& b, std::int64
     cand = fetch_rows(c, b, locate(c, cum, {uniform01(rng) * total}, true, b.rank_rows));
   }
   detail::row_values closest_rows(b.X, std::numeric_limits<double>::infinity());
-  detail::update_closest_local(b.X, b.xsq, cand, 1, closest_rows.span());
+  detail::update_closest_local(b.X, b.xsq, cand, 1, closest_rows.span(), b.threads);
   for (int round = 0; round < 5; ++round) {
     const std::vector<double> closest = closest_rows.host();  // the draws below read every row
     double psi = 0.0;

@@ -61,7 +61,13 @@ class mass_index {
  public:
   explicit mass_index(std::vector<double> host_cumulative);
   template <class T>
-  mass_index(matrix_view<const T> X, std::span<const double> w, std::span<const double> closest);
+  mass_index(matrix_view<const T> X, std::span<const double> w, std::span<const double> closest) {
+    rebuild(X, w, closest);
+  }
+  // The same for new masses, reusing the host buffer (k-means++ rebuilds it every step: a fresh
+  // n-double vector a step cost its page faults, ~6% of the init on 2M host rows).
+  template <class T>
+  void rebuild(matrix_view<const T> X, std::span<const double> w, std::span<const double> closest);
   double total() const { return total_; }
   std::vector<std::int64_t> find(const std::vector<double>& u, bool right) const;
 
@@ -110,13 +116,12 @@ std::vector<std::pair<double, std::int64_t>> farthest_local(matrix_view<const T>
 // k-means++'s distances of the local rows to the candidates of one potentials pass, kept as
 // scikit-learn keeps its distance_to_candidates: moving closest to the chosen candidate then reads
 // one column instead of every row of X. Host rows only, for m <= 16 candidates, and only when the
-// n x ld doubles (ld: m rounded up to 4, 8 or 16) take no more memory than the rows themselves
-// (ld·8 <= d·sizeof(T)); otherwise m stays 0 and the driver runs update_closest_local. Device rows
-// keep nothing: a pass over X on the GPU is cheap.
+// n x m doubles take no more memory than the rows themselves (m·8 <= d·sizeof(T)); otherwise m
+// stays 0 and the driver runs update_closest_local. Candidate-major, so that the column read is
+// contiguous. Device rows keep nothing: a pass over X on the GPU is cheap.
 struct candidate_distances {
-  std::vector<double> d;   // row i, candidate j at d[i * ld + j]
+  std::vector<double> d;   // candidate j's column: d[j * n, (j + 1) * n)
   std::int64_t m = 0;
-  std::int64_t ld = 0;
 };
 
 // k-means++ / k-means||: squared distances of the local rows to m candidate centres (m x d),
@@ -126,16 +131,18 @@ struct candidate_distances {
 //   update_closest_local:       closest_i <- min(closest_i, min_j d(x_i, c_j));
 //   take_kept_candidate:        closest_i <- min(closest_i, kept d(x_i, c_j)); false (nothing
 //                               done) when nothing was kept.
+// `threads`: worker threads for host rows with m <= 16 (the potentials' summation order depends on
+// it, as the Lloyd step's).
 template <class T>
 std::vector<double> candidate_potentials_local(matrix_view<const T> X, std::span<const double> xsq,
                                                std::span<const double> w,
                                                std::span<const double> candidates, std::int64_t m,
                                                std::span<const double> closest,
-                                               candidate_distances* keep = nullptr);
+                                               candidate_distances* keep = nullptr, int threads = 1);
 template <class T>
 void update_closest_local(matrix_view<const T> X, std::span<const double> xsq,
                           std::span<const double> candidates, std::int64_t m,
-                          std::span<double> closest);
+                          std::span<double> closest, int threads = 1);
 bool take_kept_candidate(const candidate_distances& kept, std::int64_t j, std::span<double> closest);
 
 // Σ_i w_i ‖x_i − c_label(i)‖² (exact differences, double), and the rows per label (k).

@@ -202,7 +202,7 @@ INSTANTIATE_TEST_SUITE_P(Ranks, Cluster, ::testing::Values(1, 2, 3, 4));
 // column order), m > 16 the chunked dgemm (float rows widened to double first).
 template <class T>
 void host_candidate_pass_matches_reference(std::int64_t n, std::int64_t d, std::int64_t m, std::int64_t stride,
-                                           bool weighted) {
+                                           bool weighted, int threads) {
   namespace kd = sl::cluster::detail;
   const tu::candidate_case<T> c(n, d, m, stride, weighted);
   const sl::matrix_view<const T> X(c.x.data(), n, d, stride);
@@ -210,12 +210,10 @@ void host_candidate_pass_matches_reference(std::int64_t n, std::int64_t d, std::
   const std::span<const double> w = weighted ? std::span<const double>(c.w) : std::span<const double>(none);
   std::vector<double> closest = c.closest;
   kd::candidate_distances kept;
-  const std::vector<double> pot = kd::candidate_potentials_local<T>(X, c.xsq, w, c.cand, m, closest, &kept);
+  const std::vector<double> pot = kd::candidate_potentials_local<T>(X, c.xsq, w, c.cand, m, closest, &kept, threads);
   c.check_potentials(pot, closest, 1e-12);
-  // The kept distances: for m <= 16 when n x ld doubles (ld: m rounded up to 4, 8 or 16) are no
-  // larger than the rows.
-  const std::int64_t ld = m <= 4 ? 4 : m <= 8 ? 8 : 16;
-  const bool keeps = m <= 16 && ld * 8 <= d * static_cast<std::int64_t>(sizeof(T));
+  // The kept distances: for m <= 16 when n x m doubles are no larger than the rows.
+  const bool keeps = m <= 16 && m * 8 <= d * static_cast<std::int64_t>(sizeof(T));
   EXPECT_EQ(kept.m, keeps ? m : 0) << c.what();
   const std::int64_t j = m / 2;
   EXPECT_EQ(kd::take_kept_candidate(kept, j, closest), keeps);
@@ -225,12 +223,15 @@ void host_candidate_pass_matches_reference(std::int64_t n, std::int64_t d, std::
   } else {
     EXPECT_EQ(closest, c.closest) << "nothing kept: closest must not move";
   }
-  kd::update_closest_local<T>(X, c.xsq, c.cand, m, closest);
+  kd::update_closest_local<T>(X, c.xsq, c.cand, m, closest, threads);
   c.check_update(closest, 1e-12);
 }
 
 TEST(KMeansLocal, HostCandidatePassMatchesFloat64) {
-  tu::for_candidate_cases([](auto t, std::int64_t n, std::int64_t d, std::int64_t m, std::int64_t stride, bool weighted) {
-    host_candidate_pass_matches_reference<decltype(t)>(n, d, m, stride, weighted);
-  });
+  // One worker, and three (the 100,003-row cases split into three row ranges).
+  for (int threads : {1, 3})
+    tu::for_candidate_cases([threads](auto t, std::int64_t n, std::int64_t d, std::int64_t m, std::int64_t stride,
+                                      bool weighted) {
+      host_candidate_pass_matches_reference<decltype(t)>(n, d, m, stride, weighted, threads);
+    });
 }

@@ -300,7 +300,7 @@ inline __attribute__((always_inline)) void few_candidates_impl(const T* X, std::
                                                                std::int64_t d, const double* Ct, const double* xsq,
                                                                const double* csq, int m, const double* w,
                                                                double* closest, bool update, double* pot,
-                                                               double* keep) {
+                                                               double* keep, std::int64_t ldk) {
   using V = typename dvec<M>::type;
   constexpr int R = 4;
   // The epilogue works on the M lanes at once too (as scalars per candidate it took half the time):
@@ -313,7 +313,8 @@ inline __attribute__((always_inline)) void few_candidates_impl(const T* X, std::
     dij = dij > 0.0 ? dij : V{};
     const double cl = closest[i];
     if (pot) potv += (w ? w[i] : 1.0) * (dij < cl ? dij : cl);  // min(closest_i, d_ij), row by row
-    if (keep) std::memcpy(keep + i * M, &dij, sizeof(V));
+    if (keep)
+      for (int j = 0; j < m; ++j) keep[j * ldk + i] = dij[j];
     if (update) {
       double best = cl;
       for (int j = 0; j < m; ++j) best = std::min(best, static_cast<double>(dij[j]));
@@ -339,8 +340,8 @@ inline __attribute__((always_inline)) void few_candidates_impl(const T* X, std::
   SPMDLEARN_KMEANS_CLONES void few_candidates_##M(const T* X, std::int64_t ldx, std::int64_t rows,             \
                                                   std::int64_t d, const double* Ct, const double* xsq,         \
                                                   const double* csq, int m, const double* w, double* closest,  \
-                                                  bool update, double* pot, double* keep) {                    \
-    few_candidates_impl<T, M>(X, ldx, rows, d, Ct, xsq, csq, m, w, closest, update, pot, keep);                \
+                                                  bool update, double* pot, double* keep, std::int64_t ldk) {  \
+    few_candidates_impl<T, M>(X, ldx, rows, d, Ct, xsq, csq, m, w, closest, update, pot, keep, ldk);           \
   }
 SPMDLEARN_FEW_CANDIDATES(double, 4)
 SPMDLEARN_FEW_CANDIDATES(double, 8)
@@ -354,14 +355,15 @@ SPMDLEARN_FEW_CANDIDATES(float, 16)
 int few_width(std::int64_t m) { return m <= 4 ? 4 : m <= 8 ? 8 : 16; }
 
 // Host rows, m <= 16 candidates: pot[j] += Σ_i w_i min(closest_i, d_ij) (pot non-null) and/or
-// closest_i <- min(closest_i, min_j d_ij) (update), and d_ij into keep (n x few_width(m)) if non-null.
-// xsq: ‖x_i‖² of the rows.
+// closest_i <- min(closest_i, min_j d_ij) (update), and d_ij into keep[j n + i] if non-null.
+// xsq: ‖x_i‖² of the rows. `threads` workers take contiguous row ranges; their potentials are
+// added in thread order (deterministic for a given thread count, as the Lloyd step).
 template <class T>
 void few_candidates(matrix_view<const T> X, std::span<const double> xsq, std::span<const double> candidates,
                     std::int64_t m, const double* w, double* closest, bool update, double* pot,
-                    double* keep = nullptr) {
-  const std::int64_t d = X.cols;
-  if (static_cast<std::int64_t>(xsq.size()) != X.rows)
+                    double* keep, int threads) {
+  const std::int64_t n = X.rows, d = X.cols;
+  if (static_cast<std::int64_t>(xsq.size()) != n)
     throw invalid_argument("k-means++ candidates: the rows' squared norms are missing");
   const int M = few_width(m);
   std::vector<double> Ct(d * M, 0.0);
@@ -369,12 +371,28 @@ void few_candidates(matrix_view<const T> X, std::span<const double> xsq, std::sp
     for (std::int64_t q = 0; q < d; ++q) Ct[q * M + j] = candidates[j * d + q];
   const std::vector<double> csq = squared_norms(candidates, m, d);
   const int mm = static_cast<int>(m);
-  if (M == 4)
-    few_candidates_4(X.data, X.stride(), X.rows, d, Ct.data(), xsq.data(), csq.data(), mm, w, closest, update, pot, keep);
-  else if (M == 8)
-    few_candidates_8(X.data, X.stride(), X.rows, d, Ct.data(), xsq.data(), csq.data(), mm, w, closest, update, pot, keep);
-  else
-    few_candidates_16(X.data, X.stride(), X.rows, d, Ct.data(), xsq.data(), csq.data(), mm, w, closest, update, pot, keep);
+  constexpr std::int64_t chunk = 4096;  // rows: whole chunks a thread (and >= 4 chunks a thread below)
+  const int nt = static_cast<int>(std::clamp<std::int64_t>(n / (4 * chunk), 1, std::max(threads, 1)));
+  std::vector<double> parts(pot ? static_cast<std::size_t>(nt * m) : 0, 0.0);
+  parallel_chunks(n, chunk, nt, [&](int t, std::int64_t lo, std::int64_t hi) {
+    const T* x = X.data + lo * X.stride();
+    const std::int64_t rows = hi - lo;
+    double* pt = pot ? parts.data() + t * m : nullptr;
+    double* kp = keep ? keep + lo : nullptr;  // candidate-major: column stride n
+    const double* wt = w ? w + lo : nullptr;
+    if (M == 4)
+      few_candidates_4(x, X.stride(), rows, d, Ct.data(), xsq.data() + lo, csq.data(), mm, wt, closest + lo, update, pt, kp,
+                         n);
+    else if (M == 8)
+      few_candidates_8(x, X.stride(), rows, d, Ct.data(), xsq.data() + lo, csq.data(), mm, wt, closest + lo, update, pt, kp,
+                         n);
+    else
+      few_candidates_16(x, X.stride(), rows, d, Ct.data(), xsq.data() + lo, csq.data(), mm, wt, closest + lo, update, pt, kp,
+                         n);
+  });
+  if (pot)
+    for (int t = 0; t < nt; ++t)
+      for (std::int64_t j = 0; j < m; ++j) pot[j] += parts[t * m + j];
 }
 
 }  // namespace
@@ -399,7 +417,8 @@ template <class T>
 std::vector<double> candidate_potentials_local(matrix_view<const T> X, std::span<const double> xsq,
                                                std::span<const double> w,
                                                std::span<const double> candidates, std::int64_t m,
-                                               std::span<const double> closest, candidate_distances* keep) {
+                                               std::span<const double> closest, candidate_distances* keep,
+                                               int threads) {
   std::vector<double> pot(m, 0.0);
   if (keep) keep->m = 0;  // the buffer stays: the next step reuses it (no 8·n·m bytes of page faults a step)
 #ifdef SPMDLEARN_WITH_CUDA
@@ -411,15 +430,13 @@ std::vector<double> candidate_potentials_local(matrix_view<const T> X, std::span
   }
 #endif
   if (m <= 16) {
-    const bool kept = keep && few_width(m) * static_cast<std::int64_t>(sizeof(double)) <=
-                                  X.cols * static_cast<std::int64_t>(sizeof(T));
+    const bool kept = keep && m * static_cast<std::int64_t>(sizeof(double)) <= X.cols * static_cast<std::int64_t>(sizeof(T));
     if (kept) {
-      keep->ld = few_width(m);
-      keep->d.resize(X.rows * keep->ld);
+      keep->d.resize(X.rows * m);
       keep->m = m;
     }
     few_candidates(X, xsq, candidates, m, w.empty() ? nullptr : w.data(), const_cast<double*>(closest.data()), false,
-                   pot.data(), kept ? keep->d.data() : nullptr);
+                   pot.data(), kept ? keep->d.data() : nullptr, threads);
     return pot;
   }
   for_candidate_blocks(X, xsq, candidates, m, [&](std::int64_t i0, std::int64_t rows, const std::vector<double>& D) {
@@ -434,7 +451,7 @@ std::vector<double> candidate_potentials_local(matrix_view<const T> X, std::span
 template <class T>
 void update_closest_local(matrix_view<const T> X, std::span<const double> xsq,
                           std::span<const double> candidates, std::int64_t m,
-                          std::span<double> closest) {
+                          std::span<double> closest, int threads) {
 #ifdef SPMDLEARN_WITH_CUDA
   if (X.device == device_kind::cuda) {
     cuda::candidate_pass<T>(X.data, X.rows, X.cols, X.stride(), nullptr,
@@ -443,7 +460,7 @@ void update_closest_local(matrix_view<const T> X, std::span<const double> xsq,
   }
 #endif
   if (m <= 16) {
-    few_candidates(X, xsq, candidates, m, nullptr, closest.data(), true, nullptr);
+    few_candidates(X, xsq, candidates, m, nullptr, closest.data(), true, nullptr, nullptr, threads);
     return;
   }
   for_candidate_blocks(X, xsq, candidates, m, [&](std::int64_t i0, std::int64_t rows, const std::vector<double>& D) {
@@ -566,8 +583,8 @@ mass_index::mass_index(std::vector<double> host_cumulative)
       cum_(std::move(host_cumulative)) {}
 
 template <class T>
-mass_index::mass_index(matrix_view<const T> X, std::span<const double> w, std::span<const double> closest)
-    : n_(X.rows) {
+void mass_index::rebuild(matrix_view<const T> X, std::span<const double> w, std::span<const double> closest) {
+  n_ = X.rows;
 #ifdef SPMDLEARN_WITH_CUDA
   if (X.device == device_kind::cuda) {
     device_ = true;
@@ -609,7 +626,8 @@ std::vector<std::int64_t> mass_index::find(const std::vector<double>& u, bool ri
 bool take_kept_candidate(const candidate_distances& kept, std::int64_t j, std::span<double> closest) {
   if (kept.m == 0) return false;
   const std::int64_t n = static_cast<std::int64_t>(closest.size());
-  for (std::int64_t i = 0; i < n; ++i) closest[i] = std::min(closest[i], kept.d[i * kept.ld + j]);
+  const double* col = kept.d.data() + j * n;
+  for (std::int64_t i = 0; i < n; ++i) closest[i] = std::min(closest[i], col[i]);
   return true;
 }
 
@@ -621,9 +639,10 @@ bool take_kept_candidate(const candidate_distances& kept, std::int64_t j, std::s
       matrix_view<const T>, std::span<const double>, std::span<const std::int32_t>, std::int64_t); \
   template std::vector<double> candidate_potentials_local<T>(                                      \
       matrix_view<const T>, std::span<const double>, std::span<const double>,                      \
-      std::span<const double>, std::int64_t, std::span<const double>, candidate_distances*);       \
+      std::span<const double>, std::int64_t, std::span<const double>, candidate_distances*, int);  \
   template void update_closest_local<T>(matrix_view<const T>, std::span<const double>,             \
-                                        std::span<const double>, std::int64_t, std::span<double>); \
+                                        std::span<const double>, std::int64_t, std::span<double>,  \
+                                        int);                                                      \
   template double inertia_local<T>(matrix_view<const T>, std::span<const double>,                  \
                                    std::span<const double>, std::span<const std::int32_t>,         \
                                    std::span<double>);                                             \
@@ -633,7 +652,7 @@ bool take_kept_candidate(const candidate_distances& kept, std::int64_t j, std::s
   template row_labels::row_labels(matrix_view<const T>);                                           \
   template row_values::row_values(matrix_view<const T>, const std::vector<double>&);                \
   template row_values::row_values(matrix_view<const T>, double);                                   \
-  template mass_index::mass_index(matrix_view<const T>, std::span<const double>, std::span<const double>);
+  template void mass_index::rebuild(matrix_view<const T>, std::span<const double>, std::span<const double>);
 SPMDLEARN_KMEANS_LOCAL(float)
 SPMDLEARN_KMEANS_LOCAL(double)
 #undef SPMDLEARN_KMEANS_LOCAL
