@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <thread>
 
@@ -373,22 +372,14 @@ void few_candidates(matrix_view<const T> X, std::span<const double> xsq, std::sp
   const int mm = static_cast<int>(m);
   constexpr std::int64_t chunk = 4096;  // rows: whole chunks a thread (and >= 4 chunks a thread below)
   const int nt = static_cast<int>(std::clamp<std::int64_t>(n / (4 * chunk), 1, std::max(threads, 1)));
+  using pass = void (*)(const T*, std::int64_t, std::int64_t, std::int64_t, const double*, const double*,
+                        const double*, int, const double*, double*, bool, double*, double*, std::int64_t);
+  const pass run = M == 4 ? pass(few_candidates_4) : M == 8 ? pass(few_candidates_8) : pass(few_candidates_16);
   std::vector<double> parts(pot ? static_cast<std::size_t>(nt * m) : 0, 0.0);
   parallel_chunks(n, chunk, nt, [&](int t, std::int64_t lo, std::int64_t hi) {
-    const T* x = X.data + lo * X.stride();
-    const std::int64_t rows = hi - lo;
-    double* pt = pot ? parts.data() + t * m : nullptr;
-    double* kp = keep ? keep + lo : nullptr;  // candidate-major: column stride n
-    const double* wt = w ? w + lo : nullptr;
-    if (M == 4)
-      few_candidates_4(x, X.stride(), rows, d, Ct.data(), xsq.data() + lo, csq.data(), mm, wt, closest + lo, update, pt, kp,
-                         n);
-    else if (M == 8)
-      few_candidates_8(x, X.stride(), rows, d, Ct.data(), xsq.data() + lo, csq.data(), mm, wt, closest + lo, update, pt, kp,
-                         n);
-    else
-      few_candidates_16(x, X.stride(), rows, d, Ct.data(), xsq.data() + lo, csq.data(), mm, wt, closest + lo, update, pt, kp,
-                         n);
+    run(X.data + lo * X.stride(), X.stride(), hi - lo, d, Ct.data(), xsq.data() + lo, csq.data(), mm, w ? w + lo : nullptr,
+        closest + lo, update, pot ? parts.data() + t * m : nullptr,
+        keep ? keep + lo : nullptr, n);  // keep: candidate-major, column stride n
   });
   if (pot)
     for (int t = 0; t < nt; ++t)
