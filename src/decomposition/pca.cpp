@@ -195,7 +195,10 @@ pca_spectrum pca_full(const comm& c, matrix_view<const T> X) {
   // (e.g. out of GPU memory) raises everywhere.
   std::vector<double> mine;
   guarded(c, [&] {
-    if (X.device == device_kind::cuda) {
+    if (X.rows == 0) {
+      // An empty block (possibly of shape (0, 0)) contributes a zero R of the agreed width.
+      mine.assign(static_cast<std::size_t>(d) * d, 0.0);
+    } else if (X.device == device_kind::cuda) {
 #ifdef SPMDLEARN_WITH_CUDA
       mine = cuda::centred_r<T>(X.data, X.rows, d, X.stride(), g.mean);
 #endif
@@ -279,8 +282,9 @@ void cholqr2_local(std::vector<double>& Y, int rows, int l) {
 class host_range_finder {
  public:
   template <class T>
+  // The width is the agreed one (mean.size()): an empty block may have shape (0, 0).
   host_range_finder(matrix_view<const T> X, const std::vector<double>& mean)
-      : n_(static_cast<int>(X.rows)), d_(static_cast<int>(X.cols)), A_(static_cast<std::size_t>(X.rows) * X.cols) {
+      : n_(static_cast<int>(X.rows)), d_(static_cast<int>(mean.size())), A_(static_cast<std::size_t>(X.rows) * mean.size()) {
     for (std::int64_t i = 0; i < X.rows; ++i) {
       const T* x = X.row(i);
       for (std::int64_t j = 0; j < X.cols; ++j) A_[i + j * X.rows] = static_cast<double>(x[j]) - mean[j];
@@ -399,7 +403,8 @@ randomized_spectrum pca_randomized(const comm& c, matrix_view<const T> X, std::i
   if (X.device == device_kind::cuda) {
 #ifdef SPMDLEARN_WITH_CUDA
     std::unique_ptr<cuda::range_finder> f;
-    guarded(c, [&] { f = std::make_unique<cuda::range_finder>(X.data, X.rows, X.cols, X.stride(), g.mean); });
+    const std::int64_t d = static_cast<std::int64_t>(g.mean.size());  // (0, 0) blocks: the agreed width
+    guarded(c, [&] { f = std::make_unique<cuda::range_finder>(X.data, X.rows, d, X.rows ? X.stride() : d, g.mean); });
     return randomized_with(c, *f, g, k, oversamples, n_iter, seed);
 #endif
   }
