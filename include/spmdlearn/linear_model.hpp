@@ -36,7 +36,10 @@ struct normal_state {
   std::int64_t n_rows = 0;
   double weight = 0.0;         // Σ w (n without weights)
   std::vector<double> mean;    // p = d + t weighted means of [X | Y]
-  std::vector<double> cross;   // p x p row-major, Σ w (z - mean)(z - mean)ᵀ
+  std::vector<double> cross;   // p x p row-major, Σ w (z - mean)(z - mean)ᵀ 2^-(e_i + e_j)
+  // e: column j's deviations enter the products scaled by 2^-e_j (exact), so that data near the
+  // float range neither overflow nor underflow; 0 for ordinary data (empty means all 0).
+  std::vector<int> exponent;
 };
 
 // Collective. Merges every rank's rows (X: n x d, Y: n x t, w: n, >= 0) into s. Every rank throws

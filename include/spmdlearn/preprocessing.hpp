@@ -3,7 +3,8 @@
 // fit / partial_fit are collective (every rank merges its block into the replicated state);
 // transform / inverse_transform are local. Attributes follow scikit-learn:
 //   standard: mean = Σ w x / W, var = Σ w (x - mean)² / W (ddof = 0),
-//             scale = √var, with 1 for constant features (scikit-learn's tolerance);
+//             scale = √var, with 1 for constant features (scikit-learn's tolerance) and NaN
+//             where var overflows (inf: deviations beyond ~1e154);
 //   max-abs:  max_abs = max |x|, scale = max_abs (1 where it is 0).
 //
 //   spmdlearn::preprocessing::standard_scaler sc;

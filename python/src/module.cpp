@@ -56,6 +56,23 @@ std::vector<double> from_numpy(const nb::handle& h) {
   return std::vector<double>(a.data(), a.data() + a.size());
 }
 
+// A replicated step after a collective fit (a d x d factorisation, the same on every rank). With
+// `collective`, every rank agrees on its success: a failure -- on every rank, or on one alone (a
+// GPU out of memory) -- raises the same error on every rank, naming the rank. Without (an
+// attribute computed on first read, which one rank may do alone), the error names this rank.
+template <class F>
+void replicated(std::uintptr_t comm, bool collective, F&& fn) {
+  auto c = comm_from(comm);
+  if (collective) return sl::guarded(*c, fn);
+  try {
+    fn();
+  } catch (...) {
+    std::string message;
+    const sl::error_kind kind = sl::classify(std::current_exception(), message);
+    sl::throw_error(kind, "rank " + std::to_string(c->rank()) + ": " + message, c->rank());
+  }
+}
+
 // --- basic statistics state <-> dict -----------------------------------------------------------
 sl::basic_statistics::state bs_state_from(const std::optional<nb::dict>& d) {
   sl::basic_statistics::state s;
@@ -274,13 +291,15 @@ nb::dict cov_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state
 }
 
 nb::dict cov_finalize(const nb::dict& state, bool assume_centered, bool store_precision,
-                      bool float32) {
+                      bool float32, std::uintptr_t comm) {
   auto s = cov_state_from(state);
   sl::covariance::result r;
   {
     nb::gil_scoped_release nogil;
-    r = sl::covariance::finalize(s, {assume_centered, store_precision},
-                                 float32 ? sl::dtype::float32 : sl::dtype::float64);
+    replicated(comm, true, [&] {
+      r = sl::covariance::finalize(s, {assume_centered, store_precision},
+                                   float32 ? sl::dtype::float32 : sl::dtype::float64);
+    });
   }
   const std::size_t d = static_cast<std::size_t>(r.n_features);
   nb::dict out;
@@ -345,6 +364,8 @@ sl::linear_model::normal_state lr_state_from(const std::optional<nb::dict>& d) {
   s.weight = nb::cast<double>((*d)["weight"]);
   s.mean = from_numpy((*d)["mean"]);
   s.cross = from_numpy((*d)["cross"]);
+  if (d->contains("exponent"))  // absent in states saved before it existed: all 0
+    for (double e : from_numpy((*d)["exponent"])) s.exponent.push_back(static_cast<int>(e));
   return s;
 }
 nb::dict lr_state_to(sl::linear_model::normal_state&& s) {
@@ -356,6 +377,7 @@ nb::dict lr_state_to(sl::linear_model::normal_state&& s) {
   d["weight"] = s.weight;
   d["mean"] = to_numpy(std::move(s.mean));
   d["cross"] = to_numpy(std::move(s.cross), {p, p});
+  d["exponent"] = to_numpy(std::vector<double>(s.exponent.begin(), s.exponent.end()));
   return d;
 }
 
@@ -423,12 +445,14 @@ nb::dict lr_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state,
 }
 
 nb::dict lr_solve(const nb::dict& state, host_vector<double> alpha, bool fit_intercept, double rcond,
-                  bool on_gpu, bool spectrum) {
+                  bool on_gpu, bool spectrum, std::uintptr_t comm, bool collective) {
   auto s = lr_state_from(state);
   sl::linear_model::solution r;
   {
     nb::gil_scoped_release nogil;
-    r = sl::linear_model::solve(s, {alpha.data(), alpha.size()}, fit_intercept, rcond, on_gpu, spectrum);
+    replicated(comm, collective, [&] {
+      r = sl::linear_model::solve(s, {alpha.data(), alpha.size()}, fit_intercept, rcond, on_gpu, spectrum);
+    });
   }
   const std::size_t t = static_cast<std::size_t>(s.n_targets), d = static_cast<std::size_t>(s.n_features);
   nb::dict out;
@@ -849,7 +873,8 @@ NB_MODULE(_core, m) {
         "to_device"_a = false);
   m.def("cov_partial_fit", &cov_partial_fit_cuda<float>, "comm"_a, "state"_a.none(), "X"_a,
         "to_device"_a = false);
-  m.def("cov_finalize", &cov_finalize, "state"_a, "assume_centered"_a, "store_precision"_a, "float32"_a);
+  m.def("cov_finalize", &cov_finalize, "state"_a, "assume_centered"_a, "store_precision"_a, "float32"_a,
+        "comm"_a = 0);
   m.def("cov_mahalanobis", &cov_mahalanobis<double>);
   m.def("cov_mahalanobis", &cov_mahalanobis<float>);
   m.def("cov_score", &cov_score<double>);
@@ -867,7 +892,7 @@ NB_MODULE(_core, m) {
   m.def("lr_partial_fit", &lr_partial_fit_cuda<float>, "comm"_a, "state"_a.none(), "X"_a, "Y"_a,
         "w"_a.none(), "caller"_a, "to_device"_a = false);
   m.def("lr_solve", &lr_solve, "state"_a, "alpha"_a, "fit_intercept"_a, "rcond"_a, "on_gpu"_a = false,
-        "spectrum"_a = true);
+        "spectrum"_a = true, "comm"_a = 0, "collective"_a = true);
   m.def("r2_score", &r2_score<double>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());
   m.def("r2_score", &r2_score<float>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());
   m.def("logreg_fit", &logreg_fit<double>, "comm"_a, "X"_a, "y"_a, "n_classes"_a, "w"_a.none(), "C"_a,
@@ -900,16 +925,16 @@ NB_MODULE(_core, m) {
         "seed"_a, "to_device"_a = false);
   m.def(
       "pca_covariance_eigh",
-      [](const nb::dict& state, bool on_gpu) {
+      [](const nb::dict& state, bool on_gpu, std::uintptr_t comm) {
         auto s = cov_state_from(state);
         sl::decomposition::pca_spectrum r;
         {
           nb::gil_scoped_release nogil;
-          r = sl::decomposition::pca_covariance_eigh(s, on_gpu);
+          replicated(comm, true, [&] { r = sl::decomposition::pca_covariance_eigh(s, on_gpu); });
         }
         return pca_to_dict(std::move(r));
       },
-      "state"_a, "on_gpu"_a = false);
+      "state"_a, "on_gpu"_a = false, "comm"_a = 0);
   m.def("kmeans_fit", &kmeans_fit<double>, "comm"_a, "X"_a, "w"_a.none(), "k"_a, "init"_a, "n_init"_a,
         "max_iter"_a, "tol"_a, "verbose"_a, "seed"_a, "init_centers"_a.none(), "to_device"_a = false);
   m.def("kmeans_fit", &kmeans_fit<float>, "comm"_a, "X"_a, "w"_a.none(), "k"_a, "init"_a, "n_init"_a,

@@ -17,28 +17,32 @@ namespace spmdlearn::dense {
 
 enum class where { host, gpu };
 
-inline std::vector<double> eigh(std::vector<double>& a, int n, bool vectors, where w) {
+// `matrix` names the matrix in the error a failure throws (detail::throw_factorization_error).
+inline std::vector<double> eigh(std::vector<double>& a, int n, bool vectors, where w, const char* matrix) {
 #ifdef SPMDLEARN_WITH_CUDA
-  if (w == where::gpu) return cuda::eigh(a, n, vectors);
+  if (w == where::gpu) return cuda::eigh(a, n, vectors, matrix);
 #endif
   (void)w;
   const detail::blas_serial_scope serial(n);  // d x d: see blas_serial_scope
-  return cpu::eigh(a, n, vectors);
+  return cpu::eigh(a, n, vectors, matrix);
 }
 
-inline int geqrf(int m, int n, double* a, int lda, where w) {
+// QR of the m x n column-major a in place; throws on failure.
+inline void geqrf(int m, int n, double* a, int lda, where w, const char* matrix) {
 #ifdef SPMDLEARN_WITH_CUDA
-  if (w == where::gpu) return cuda::geqrf(m, n, a, lda);
+  if (w == where::gpu) return cuda::geqrf(m, n, a, lda, matrix);
 #endif
   (void)w;
   const detail::blas_serial_scope serial(std::max(m, n));
-  return cpu::geqrf(m, n, a, lda);
+  const int info = cpu::geqrf(m, n, a, lda);
+  if (info != 0) detail::throw_factorization_error("dgeqrf", info, m, n, matrix);
 }
 
 // Singular values (descending) and Vᵀ (n x n, column-major) of the square column-major a.
-inline void svd_square(std::vector<double>& a, int n, std::vector<double>& s, std::vector<double>& vt, where w) {
+inline void svd_square(std::vector<double>& a, int n, std::vector<double>& s, std::vector<double>& vt, where w,
+                       const char* matrix) {
 #ifdef SPMDLEARN_WITH_CUDA
-  if (w == where::gpu) return cuda::svd_square(a, n, s, vt);
+  if (w == where::gpu) return cuda::svd_square(a, n, s, vt, matrix);
 #endif
   (void)w;
   const detail::blas_serial_scope serial(n);
@@ -51,7 +55,7 @@ inline void svd_square(std::vector<double>& a, int n, std::vector<double>& s, st
   lwork = std::max(1, static_cast<int>(q));
   std::vector<double> work(lwork);
   dgesvd_("N", "A", &n, &n, a.data(), &n, s.data(), &dummy, &one, vt.data(), &n, work.data(), &lwork, &info);
-  if (info != 0) throw runtime_error("dgesvd failed with info=" + std::to_string(info));
+  if (info != 0) detail::throw_factorization_error("dgesvd", info, n, n, matrix);
 }
 
 }  // namespace spmdlearn::dense

@@ -38,6 +38,45 @@ struct local_moments {
   }
 };
 
+// Σ w (x - m)² of a chunk from its shifted sums s1 = Σ w (x - shift), s2 = Σ w (x - shift)²
+// (m = shift + s1 / W). Values near the float range: s2 may overflow -- then so does the centred
+// sum, inf as numpy's -- and s1² may overflow while s1²/W does not.
+double centred_squares(double s1, double s2, double wsum) {
+  if (!std::isfinite(s2)) return s2;
+  const double q = s1 * s1;
+  return std::max(0.0, s2 - (std::isfinite(q) ? q / wsum : s1 * (s1 / wsum)));
+}
+
+// A chunk of finite values whose sums overflow (magnitudes beyond ~1e304): its mean, min, max
+// and centred squares with every value scaled by 2^-64 first (exact), so that the mean, which is
+// in range, is not lost to an inf that a later merge would turn into NaN.
+template <class T>
+void huge_chunk(const T* x, std::int64_t stride, std::int64_t nb, std::int64_t d, const T* w, double wsum,
+                double* mean, double* m2, double* lo, double* hi) {
+  constexpr int k = 64;
+  for (std::int64_t j = 0; j < d; ++j) {
+    double s = 0.0, l = inf, h = -inf;
+    for (std::int64_t i = 0; i < nb; ++i) {
+      const double v = static_cast<double>(x[i * stride + j]), wi = w ? static_cast<double>(w[i]) : 1.0;
+      s += wi * std::ldexp(v, -k);
+      if (wi > 0.0) {
+        l = std::min(l, v);
+        h = std::max(h, v);
+      }
+    }
+    const double m = s / wsum;
+    double q = 0.0;
+    for (std::int64_t i = 0; i < nb; ++i) {
+      const double u = std::ldexp(static_cast<double>(x[i * stride + j]), -k) - m;
+      q += (w ? static_cast<double>(w[i]) : 1.0) * u * u;
+    }
+    mean[j] = std::ldexp(m, k);
+    m2[j] = std::ldexp(q, 2 * k);
+    lo[j] = l;
+    hi[j] = h;
+  }
+}
+
 // One pass over X in cache-sized chunks (see moments_kernel.hpp). Each chunk's moments are taken
 // about a shift -- the running mean, or the block's first row before there is one -- and
 // Chan-merged into the running moments. If the shift was poor for some column (the shifted sum of
@@ -61,10 +100,12 @@ void accumulate(matrix_view<const T> X, const T* w, local_moments& acc) {
       if (!std::isfinite(shift[j])) shift[j] = 0.0;  // a non-finite first row is reported below
     bs::chunk_moments(xc, X.stride(), nb, d, wc, shift.data(), s1.data(), s2.data(), lo.data(),
                       hi.data());
+    bool huge = false;  // finite data whose sums overflow: not an input error
     for (std::int64_t j = 0; j < d; ++j)
       if (!std::isfinite(s1[j]) || !std::isfinite(s2[j])) {
         detail::throw_if_nonfinite("X", X, i0, nb);
-        break;  // finite data whose squares overflow: not an input error
+        for (std::int64_t k = j; k < d; ++k) huge |= !std::isfinite(s1[k]);
+        break;
       }
     double wsum = static_cast<double>(nb);
     if (w) {
@@ -73,17 +114,22 @@ void accumulate(matrix_view<const T> X, const T* w, local_moments& acc) {
       if (wsum == 0.0) continue;  // rows that count zero times (already checked for NaN)
     }
     bool poor_shift = false;
-    for (std::int64_t j = 0; j < d; ++j) {
-      mb[j] = shift[j] + s1[j] / wsum;
-      m2b[j] = std::max(0.0, s2[j] - s1[j] * s1[j] / wsum);
-      poor_shift |= s2[j] > 64.0 * m2b[j] && s2[j] > 0.0;
+    if (huge) {
+      huge_chunk(xc, X.stride(), nb, d, wc, wsum, mb.data(), m2b.data(), lo.data(), hi.data());
+    } else {
+      for (std::int64_t j = 0; j < d; ++j) {
+        mb[j] = shift[j] + s1[j] / wsum;
+        m2b[j] = centred_squares(s1[j], s2[j], wsum);
+        // (squares that overflowed about the shift may not about the mean)
+        poor_shift |= (s2[j] > 64.0 * m2b[j] && s2[j] > 0.0) || !std::isfinite(s2[j]);
+      }
     }
     if (poor_shift) {
       std::vector<double> l2(d), h2(d);
       bs::chunk_moments(xc, X.stride(), nb, d, wc, mb.data(), s1.data(), s2.data(), l2.data(),
                         h2.data());
       for (std::int64_t j = 0; j < d; ++j) {
-        m2b[j] = std::max(0.0, s2[j] - s1[j] * s1[j] / wsum);
+        m2b[j] = centred_squares(s1[j], s2[j], wsum);
         mb[j] += s1[j] / wsum;
       }
     }

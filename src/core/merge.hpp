@@ -24,13 +24,17 @@ double merge_mean(double& wa, std::span<double> mean_a, double wb, std::span<con
 // rows and mean (merged in rank order: identical bits everywhere) and its own
 // local_delta = mean_r - mean, for the correction weight_r · δ δᵀ it adds to its centred sum
 // before the sum-allreduce:  M = Σ_r (M_r + W_r δ_r δ_rᵀ).
+// `extra` (the same length on every rank) travels in the same allgather: every rank receives all
+// ranks' (weight, rows, mean, extra) records in `gathered`, for decisions that must be the same
+// everywhere (the cross-products' scale exponents) without one more collective.
 struct global_mean {
   double weight = 0.0;
   std::int64_t rows = 0;
   std::vector<double> mean;
   std::vector<double> local_delta;
+  std::vector<double> gathered;  // rank r's record at r * (mean.size() + extra.size() + 2)
 };
 global_mean merge_means_across(const comm& c, double weight, std::int64_t rows,
-                               std::span<const double> mean);
+                               std::span<const double> mean, std::span<const double> extra = {});
 
 }  // namespace spmdlearn::detail

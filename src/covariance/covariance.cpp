@@ -94,6 +94,24 @@ void accumulate(const char* what, matrix_view<const T> X, local_cross& acc) {
   }
 }
 
+// Values beyond ~1e154 from their mean have squares beyond the float64 range: the covariance is
+// not representable, and scikit-learn raises ValueError. So does every rank here (the state is
+// replicated, so every rank finds the same; the guard names the rank), leaving s as it was.
+void check_in_range(const comm& c, const char* what, const state& s) {
+  const std::int64_t d = s.n_features;
+  for (std::int64_t i = 0; i < d; ++i)
+    for (std::int64_t j = 0; j <= i; ++j) {
+      if (std::isfinite(s.cross[i * d + j])) continue;
+      const std::string cols = i == j ? "feature " + std::to_string(i)
+                                      : "features " + std::to_string(j) + " and " + std::to_string(i);
+      agree(c, std::make_exception_ptr(invalid_argument(
+                   std::string(what) + ": the covariance of " + cols +
+                   " overflows the float64 range (deviations from the mean beyond ~1e154 have "
+                   "squares beyond ~1.8e308; scikit-learn raises here too). Scale the feature down "
+                   "first, e.g. divide it by a power of ten")));
+    }
+}
+
 // Collective: the centred cross-products of all ranks' rows, merged into s.
 template <class T>
 void merge_block(const comm& c, state& s, matrix_view<const T> X, const char* what) {
@@ -165,18 +183,21 @@ void merge_block(const comm& c, state& s, matrix_view<const T> X, const char* wh
       for (std::int64_t i = 0; i <= j; ++i, ++k) block[i + j * d] = block[j + i * d] = packed[k];
   }
 
-  if (s.n_features == 0) {
-    s.n_features = d;
-    s.mean.assign(d, 0.0);
-    s.cross.assign(d * d, 0.0);
+  state next = s;
+  if (next.n_features == 0) {
+    next.n_features = d;
+    next.mean.assign(d, 0.0);
+    next.cross.assign(d * d, 0.0);
   }
   std::vector<double> delta(d);
-  double w = static_cast<double>(s.n_rows);
-  const double f = detail::merge_mean(w, s.mean, g.weight, g.mean, delta);
-  s.n_rows += g.rows;
+  double w = static_cast<double>(next.n_rows);
+  const double f = detail::merge_mean(w, next.mean, g.weight, g.mean, delta);
+  next.n_rows += g.rows;
   for (std::int64_t i = 0; i < d; ++i)
     for (std::int64_t j = 0; j < d; ++j)
-      s.cross[i * d + j] += block[i * d + j] + f * delta[i] * delta[j];
+      next.cross[i * d + j] += block[i * d + j] + f * delta[i] * delta[j];
+  check_in_range(c, what, next);
+  s = std::move(next);
 }
 
 
@@ -189,7 +210,7 @@ void partial_fit(const comm& c, state& s, matrix_view<const T> X) {
 
 std::vector<double> pinvh(std::span<const double> a, std::int64_t d, dtype eps_dtype) {
   std::vector<double> v(a.begin(), a.end());
-  std::vector<double> lam = cpu::eigh(v, static_cast<int>(d));
+  std::vector<double> lam = cpu::eigh(v, static_cast<int>(d), true, "covariance matrix");
   double maxabs = 0.0;
   for (double l : lam) maxabs = std::max(maxabs, std::abs(l));
   const double eps = eps_dtype == dtype::float32 ? std::numeric_limits<float>::epsilon()
@@ -301,7 +322,8 @@ double score(const comm& c, std::span<const double> location, std::span<const do
       tr += tc * precision[i * d + j];
     }
   std::vector<double> p(precision.begin(), precision.end());
-  std::vector<double> lam = cpu::eigh(p, static_cast<int>(d));
+  std::vector<double> lam;
+  guarded(c, [&] { lam = cpu::eigh(p, static_cast<int>(d), true, "precision matrix"); });
   double logdet = 0.0;
   for (double l : lam) {
     if (!(l > 0.0)) {

@@ -42,7 +42,8 @@ void flip_signs(std::vector<double>& comp, std::int64_t r, std::int64_t d) {
 // and re-factorises: R (min(rr + rows, d) x d, upper trapezoid) stays in the top of m.
 void qr_update(std::vector<double>& m, int ld, int& rr, int rows, int d) {
   const int total = rr + rows;
-  if (cpu::geqrf(total, d, m.data(), ld) != 0) throw runtime_error("dgeqrf failed");
+  const int info = cpu::geqrf(total, d, m.data(), ld);
+  if (info != 0) detail::throw_factorization_error("dgeqrf", info, total, d, "matrix of this rank's centred rows");
   rr = std::min(total, d);
   // Zero the strictly lower part (Householder vectors) of the kept rows, and the rows below.
   for (int j = 0; j < d; ++j)
@@ -148,7 +149,8 @@ pca_spectrum pca_covariance_eigh(const covariance::state& s, bool on_gpu) {
   r.n_features = d;
   r.mean = s.mean;
   std::vector<double> V(s.cross);  // symmetric: row-major = column-major
-  std::vector<double> lam = dense::eigh(V, static_cast<int>(d), true, on_gpu ? dense::where::gpu : dense::where::host);
+  std::vector<double> lam = dense::eigh(V, static_cast<int>(d), true, on_gpu ? dense::where::gpu : dense::where::host,
+                                        "matrix of centred cross-products");
   r.singular.resize(d);
   r.explained_variance.resize(d);
   r.components.resize(d * d);
@@ -217,13 +219,17 @@ pca_spectrum pca_full(const comm& c, matrix_view<const T> X) {
   // every rank: the same bits everywhere).
   const bool all_gpu = c.allreduce_value<std::int32_t>(X.device == device_kind::cuda ? 1 : 0, reduce_op::min) == 1;
   const dense::where where = all_gpu ? dense::where::gpu : dense::where::host;
-  if (M > 0 && dense::geqrf(M, di, stack.data(), M, where) != 0) throw runtime_error("dgeqrf failed");
-  std::vector<double> R(static_cast<std::size_t>(di) * di, 0.0);
-  for (int j = 0; j < di; ++j)
-    for (int i = 0; i <= j && i < M; ++i) R[i + static_cast<std::size_t>(j) * di] = stack[i + static_cast<std::size_t>(j) * M];
-  // SVD of R: R = U S Vt; X_c = Q R = (Q U) S Vt.
+  // Replicated factorisations, agreed all the same: one that fails (the data, or a GPU out of
+  // memory on one rank) raises on every rank, naming the rank.
   std::vector<double> S, Vt;
-  dense::svd_square(R, di, S, Vt, where);
+  guarded(c, [&] {
+    if (M > 0) dense::geqrf(M, di, stack.data(), M, where, "stack of the ranks' R factors");
+    std::vector<double> R(static_cast<std::size_t>(di) * di, 0.0);
+    for (int j = 0; j < di; ++j)
+      for (int i = 0; i <= j && i < M; ++i) R[i + static_cast<std::size_t>(j) * di] = stack[i + static_cast<std::size_t>(j) * M];
+    // SVD of R: R = U S Vt; X_c = Q R = (Q U) S Vt.
+    dense::svd_square(R, di, S, Vt, where, "R factor of the centred rows");
+  });
   pca_spectrum out;
   const std::int64_t n = g.rows, r = std::min<std::int64_t>(n, d);
   out.n_samples = n;
@@ -261,7 +267,7 @@ std::vector<double> gram_cholesky(std::vector<double> G, int l) {
     R = G;
     for (int i = 0; i < l; ++i) R[i + static_cast<std::size_t>(i) * l] += 1e-13 * std::max(trace, 1e-300);
     dpotrf_("U", &l, R.data(), &l, &info);
-    if (info != 0) throw runtime_error("PCA(randomized): the range basis is numerically zero");
+    if (info != 0) detail::throw_factorization_error("dpotrf", info, l, l, "Gram matrix of the randomized range basis");
   }
   return R;
 }
@@ -347,11 +353,14 @@ randomized_spectrum randomized_with(const comm& c, Finder& f, const detail::glob
     std::normal_distribution<double> normal(0.0, 1.0);
     for (auto& v : Om) v = normal(rng);
   }
-  // Y = A M, then CholeskyQR2 of Y across the ranks.
+  // Y = A M, then CholeskyQR2 of Y across the ranks. The small factorisations are replicated and
+  // agreed all the same (guarded): one that fails raises on every rank, naming the rank.
   auto range = [&](const std::vector<double>& M) {
     guarded(c, [&] { f.set_basis(M, l); });
     for (int round = 0; round < 2; ++round) {
-      const std::vector<double> R = gram_cholesky(summed([&] { return f.basis_gram(); }), l);
+      const std::vector<double> G = summed([&] { return f.basis_gram(); });
+      std::vector<double> R;
+      guarded(c, [&] { R = gram_cholesky(G, l); });
       guarded(c, [&] { f.basis_solve_upper(R); });
     }
   };
@@ -359,7 +368,7 @@ randomized_spectrum randomized_with(const comm& c, Finder& f, const detail::glob
   std::vector<double> Z;
   for (int it = 0; it < n_iter; ++it) {
     Z = summed([&] { return f.project(); });  // Σ Aᵀ Y (d x l)
-    cholqr2_local(Z, di, l);
+    guarded(c, [&] { cholqr2_local(Z, di, l); });
     range(Z);
   }
   // B = Qᵀ A (l x d) = (Aᵀ Q)ᵀ: Z = Σ Aᵀ Q (d x l); the SVD of Zᵀ gives B's.
@@ -369,15 +378,15 @@ randomized_spectrum randomized_with(const comm& c, Finder& f, const detail::glob
     for (int j = 0; j < di; ++j) Bm[i + static_cast<std::size_t>(j) * l] = Z[j + static_cast<std::size_t>(i) * di];
   const int mn = std::min(l, di);
   std::vector<double> S(mn), Vt(static_cast<std::size_t>(mn) * di);
-  {
+  guarded(c, [&] {
     int info = 0, lwork = -1, ldu = 1;
     double q = 0, dummy = 0;
     dgesvd_("N", "S", &l, &di, Bm.data(), &l, S.data(), &dummy, &ldu, Vt.data(), &mn, &q, &lwork, &info);
     lwork = std::max(1, static_cast<int>(q));
     std::vector<double> work(lwork);
     dgesvd_("N", "S", &l, &di, Bm.data(), &l, S.data(), &dummy, &ldu, Vt.data(), &mn, work.data(), &lwork, &info);
-    if (info != 0) throw runtime_error("dgesvd failed with info=" + std::to_string(info));
-  }
+    if (info != 0) detail::throw_factorization_error("dgesvd", info, l, di, "projected matrix of the randomized range");
+  });
   randomized_spectrum out;
   const std::int64_t kk = std::min<std::int64_t>(k, mn);
   out.n_samples = n;

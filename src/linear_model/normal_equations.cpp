@@ -234,6 +234,7 @@ void partial_fit(const comm& c, normal_state& s, matrix_view<const T> X, matrix_
   acc.rows = s.n_rows;
   acc.mean = s.mean;
   acc.cross = s.cross;
+  acc.exponent = s.exponent.empty() ? std::vector<int>(s.mean.size(), 0) : s.exponent;
   if (s.n_features == 0) acc.reset(d + t);
   detail::merge_into(acc, g);
   s.n_features = d;
@@ -242,31 +243,133 @@ void partial_fit(const comm& c, normal_state& s, matrix_view<const T> X, matrix_
   s.weight = acc.weight;
   s.mean = std::move(acc.mean);
   s.cross = std::move(acc.cross);
+  s.exponent = std::move(acc.exponent);
 }
+
+namespace {
+
+// The merged moments of [X | Y] as the matrix of the normal equations, in units of
+// 2^(f_i + f_j) (see normal_state::exponent): centred (fit_intercept) or raw,
+// Σ w z zᵀ = M + W μ μᵀ, whose columns are as large as their means, so that f also covers |μ|.
+struct moment_matrix {
+  std::vector<double> m;  // p x p, symmetric
+  std::vector<int> f;
+};
+
+moment_matrix moments_of(const normal_state& s, bool fit_intercept) {
+  const std::int64_t p = static_cast<std::int64_t>(s.mean.size());
+  const std::vector<int> e = s.exponent.empty() ? std::vector<int>(p, 0) : s.exponent;
+  moment_matrix q{s.cross, e};
+  if (fit_intercept) return q;
+  for (std::int64_t j = 0; j < p; ++j) {
+    const int own = s.cross[j * p + j] != 0.0 ? e[j] : detail::no_exponent;
+    const int f = std::max(own, detail::scale_exponent(std::abs(s.mean[j])));
+    q.f[j] = f == detail::no_exponent ? 0 : f;
+  }
+  std::vector<double> mu(p);
+  for (std::int64_t j = 0; j < p; ++j) mu[j] = std::ldexp(s.mean[j], -q.f[j]);
+  const bool same = q.f == e;
+  for (std::int64_t i = 0; i < p; ++i)
+    for (std::int64_t j = 0; j < p; ++j) {
+      double& v = q.m[i * p + j];
+      // A column without spread has a zero row; its exponent may have grown with the mean.
+      if (!same) {
+        const bool flat = s.cross[i * p + i] == 0.0 || s.cross[j * p + j] == 0.0;
+        v = flat ? 0.0 : std::ldexp(v, e[i] + e[j] - q.f[i] - q.f[j]);
+      }
+      v += s.weight * mu[i] * mu[j];
+    }
+  return q;
+}
+
+// The column units g in which a system with ridge penalty a is solved: 0 for ordinary data and
+// penalties (the common case: nothing is scaled). Least squares (a = 0) takes one power of two
+// for all columns, the largest f_j: lstsq's answer for a rank-deficient X depends on the columns'
+// relative scale, which a common factor keeps (columns far below the largest then fall under the
+// rank cutoff, as in scikit-learn). A penalised system has one solution, so each column takes its
+// own scale, the one that brings its diagonal entry, penalty included, near 1 (then neither the
+// entries, the penalty a 2^-2g_j, nor the solution leave the float range).
+std::vector<int> system_units(const moment_matrix& q, std::int64_t d, double a) {
+  const std::int64_t p = static_cast<std::int64_t>(q.f.size());
+  std::vector<int> g(q.f.begin(), q.f.begin() + d);
+  if (a == 0.0) {
+    const int E = d > 0 ? *std::max_element(g.begin(), g.end()) : 0;
+    std::fill(g.begin(), g.end(), E);
+    return g;
+  }
+  const int ea = std::ilogb(a) / 2;
+  bool ordinary = ea >= -200 && ea <= 200;
+  for (int v : g) ordinary &= v == 0;
+  if (ordinary) return std::vector<int>(d, 0);
+  for (std::int64_t j = 0; j < d; ++j) {
+    const double mjj = q.m[j * p + j];
+    g[j] = mjj > 0.0 ? std::max(q.f[j] + std::ilogb(mjj) / 2, ea) : ea;
+  }
+  return g;
+}
+
+// A (d x d, column-major): A_ij = M_ij 2^(f_i + f_j - g_i - g_j), plus the penalty a 2^-2g_j on
+// the diagonal.
+std::vector<double> system_matrix(const moment_matrix& q, std::int64_t d, const std::vector<int>& g, double a) {
+  const std::int64_t p = static_cast<std::int64_t>(q.f.size());
+  bool scaled = false;
+  for (std::int64_t j = 0; j < d; ++j) scaled |= q.f[j] != g[j] || g[j] != 0;
+  std::vector<double> A(d * d);
+  for (std::int64_t i = 0; i < d; ++i)
+    for (std::int64_t j = 0; j < d; ++j) {
+      const double v = q.m[i * p + j];
+      A[i + j * d] = scaled ? std::ldexp(v, q.f[i] + q.f[j] - g[i] - g[j]) : v;
+    }
+  if (a > 0.0)
+    for (std::int64_t j = 0; j < d; ++j) A[j + j * d] += scaled ? std::ldexp(a, -2 * g[j]) : a;
+  return A;
+}
+
+// B (d x nk, column-major) for targets k0 .. k0 + nk: B_jk = M_{j,d+k} 2^(f_j - g_j), in units of
+// 2^(g_j + f_{d+k}); the solution x of A x = B is coef_jk = x_jk 2^(f_{d+k} - g_j).
+std::vector<double> system_rhs(const moment_matrix& q, std::int64_t d, const std::vector<int>& g, std::int64_t k0,
+                               std::int64_t nk) {
+  const std::int64_t p = static_cast<std::int64_t>(q.f.size());
+  std::vector<double> B(d * nk);
+  for (std::int64_t k = 0; k < nk; ++k)
+    for (std::int64_t j = 0; j < d; ++j) B[j + k * d] = std::ldexp(q.m[j * p + d + k0 + k], q.f[j] - g[j]);
+  return B;
+}
+
+// Normal equations that are not finite (data near the float range on a path without scaling, or a
+// state restored by hand) would make the factorisations fail or return NaN: say so instead.
+void check_finite(const moment_matrix& q, std::int64_t d) {
+  const std::int64_t p = static_cast<std::int64_t>(q.f.size());
+  for (std::int64_t i = 0; i < p; ++i)
+    for (std::int64_t j = 0; j <= i; ++j)
+      if (!std::isfinite(q.m[i * p + j]))
+        throw invalid_argument(
+            "the normal equations are not finite (the cross-products of " +
+            std::string(i < d ? "feature " + std::to_string(i) : "target " + std::to_string(i - d)) +
+            " overflow the float64 range): scale the features and targets (e.g. divide large "
+            "columns by a power of ten)");
+}
+
+}  // namespace
 
 solution solve(const normal_state& s, std::span<const double> alpha, bool fit_intercept, double rcond,
                bool on_gpu, bool spectrum) {
   const detail::blas_serial_scope serial(s.n_features);  // d x d work: see blas_serial_scope
   const dense::where where = on_gpu ? dense::where::gpu : dense::where::host;
-  const std::int64_t d = s.n_features, t = s.n_targets, p = d + t;
+  const std::int64_t d = s.n_features, t = s.n_targets;
   if (!alpha.empty() && alpha.size() != 1 && static_cast<std::int64_t>(alpha.size()) != t)
     throw invalid_argument("Number of targets and number of penalties do not correspond: " +
                            std::to_string(t) + " != " + std::to_string(alpha.size()));
   for (double a : alpha)
     if (!(a >= 0.0) || !std::isfinite(a))
       throw invalid_argument("alpha must be a finite number >= 0, got " + std::to_string(a));
-  // A (d x d) and B (d x t), column-major; centred, or raw (Σ w z zᵀ = M + W μ μᵀ).
-  std::vector<double> A(d * d), B(d * t);
-  const double W = s.weight;
-  auto m = [&](std::int64_t i, std::int64_t j) {
-    double v = s.cross[i * p + j];
-    if (!fit_intercept) v += W * s.mean[i] * s.mean[j];
-    return v;
-  };
-  for (std::int64_t i = 0; i < d; ++i)
-    for (std::int64_t j = 0; j < d; ++j) A[i + j * d] = m(i, j);
-  for (std::int64_t k = 0; k < t; ++k)
-    for (std::int64_t i = 0; i < d; ++i) B[i + k * d] = m(i, d + k);
+  const moment_matrix q = moments_of(s, fit_intercept);
+  check_finite(q, d);
+  constexpr const char* matrix_name = "normal-equations matrix X^T X";
+  // The least-squares system A (d x d, column-major) in one common unit 2^E.
+  const std::vector<int> g0 = system_units(q, d, 0.0);
+  const int E = d > 0 ? g0[0] : 0;
+  const std::vector<double> A = system_matrix(q, d, g0, 0.0);
 
   solution r;
   // Least squares needs the spectrum: the singular values of X (scikit-learn's singular_) and the
@@ -280,7 +383,7 @@ solution solve(const normal_state& s, std::span<const double> alpha, bool fit_in
   auto ensure_vectors = [&] {
     if (have_vectors) return;
     V = A;
-    lam = dense::eigh(V, static_cast<int>(d), true, where);
+    lam = dense::eigh(V, static_cast<int>(d), true, where, matrix_name);
     have_vectors = true;
   };
   const double factor = std::max(rcond * rcond, 16.0 * static_cast<double>(std::max<std::int64_t>(d, 1)) *
@@ -290,47 +393,52 @@ solution solve(const normal_state& s, std::span<const double> alpha, bool fit_in
     r.rank = d;  // singular left empty: the caller asked not to compute it
   } else if (alpha.empty()) {
     std::vector<double> scratch = A;
-    lam = dense::eigh(scratch, static_cast<int>(d), false, where);
+    lam = dense::eigh(scratch, static_cast<int>(d), false, where, matrix_name);
     const double lam_max = d > 0 ? std::max(lam.back(), 0.0) : 0.0;
     cutoff = lam_max * factor;
     r.singular.resize(d);
     for (std::int64_t k = 0; k < d; ++k) {
       const double l = lam[d - 1 - k];
-      r.singular[k] = std::sqrt(std::max(l, 0.0));
+      r.singular[k] = std::ldexp(std::sqrt(std::max(l, 0.0)), E);
       if (l > cutoff) ++r.rank;
     }
   }
 
-  std::vector<double> X = B;  // solution, d x t column-major
   const int di = static_cast<int>(d);
+  r.coef.assign(t * d, 0.0);
   auto alpha_of = [&](std::int64_t k) { return alpha.empty() ? 0.0 : alpha[alpha.size() == 1 ? 0 : k]; };
   bool same_alpha = true;
   for (std::int64_t k = 1; k < t; ++k) same_alpha &= alpha_of(k) == alpha_of(0);
   auto solve_group = [&](std::int64_t k0, std::int64_t nk, double a) {
-    std::vector<double> b(X.begin() + k0 * d, X.begin() + (k0 + nk) * d);
+    const std::vector<int> g = a == 0.0 ? g0 : system_units(q, d, a);
+    std::vector<double> b = system_rhs(q, d, g, k0, nk);
     bool done = false;
     if (a == 0.0 && !U.empty()) {  // factored already
       int info = 0, nrhs = static_cast<int>(nk);
       dpotrs_("U", &di, &nrhs, U.data(), &di, b.data(), &di, &info);
       done = info == 0;
     } else if (a > 0.0 || r.rank == d) {
-      std::vector<double> Aa = A;
-      for (std::int64_t i = 0; i < d; ++i) Aa[i + i * d] += a;
-      done = cholesky_solve(std::move(Aa), di, b, static_cast<int>(nk));
+      done = cholesky_solve(a > 0.0 ? system_matrix(q, d, g, a) : A, di, b, static_cast<int>(nk));
     }
-    if (!done) {
-      // Rank-deficient least squares (or a ridge system that is not numerically positive
-      // definite): the minimum-norm solution over the eigenvalues above the cutoff.
+    if (!done && a == 0.0) {
+      // Rank-deficient least squares: the minimum-norm solution over the eigenvalues above the
+      // cutoff.
       ensure_vectors();
-      if (cutoff == 0.0 && a == 0.0) {
+      if (cutoff == 0.0) {
         const double lam_max = d > 0 ? std::max(lam.back(), 0.0) : 0.0;
         cutoff = lam_max * 16.0 * static_cast<double>(d) * std::numeric_limits<double>::epsilon();
       }
-      std::vector<double> la(lam);
-      for (auto& l : la) l += a;
-      eigen_solve(V, la, a > 0.0 ? 0.0 : cutoff, di, b, static_cast<int>(nk));
+      eigen_solve(V, lam, cutoff, di, b, static_cast<int>(nk));
+    } else if (!done) {
+      // A ridge system that is not numerically positive definite: the same minimum-norm solution
+      // of the penalised matrix.
+      std::vector<double> Va = system_matrix(q, d, g, a);
+      const std::vector<double> la = dense::eigh(Va, di, true, where, matrix_name);
+      eigen_solve(Va, la, 0.0, di, b, static_cast<int>(nk));
     }
-    std::copy(b.begin(), b.end(), X.begin() + k0 * d);
+    for (std::int64_t k = 0; k < nk; ++k)
+      for (std::int64_t i = 0; i < d; ++i)
+        r.coef[(k0 + k) * d + i] = std::ldexp(b[i + k * d], q.f[d + k0 + k] - g[i]);
   };
   if (d > 0 && t > 0) {
     if (same_alpha)
@@ -338,14 +446,11 @@ solution solve(const normal_state& s, std::span<const double> alpha, bool fit_in
     else
       for (std::int64_t k = 0; k < t; ++k) solve_group(k, 1, alpha_of(k));
   }
-  r.coef.assign(t * d, 0.0);
   r.intercept.assign(t, 0.0);
   for (std::int64_t k = 0; k < t; ++k) {
     double icpt = fit_intercept ? s.mean[d + k] : 0.0;
-    for (std::int64_t i = 0; i < d; ++i) {
-      r.coef[k * d + i] = X[i + k * d];
-      if (fit_intercept) icpt -= s.mean[i] * X[i + k * d];
-    }
+    if (fit_intercept)
+      for (std::int64_t i = 0; i < d; ++i) icpt -= s.mean[i] * r.coef[k * d + i];
     r.intercept[k] = icpt;
   }
   return r;

@@ -62,6 +62,10 @@ standard_scaler_result standard_scaler_finalize(const basic_statistics::state& s
     const bool constant = var <= W * eps * var + nm * nm;
     const double sc = std::sqrt(var);
     r.scale[j] = constant ? 1.0 : sc;  // scikit-learn uses only the mask here
+    // A variance beyond the float range (deviations beyond ~1e154): scikit-learn's var_ is inf or
+    // NaN (inf - inf), and its scale_ NaN (or, by its constant-feature test, 1). NaN, which
+    // transform carries into its output, rather than a 1 or an inf that would look valid.
+    if (!std::isfinite(var)) r.scale[j] = std::numeric_limits<double>::quiet_NaN();
   }
   return r;
 }

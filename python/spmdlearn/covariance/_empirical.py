@@ -66,7 +66,7 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
         # have X's dtype (X.T @ X, then pinvh with that dtype's cutoff).
         dtype = np.dtype(_dtype_name(X))
         f32 = self.assume_centered and dtype == np.float32
-        res = _core.cov_finalize(state, self.assume_centered, self.store_precision, f32)
+        res = _core.cov_finalize(state, self.assume_centered, self.store_precision, f32, addr)
         if self.assume_centered:
             self.location_ = np.zeros(int(state["n_features"]))
         else:

@@ -168,7 +168,7 @@ class PCA(_PCABase, _SkPCA):
                     f"{min(n, d)} with svd_solver={solver!r}")
         if solver == "covariance_eigh":
             state = _core.cov_partial_fit(addr, None, X, to_device)
-            res = _core.pca_covariance_eigh(state, all_ranks_on_gpu(addr, on_device))
+            res = _core.pca_covariance_eigh(state, all_ranks_on_gpu(addr, on_device), addr)
         elif solver == "randomized":
             n_iter = self.iterated_power
             if n_iter == "auto":
@@ -285,7 +285,7 @@ class IncrementalPCA(_PCABase, _SkIncrementalPCA):
                     f"n_components={k} must be less or equal to the batch number of samples {n} "
                     f"(all ranks' rows so far) and at most n_features={d}")
         self._partial_state = state
-        res = _core.pca_covariance_eigh(state, on_gpu)
+        res = _core.pca_covariance_eigh(state, on_gpu, addr)
         dtype = np.dtype(_dtype_name(X))
         k = min(n, d) if k is None else int(k)
         ev = res["explained_variance"]

@@ -130,14 +130,17 @@ class _NormalEquationsRegressor(SPMDMixin):
         # the first round's ranks that hold rows (all ranks hold the same estimator parameters).
         if first:
             self._y_1d = _agreed_y_1d(addr, y, int(state["n_targets"]))
-        self._finish(np.dtype(_dtype_name(X)))
+        self._finish(np.dtype(_dtype_name(X)), addr)
         return self
 
-    def _finish(self, dtype):
+    def _finish(self, dtype, addr):
         state = self._partial_state
+        # The solve is replicated; agreed on (collective) so that a failing factorisation raises
+        # on every rank, naming the rank.
         res = _core.lr_solve(state, np.ascontiguousarray(self._alpha_vector(), dtype=np.float64),
                              bool(self.fit_intercept), float(getattr(self, "tol", 1e-6)),
-                             bool(getattr(self, "_solve_on_gpu", False)), self._needs_spectrum)
+                             bool(getattr(self, "_solve_on_gpu", False)), self._needs_spectrum,
+                             addr, True)
         coef = res["coef"].astype(dtype, copy=False)
         intercept = res["intercept"].astype(dtype, copy=False)
         self.coef_ = coef[0].copy() if self._y_1d else coef
@@ -277,8 +280,10 @@ class LinearRegression(_NormalEquationsRegressor, _SkLinearRegression):
         if "_spectrum_k" not in self.__dict__:
             raise AttributeError("'LinearRegression' object has no attribute 'singular_' (not fitted)")
         if self._singular is None:
+            # Not collective: one rank may read the attribute alone (an error names this rank).
             res = _core.lr_solve(self._partial_state, np.zeros(0), self._spectrum_fit_intercept,
-                                 float(getattr(self, "tol", 1e-6)), False, True)
+                                 float(getattr(self, "tol", 1e-6)), False, True,
+                                 self._resolve_comm()[1], False)
             self._singular = res["singular"][: self._spectrum_k].astype(self.coef_.dtype)
         return self._singular
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/factorization_error.hpp"
 #include "spmdlearn/core/error.hpp"
 
 extern "C" {
@@ -62,8 +63,9 @@ namespace spmdlearn::cpu {
 // Symmetric eigen-decomposition (LAPACK dsyevd) of the n x n matrix a, eigenvalues ascending;
 // a is overwritten by the eigenvectors (columns, column-major).
 // With vectors = false only the eigenvalues are computed (several times cheaper) and a is
-// overwritten by scratch.
-inline std::vector<double> eigh(std::vector<double>& a, int n, bool vectors = true) {
+// overwritten by scratch. `matrix` names a for the error message (detail::throw_factorization_error).
+inline std::vector<double> eigh(std::vector<double>& a, int n, bool vectors = true,
+                                const char* matrix = "symmetric matrix") {
   std::vector<double> lam(n);
   if (n == 0) return lam;
   const char* jobz = vectors ? "V" : "N";
@@ -75,8 +77,7 @@ inline std::vector<double> eigh(std::vector<double>& a, int n, bool vectors = tr
   std::vector<double> work(std::max(1, lwork));
   std::vector<int> iwork(std::max(1, liwork));
   dsyevd_(jobz, "U", &n, a.data(), &n, lam.data(), work.data(), &lwork, iwork.data(), &liwork, &info);
-  if (info != 0)
-    throw runtime_error("symmetric eigen-solver (dsyevd) failed with info=" + std::to_string(info));
+  if (info != 0) detail::throw_factorization_error("dsyevd", info, n, n, matrix);
   return lam;
 }
 

@@ -3,6 +3,7 @@
 
 #include "backend/cuda/cuda_common.hpp"
 #include "backend/cuda/dense_cuda.hpp"
+#include "core/factorization_error.hpp"
 
 namespace spmdlearn::cuda {
 namespace {
@@ -14,16 +15,16 @@ context& current_context() {
   return context_for(dev);
 }
 
-void check_info(const dev_array<int>& info, cudaStream_t st, const char* what) {
+void check_info(const dev_array<int>& info, cudaStream_t st, const char* routine, int m, int n, const char* matrix) {
   int h = 0;
   check(cudaMemcpyAsync(&h, info.p, sizeof(int), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
-  if (h != 0) throw runtime_error(std::string(what) + " failed with info=" + std::to_string(h));
+  if (h != 0) detail::throw_factorization_error(routine, h, m, n, matrix);
 }
 
 }  // namespace
 
-std::vector<double> eigh(std::vector<double>& a, int n, bool vectors) {
+std::vector<double> eigh(std::vector<double>& a, int n, bool vectors, const char* matrix) {
   std::vector<double> lam(n);
   if (n == 0) return lam;
   context& ctx = current_context();
@@ -42,12 +43,12 @@ std::vector<double> eigh(std::vector<double>& a, int n, bool vectors) {
   check(cudaMemcpyAsync(lam.data(), W.p, n * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   if (vectors)
     check(cudaMemcpyAsync(a.data(), A.p, a.size() * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
-  check_info(info, st, "symmetric eigen-solver (cusolverDnDsyevd)");
+  check_info(info, st, "cusolverDnDsyevd", n, n, matrix);
   return lam;
 }
 
-int geqrf(int m, int n, double* a, int lda) {
-  if (m == 0 || n == 0) return 0;
+void geqrf(int m, int n, double* a, int lda, const char* matrix) {
+  if (m == 0 || n == 0) return;
   context& ctx = current_context();
   const cudaStream_t st = ctx.stream;
   cusolverDnHandle_t h = ctx.solver();
@@ -60,13 +61,10 @@ int geqrf(int m, int n, double* a, int lda) {
   dev_array<double> work(static_cast<std::size_t>(lwork > 0 ? lwork : 1), st);
   check_solver(cusolverDnDgeqrf(h, m, n, A.p, lda, tau.p, work.p, lwork, info.p), "cusolverDnDgeqrf");
   check(cudaMemcpyAsync(a, A.p, count * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
-  int hi = 0;
-  check(cudaMemcpyAsync(&hi, info.p, sizeof(int), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
-  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
-  return hi;
+  check_info(info, st, "cusolverDnDgeqrf", m, n, matrix);
 }
 
-void svd_square(std::vector<double>& a, int n, std::vector<double>& s, std::vector<double>& vt) {
+void svd_square(std::vector<double>& a, int n, std::vector<double>& s, std::vector<double>& vt, const char* matrix) {
   s.assign(n, 0.0);
   vt.assign(static_cast<std::size_t>(n) * n, 0.0);
   if (n == 0) return;
@@ -84,7 +82,7 @@ void svd_square(std::vector<double>& a, int n, std::vector<double>& s, std::vect
                "cusolverDnDgesvd");
   check(cudaMemcpyAsync(s.data(), S.p, n * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   check(cudaMemcpyAsync(vt.data(), VT.p, vt.size() * sizeof(double), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
-  check_info(info, st, "SVD (cusolverDnDgesvd)");
+  check_info(info, st, "cusolverDnDgesvd", n, n, matrix);
 }
 
 }  // namespace spmdlearn::cuda

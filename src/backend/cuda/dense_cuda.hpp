@@ -8,13 +8,15 @@
 
 namespace spmdlearn::cuda {
 
+// Each throws detail::throw_factorization_error's error when cuSOLVER reports a failure
+// (`matrix` names the matrix in the message).
 // As cpu::eigh: eigenvalues ascending; a (n x n, column-major) overwritten by the eigenvectors
 // when `vectors`.
-std::vector<double> eigh(std::vector<double>& a, int n, bool vectors);
+std::vector<double> eigh(std::vector<double>& a, int n, bool vectors, const char* matrix);
 // In place QR of the m x n column-major a (lda): the upper triangle of the top min(m, n) rows
-// holds R afterwards (below it: Householder vectors, as LAPACK). Returns info.
-int geqrf(int m, int n, double* a, int lda);
+// holds R afterwards (below it: Householder vectors, as LAPACK).
+void geqrf(int m, int n, double* a, int lda, const char* matrix);
 // Singular values s (descending) and Vᵀ (n x n, column-major) of the n x n matrix a (destroyed).
-void svd_square(std::vector<double>& a, int n, std::vector<double>& s, std::vector<double>& vt);
+void svd_square(std::vector<double>& a, int n, std::vector<double>& s, std::vector<double>& vt, const char* matrix);
 
 }  // namespace spmdlearn::cuda

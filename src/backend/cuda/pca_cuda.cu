@@ -5,6 +5,7 @@
 
 #include "backend/cuda/cuda_common.hpp"
 #include "backend/cuda/pca_cuda.hpp"
+#include "core/factorization_error.hpp"
 
 namespace spmdlearn::cuda {
 namespace {
@@ -108,7 +109,7 @@ std::vector<double> centred_r(const T* X, std::int64_t n, std::int64_t d, std::i
         "cudaMemcpy2DAsync");
   check(cudaMemcpyAsync(&h_info, info.p, sizeof(int), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
   check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
-  if (h_info != 0) throw runtime_error("cusolverDnDgeqrf failed with info=" + std::to_string(h_info));
+  if (h_info != 0) detail::throw_factorization_error("cusolverDnDgeqrf", h_info, n, d, "matrix of this rank's centred rows");
   return R;
 }
 
