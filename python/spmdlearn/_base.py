@@ -113,6 +113,14 @@ def local_weights(sample_weight, X):
     return np.ascontiguousarray(w, dtype=X.dtype)
 
 
+def cast_result(a, dtype):
+    """A float64 result of the C++ core in the estimator's dtype. Values beyond float32's range
+    become +-inf, the documented result for them (docs/reliability.md, "Extreme values"), without
+    numpy's overflow warning."""
+    with np.errstate(over="ignore"):
+        return np.asarray(a).astype(dtype, copy=False)
+
+
 def finish_features(estimator, n_features):
     """Set n_features_in_ to the global value (an empty rank's local array may say 0)."""
     estimator.n_features_in_ = int(n_features)

@@ -7,6 +7,7 @@ from .. import _core
 from .._base import (
     SPMDMixin,
     _dtype_name,
+    cast_result,
     device_weights,
     finish_features,
     is_cuda_array,
@@ -42,7 +43,7 @@ class _StatisticsBase(SPMDMixin, BaseEstimator):
         res = _core.bs_finalize(state, self._options)
         for name in _NAMES:
             if name in res:
-                setattr(self, name + "_", res[name].astype(dtype, copy=False))
+                setattr(self, name + "_", cast_result(res[name], dtype))
             elif hasattr(self, name + "_"):
                 delattr(self, name + "_")
         finish_features(self, state["n_features"])

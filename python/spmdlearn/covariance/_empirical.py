@@ -10,6 +10,7 @@ from sklearn.utils._param_validation import StrOptions
 from .._base import (
     SPMDMixin,
     _dtype_name,
+    cast_result,
     check_cuda_array,
     device_empty,
     finish_features,
@@ -70,10 +71,10 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
         if self.assume_centered:
             self.location_ = np.zeros(int(state["n_features"]))
         else:
-            self.location_ = res["location"].astype(dtype, copy=False)
+            self.location_ = cast_result(res["location"], dtype)
         cov_dtype = dtype if self.assume_centered else np.float64
-        self.covariance_ = res["covariance"].astype(cov_dtype, copy=False)
-        self.precision_ = res["precision"].astype(cov_dtype, copy=False) if self.store_precision else None
+        self.covariance_ = cast_result(res["covariance"], cov_dtype)
+        self.precision_ = cast_result(res["precision"], cov_dtype) if self.store_precision else None
         finish_features(self, state["n_features"])
         return self
 

@@ -20,6 +20,7 @@ from .._base import (
     SPMDMixin,
     _dtype_name,
     all_ranks_on_gpu,
+    cast_result,
     check_cuda_array,
     check_device_input,
     device_like,
@@ -141,8 +142,8 @@ class _NormalEquationsRegressor(SPMDMixin):
                              bool(self.fit_intercept), float(getattr(self, "tol", 1e-6)),
                              bool(getattr(self, "_solve_on_gpu", False)), self._needs_spectrum,
                              addr, True)
-        coef = res["coef"].astype(dtype, copy=False)
-        intercept = res["intercept"].astype(dtype, copy=False)
+        coef = cast_result(res["coef"], dtype)
+        intercept = cast_result(res["intercept"], dtype)
         self.coef_ = coef[0].copy() if self._y_1d else coef
         if not self.fit_intercept:
             self.intercept_ = 0.0  # as scikit-learn, whatever the number of targets
@@ -266,7 +267,7 @@ class LinearRegression(_NormalEquationsRegressor, _SkLinearRegression):
         self._spectrum_k = k
         self._spectrum_fit_intercept = bool(self.fit_intercept)
         # Empty when the solver proved the rank full without the spectrum (see singular_).
-        self._singular = res["singular"][:k].astype(self.coef_.dtype, copy=False) if len(res["singular"]) else None
+        self._singular = cast_result(res["singular"][:k], self.coef_.dtype) if len(res["singular"]) else None
 
     @property
     def singular_(self):
@@ -284,7 +285,7 @@ class LinearRegression(_NormalEquationsRegressor, _SkLinearRegression):
             res = _core.lr_solve(self._partial_state, np.zeros(0), self._spectrum_fit_intercept,
                                  float(getattr(self, "tol", 1e-6)), False, True,
                                  self._resolve_comm()[1], False)
-            self._singular = res["singular"][: self._spectrum_k].astype(self.coef_.dtype)
+            self._singular = cast_result(res["singular"][: self._spectrum_k], self.coef_.dtype)
         return self._singular
 
 
