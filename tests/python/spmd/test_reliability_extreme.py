@@ -185,15 +185,22 @@ def test_incremental_covariance(comm, case):
     _check_covariance(est, sk, dtype)
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_standard_scaler(comm, case, empty_rank):
+def _fit_scaler(cls, case, comm, empty_rank, attrs):
+    """(X, this rank's rows and their bounds, the scaler fitted on every rank's rows)."""
     _, dtype, factor, cols = case
     X, _ = _data(dtype, factor, cols)
     Xl = shard(X, comm, empty_rank)
-    est = StandardScaler().fit(Xl)
-    check_replicated(est, ["mean_", "var_", "scale_", "n_samples_seen_"], comm)
+    est = cls().fit(Xl)
+    check_replicated(est, attrs, comm)
+    return X, Xl, shard_bounds(len(X), comm, empty_rank), est
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_standard_scaler(comm, case, empty_rank):
+    dtype = case[1]
+    X, Xl, (lo, hi), est = _fit_scaler(StandardScaler, case, comm, empty_rank,
+                                       ["mean_", "var_", "scale_", "n_samples_seen_"])
     X64 = np.asarray(X, dtype=np.float64)
-    lo, hi = shard_bounds(len(X), comm, empty_rank)
     with _quiet():
         sk = SkStandardScaler().fit(X64)
         overflow = ~np.isfinite(sk.var_)  # scikit-learn: inf or NaN (inf - inf)
@@ -209,16 +216,12 @@ def test_standard_scaler(comm, case, empty_rank):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_max_abs_scaler(comm, case, empty_rank):
-    _, dtype, factor, cols = case
-    X, _ = _data(dtype, factor, cols)
-    Xl = shard(X, comm, empty_rank)
-    est = MaxAbsScaler().fit(Xl)
-    check_replicated(est, ["max_abs_", "scale_"], comm)
+    dtype = case[1]
+    X, Xl, (lo, hi), est = _fit_scaler(MaxAbsScaler, case, comm, empty_rank, ["max_abs_", "scale_"])
     with _quiet():
         sk = SkMaxAbsScaler().fit(X)
     _expect(est.max_abs_, sk.max_abs_, dtype, "max_abs_")
     _expect(est.scale_, sk.scale_, dtype, "scale_")
-    lo, hi = shard_bounds(len(X), comm, empty_rank)
     _expect(est.transform(Xl), sk.transform(X[lo:hi]) if hi > lo else X[lo:hi], dtype, "transform")
 
 
