@@ -124,15 +124,28 @@ std::int64_t shifted_pass(std::int64_t n, std::int64_t p, const prepare_rows& pr
   W = 0.0;
   sum.assign(p, 0.0);
   S.assign(p * p, 0.0);
+  // Multiplying by 2^-e rounds as ldexp does; 2^-e itself is a double unless e is beyond the
+  // normal exponents (subnormal data), where ldexp remains.
+  std::vector<double> factor(p, 1.0);
+  bool by_ldexp = false;
+  if (exponent)
+    for (std::int64_t j = 0; j < p; ++j) {
+      const int e = (*exponent)[j];
+      by_ldexp |= e < -1022 || e > 1022;
+      factor[j] = std::ldexp(1.0, -e);
+    }
   for (std::int64_t i0 = 0; i0 < n; i0 += B) {
     const std::int64_t nb = std::min(B, n - i0);
     prepare(i0, nb, shift.data(), z.data(), sum.data(), W);
     bool finite = std::isfinite(W);
     for (std::int64_t j = 0; j < p; ++j) finite &= std::isfinite(sum[j]);
     if (!finite) return i0;
-    if (exponent)
+    if (exponent && by_ldexp)
       for (std::int64_t i = 0; i < nb; ++i)
         for (std::int64_t j = 0; j < p; ++j) z[i * p + j] = std::ldexp(z[i * p + j], -(*exponent)[j]);
+    else if (exponent)
+      for (std::int64_t i = 0; i < nb; ++i)
+        for (std::int64_t j = 0; j < p; ++j) z[i * p + j] *= factor[j];
     cpu::syrk_acc(static_cast<int>(p), static_cast<int>(nb), z.data(), S.data());
   }
   cpu::symmetrize_upper(static_cast<int>(p), S.data());
