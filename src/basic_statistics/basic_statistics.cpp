@@ -38,15 +38,6 @@ struct local_moments {
   }
 };
 
-// Σ w (x - m)² of a chunk from its shifted sums s1 = Σ w (x - shift), s2 = Σ w (x - shift)²
-// (m = shift + s1 / W). Values near the float range: s2 may overflow -- then so does the centred
-// sum, inf as numpy's -- and s1² may overflow while s1²/W does not.
-double centred_squares(double s1, double s2, double wsum) {
-  if (!std::isfinite(s2)) return s2;
-  const double q = s1 * s1;
-  return std::max(0.0, s2 - (std::isfinite(q) ? q / wsum : s1 * (s1 / wsum)));
-}
-
 // A chunk of finite values whose sums overflow (magnitudes beyond ~1e304): its mean, min, max
 // and centred squares with every value scaled by 2^-64 first (exact), so that the mean, which is
 // in range, is not lost to an inf that a later merge would turn into NaN.
@@ -119,7 +110,7 @@ void accumulate(matrix_view<const T> X, const T* w, local_moments& acc) {
     } else {
       for (std::int64_t j = 0; j < d; ++j) {
         mb[j] = shift[j] + s1[j] / wsum;
-        m2b[j] = centred_squares(s1[j], s2[j], wsum);
+        m2b[j] = bs::centred_squares(s1[j], s2[j], wsum);
         // (squares that overflowed about the shift may not about the mean)
         poor_shift |= (s2[j] > 64.0 * m2b[j] && s2[j] > 0.0) || !std::isfinite(s2[j]);
       }
@@ -129,7 +120,7 @@ void accumulate(matrix_view<const T> X, const T* w, local_moments& acc) {
       bs::chunk_moments(xc, X.stride(), nb, d, wc, mb.data(), s1.data(), s2.data(), l2.data(),
                         h2.data());
       for (std::int64_t j = 0; j < d; ++j) {
-        m2b[j] = centred_squares(s1[j], s2[j], wsum);
+        m2b[j] = bs::centred_squares(s1[j], s2[j], wsum);
         mb[j] += s1[j] / wsum;
       }
     }

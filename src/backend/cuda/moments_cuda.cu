@@ -16,6 +16,7 @@
 #include "backend/cuda/cuda_common.hpp"
 #include "backend/cuda/work_type.cuh"
 #include "backend/cuda/moments_cuda.hpp"
+#include "basic_statistics/moments_kernel.hpp"
 #include "spmdlearn/core/error.hpp"
 
 namespace spmdlearn::cuda {
@@ -367,13 +368,13 @@ exact_moments column_moments_exact(const T* X, std::int64_t n, std::int64_t d, s
   bool poor_shift = false;
   for (std::int64_t j = 0; j < d; ++j) {
     r.mean[j] = m.shift_used[j] + m.s1[j] / W;
-    r.m2[j] = std::max(0.0, m.s2[j] - m.s1[j] * m.s1[j] / W);
-    poor_shift |= m.s2[j] > 64.0 * r.m2[j] && m.s2[j] > 0.0;
+    r.m2[j] = basic_statistics::kernel::centred_squares(m.s1[j], m.s2[j], W);  // inf, not NaN, where squares overflow
+    poor_shift |= (m.s2[j] > 64.0 * r.m2[j] && m.s2[j] > 0.0) || !std::isfinite(m.s2[j]);
   }
   if (poor_shift) {
     column_moments e = moments(X, n, d, stride, w, r.mean);
     for (std::int64_t j = 0; j < d; ++j) {
-      r.m2[j] = std::max(0.0, e.s2[j] - e.s1[j] * e.s1[j] / W);
+      r.m2[j] = basic_statistics::kernel::centred_squares(e.s1[j], e.s2[j], W);
       r.mean[j] = e.shift_used[j] + e.s1[j] / W;
     }
   }
