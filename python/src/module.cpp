@@ -8,7 +8,9 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <span>
 #include <vector>
@@ -367,7 +369,16 @@ sl::linear_model::normal_state lr_state_from(const std::optional<nb::dict>& d) {
   s.mean = from_numpy((*d)["mean"]);
   s.cross = from_numpy((*d)["cross"]);
   if (d->contains("exponent"))  // absent in states saved before it existed: all 0
-    for (double e : from_numpy((*d)["exponent"])) s.exponent.push_back(static_cast<int>(e));
+    for (double e : from_numpy((*d)["exponent"])) {
+      if (!(std::abs(e) <= 4096.0) || e != std::trunc(e))
+      {
+        char v[32];
+        std::snprintf(v, sizeof v, "%.6g", e);
+        throw sl::invalid_argument(std::string("_partial_state['exponent'] holds ") + v +
+                                   "; expected small integers (powers of two of the columns' scale)");
+      }
+      s.exponent.push_back(static_cast<int>(e));
+    }
   return s;
 }
 nb::dict lr_state_to(sl::linear_model::normal_state&& s) {

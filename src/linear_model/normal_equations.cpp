@@ -140,6 +140,16 @@ detail::cross_moments local_moments(const char* what, matrix_view<const T> X, ma
 }
 
 
+// A state's exponents: none (a state saved before they existed: all 0) or one per column.
+std::vector<int> exponents_of(const normal_state& s) {
+  const std::size_t p = s.mean.size();
+  if (s.exponent.empty()) return std::vector<int>(p, 0);
+  if (s.exponent.size() != p)
+    throw invalid_argument("the normal-equations state has " + std::to_string(s.exponent.size()) +
+                           " exponents for " + std::to_string(p) + " columns");
+  return s.exponent;
+}
+
 // Solves A x = b for the nrhs columns of b (d x nrhs, column-major) by Cholesky; false when A is
 // not numerically positive definite.
 bool cholesky_solve(std::vector<double> A, int d, std::vector<double>& b, int nrhs) {
@@ -234,7 +244,7 @@ void partial_fit(const comm& c, normal_state& s, matrix_view<const T> X, matrix_
   acc.rows = s.n_rows;
   acc.mean = s.mean;
   acc.cross = s.cross;
-  acc.exponent = s.exponent.empty() ? std::vector<int>(s.mean.size(), 0) : s.exponent;
+  acc.exponent = exponents_of(s);
   if (s.n_features == 0) acc.reset(d + t);
   detail::merge_into(acc, g);
   s.n_features = d;
@@ -258,7 +268,7 @@ struct moment_matrix {
 
 moment_matrix moments_of(const normal_state& s, bool fit_intercept) {
   const std::int64_t p = static_cast<std::int64_t>(s.mean.size());
-  const std::vector<int> e = s.exponent.empty() ? std::vector<int>(p, 0) : s.exponent;
+  const std::vector<int> e = exponents_of(s);
   moment_matrix q{s.cross, e};
   if (fit_intercept) return q;
   for (std::int64_t j = 0; j < p; ++j) {
