@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sanitizer stage (docs/reliability.md, "Sanitizers"): builds the library, the C++ tests and the
-# Python module with AddressSanitizer + UndefinedBehaviorSanitizer (CPU only, -O1), then runs
+# Python module with AddressSanitizer + UndefinedBehaviorSanitizer (+ float-cast-overflow and
+# libstdc++'s bounds assertions; CPU only, -O1), then runs
 #   1. ctest in that build: unit + thread-communicator suites (and the forced-ISA variants) and
 #      the MPI suites under mpirun -n 1..4, with leak checking on;
 #   2. pytest with the instrumented module: the single-process suite, and under mpirun -n 2 the
@@ -17,7 +18,7 @@ BUILD=build/sanitize
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 
 echo "== sanitize: configure + build (ASan + UBSan, CPU, -O1) in $BUILD"
-cmake -S . -B "$BUILD" -DSPMDLEARN_SANITIZE=address,undefined -DSPMDLEARN_ENABLE_CUDA=OFF \
+cmake -S . -B "$BUILD" -DSPMDLEARN_SANITIZE=ON -DSPMDLEARN_ENABLE_CUDA=OFF \
       -DSPMDLEARN_BUILD_TESTS=ON -DSPMDLEARN_BUILD_PYTHON=ON -DPython_EXECUTABLE="$PY" \
       -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" >/dev/null
 cmake --build "$BUILD" -j"${JOBS:-$(nproc)}" --target spmdlearn_tests _core
