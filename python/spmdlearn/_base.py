@@ -90,7 +90,7 @@ class SPMDMixin:
         """
         return validate_data(
             self,
-            X,
+            widen_empty_block(self, X, reset=reset),
             reset=reset,
             dtype=list(FLOAT_DTYPES),
             order="C",
@@ -99,6 +99,24 @@ class SPMDMixin:
             ensure_min_features=1 if finite else 0,
             accept_sparse=False,
         )
+
+
+def widen_empty_block(estimator, X, *, reset):
+    """A (0, 0) block stands for (0, n_features_in_) once the estimator knows n_features_in_.
+
+    A rank without rows may not know the width of the data (DESIGN section 2), so every method,
+    collective or local, accepts an empty (0, 0) block from it; scikit-learn's validation would
+    refuse it as having the wrong number of features. Only host arrays of exactly shape (0, 0):
+    a (0, d') block with another d' is still an error, and device arrays are checked where they
+    are taken in place."""
+    if reset or is_cuda_array(X) or not hasattr(estimator, "n_features_in_"):
+        return X
+    shape = getattr(X, "shape", None)
+    if shape is None or tuple(shape) != (0, 0):
+        return X
+    dtype = getattr(X, "dtype", None)
+    dtype = dtype if dtype in FLOAT_DTYPES else np.float64
+    return np.empty((0, int(estimator.n_features_in_)), dtype=dtype)
 
 
 def local_weights(sample_weight, X):

@@ -27,6 +27,7 @@ from .._base import (
     finish_features,
     is_cuda_array,
     to_host,
+    widen_empty_block,
 )
 from .._comm import collective
 
@@ -71,7 +72,7 @@ def _local_Xy(est, X, y, sample_weight, *, reset):
         if is_cuda_array(sample_weight):
             sample_weight = to_host(sample_weight)
     X = validate_data(
-        est, X, reset=reset, dtype=list(FLOAT_DTYPES), order="C", ensure_all_finite=False,
+        est, widen_empty_block(est, X, reset=reset), reset=reset, dtype=list(FLOAT_DTYPES), order="C", ensure_all_finite=False,
         ensure_min_samples=0, ensure_min_features=0, accept_sparse=False,
     )
     # y checked here rather than by validate_data(X, y), which refuses a rank's empty y.
@@ -80,7 +81,14 @@ def _local_Xy(est, X, y, sample_weight, *, reset):
     if y.ndim not in (1, 2):
         raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
     check_consistent_length(X, y)
-    Y = np.ascontiguousarray(y.reshape(-1, 1) if y.ndim == 1 else y)
+    if y.ndim == 1 and y.shape[0] == 0:
+        # A rank without rows may pass a 1-D empty y whatever the number of targets: it stands
+        # for (0, n_targets) once the model knows it, and has no opinion before ((0, 0): the
+        # C++ core then takes the other ranks' number of targets).
+        state = None if reset else getattr(est, "_partial_state", None)
+        Y = np.empty((0, 0 if state is None else int(state["n_targets"])), dtype=X.dtype)
+    else:
+        Y = np.ascontiguousarray(y.reshape(-1, 1) if y.ndim == 1 else y)
     w = None
     if sample_weight is not None:
         w = np.asarray(sample_weight, dtype=X.dtype)

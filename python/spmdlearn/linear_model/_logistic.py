@@ -29,6 +29,7 @@ from .._base import (
     finish_features,
     is_cuda_array,
     to_host,
+    widen_empty_block,
 )
 from .._comm import collective
 
@@ -132,7 +133,7 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
             X, y = (to_host(a) if is_cuda_array(a) else a for a in (X, y))
             if is_cuda_array(sample_weight):
                 sample_weight = to_host(sample_weight)
-        X = validate_data(self, X, reset=reset, dtype=list(FLOAT_DTYPES), order="C",
+        X = validate_data(self, widen_empty_block(self, X, reset=reset), reset=reset, dtype=list(FLOAT_DTYPES), order="C",
                           ensure_all_finite=False, ensure_min_samples=0, ensure_min_features=0,
                           accept_sparse=False)
         y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=False, ensure_min_samples=0,
