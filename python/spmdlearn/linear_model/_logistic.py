@@ -273,7 +273,11 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
             idx = (s > 0).astype("int64") if len(s.shape) == 1 and hasattr(s, "get") else (
                 (s > 0).long() if len(s.shape) == 1 else s.argmax(1))
             return device_like(X, np.asarray(self.classes_))[idx]
-        return super().predict(X)
+        # scikit-learn's rule on our decision_function (its predict indexes the first prediction,
+        # which a rank without rows does not have)
+        s = self.decision_function(X)
+        idx = (s > 0).astype(np.intp) if s.ndim == 1 else s.argmax(axis=1)
+        return self.classes_[idx]
 
     def score(self, X, y, sample_weight=None):
         """Accuracy over all ranks' rows (collective)."""
