@@ -69,7 +69,7 @@ class _PCABase(SPMDMixin):
         gives an array of its kind on its GPU)."""
         check_is_fitted(self)
         if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
-            check_device_input(self, X)
+            X = check_device_input(self, X)
             dt = np.dtype(_dtype_name(X))
             Z = (X - device_like(X, self.mean_.astype(dt))) @ device_like(X, self.components_.T.astype(dt))
             if self.whiten:

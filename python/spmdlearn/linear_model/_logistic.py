@@ -245,7 +245,7 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
         gives an array of its kind on its GPU."""
         check_is_fitted(self)
         if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
-            check_device_input(self, X)
+            X = check_device_input(self, X)
             dt = np.dtype(_dtype_name(X))
             scores = X @ device_like(X, self.coef_.T.astype(dt)) + device_like(X, self.intercept_.astype(dt))
             return scores.reshape(-1) if scores.shape[1] == 1 else scores
