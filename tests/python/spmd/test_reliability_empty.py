@@ -199,8 +199,7 @@ def separated(ref):
             if min(full[k] - full[k + 1], full[k + 1] - full[k + 2]) > 1e-3 * ev[0]]
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype,layout", DTYPE_LAYOUTS)
 @pytest.mark.parametrize("solver,k,whiten", PCA_CASES)
 def test_pca(comm, solver, k, whiten, dtype, layout):
     X, _ = scaled("wine", dtype, 60)
