@@ -83,8 +83,8 @@ def _local_Xy(est, X, y, sample_weight, *, reset):
         if is_cuda_array(sample_weight):
             sample_weight = to_host(sample_weight)
     X = validate_data(
-        est, widen_empty_block(est, X, reset=reset), reset=reset, dtype=list(FLOAT_DTYPES), order="C", ensure_all_finite=False,
-        ensure_min_samples=0, ensure_min_features=0, accept_sparse=False,
+        est, widen_empty_block(est, X, reset=reset), reset=reset, dtype=list(FLOAT_DTYPES), order="C",
+        ensure_all_finite=False, ensure_min_samples=0, ensure_min_features=0, accept_sparse=False,
     )
     # y checked here rather than by validate_data(X, y), which refuses a rank's empty y.
     y = check_array(y, ensure_2d=False, dtype=X.dtype, ensure_all_finite=False, ensure_min_samples=0,
