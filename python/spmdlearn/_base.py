@@ -83,6 +83,7 @@ class SPMDMixin:
                 X = to_host(X)
             else:
                 check_cuda_array(X, "X")
+                X = widen_empty_block(self, X, reset=reset)
                 if reset:
                     self.n_features_in_ = int(X.shape[1])
                     if hasattr(self, "feature_names_in_"):
@@ -112,7 +113,7 @@ class SPMDMixin:
         """
         return validate_data(
             self,
-            X,
+            widen_empty_block(self, X, reset=reset),
             reset=reset,
             dtype=list(FLOAT_DTYPES),
             order="C",
@@ -121,6 +122,26 @@ class SPMDMixin:
             ensure_min_features=1 if finite else 0,
             accept_sparse=False,
         )
+
+
+def widen_empty_block(estimator, X, *, reset):
+    """A (0, 0) block stands for (0, n_features_in_) once the estimator knows n_features_in_.
+
+    A rank without rows may not know the width of the data (DESIGN section 2), so every method,
+    collective or local, accepts an empty (0, 0) block from it; scikit-learn's validation would
+    refuse it as having the wrong number of features. Only host arrays of exactly shape (0, 0):
+    a (0, d') block with another d' is still an error. A CUDA array stays one of its kind (cupy,
+    torch: an empty reshape)."""
+    if reset or not hasattr(estimator, "n_features_in_"):
+        return X
+    shape = getattr(X, "shape", None)
+    if shape is None or tuple(shape) != (0, 0):
+        return X
+    if is_cuda_array(X):
+        return X.reshape(0, int(estimator.n_features_in_)) if hasattr(X, "reshape") else X
+    dtype = getattr(X, "dtype", None)
+    dtype = dtype if dtype in FLOAT_DTYPES else np.float64
+    return np.empty((0, int(estimator.n_features_in_)), dtype=dtype)
 
 
 def local_weights(sample_weight, X):
@@ -212,12 +233,14 @@ def device_empty(X, shape, dtype=None):
 
 
 def check_device_input(est, X):
-    """A CUDA X for a fitted estimator's local method: 2-D float32/float64 with n_features_in_
-    columns."""
+    """A CUDA X for a fitted estimator's method: 2-D float32/float64 with n_features_in_ columns.
+    Returns X (the (0, 0) block of a rank without rows as (0, n_features_in_))."""
     check_cuda_array(X, "X")
+    X = widen_empty_block(est, X, reset=False)
     if X.shape[1] != est.n_features_in_:
         raise ValueError(f"X has {X.shape[1]} features, but {type(est).__name__} is expecting "
                          f"{est.n_features_in_} features as input.")
+    return X
 
 
 def device_like(X, a):

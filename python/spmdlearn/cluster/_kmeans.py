@@ -226,7 +226,7 @@ class KMeans(SPMDMixin, _SkKMeans):
         """The index of the nearest centre of each of this rank's rows (local)."""
         check_is_fitted(self)
         if self._on_gpu(X):  # labels on X's GPU, as an array of its kind
-            check_device_input(self, X)
+            X = check_device_input(self, X)
             return device_like(X, _core.kmeans_predict(X, self._centers64()))
         X = self._local_X(self._host(X), reset=False)
         return _core.kmeans_predict(X, self._centers64())
@@ -236,7 +236,7 @@ class KMeans(SPMDMixin, _SkKMeans):
         check_is_fitted(self)
         if self._on_gpu(X):
             # On X's GPU with its own library (one gemm): sqrt(max(‖x‖² − 2 x·c + ‖c‖², 0)).
-            check_device_input(self, X)
+            X = check_device_input(self, X)
             C = device_like(X, self.cluster_centers_.astype(_dtype_name(X)))
             D = (X * X).sum(1)[:, None] - 2 * (X @ C.T) + (C * C).sum(1)[None, :]
             return (D * (D > 0)) ** 0.5
@@ -252,7 +252,7 @@ class KMeans(SPMDMixin, _SkKMeans):
         with collective(addr, self):
             check_is_fitted(self)
             if self._on_gpu(X):
-                check_device_input(self, X)
+                X = check_device_input(self, X)
                 w = device_weights(sample_weight, X)
             else:
                 X = self._local_X(self._host(X), reset=False)

@@ -11,6 +11,7 @@ from .._base import (
     SPMDMixin,
     _dtype_name,
     check_cuda_array,
+    check_device_input,
     device_empty,
     finish_features,
     is_cuda_array,
@@ -104,12 +105,7 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
         check_is_fitted(self)
         loc, prec = self._model64()
         if is_cuda_array(X):
-            check_cuda_array(X, "X")
-            if X.shape[1] != self.n_features_in_:
-                raise ValueError(
-                    f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                    f"{self.n_features_in_} features as input."
-                )
+            X = check_device_input(self, X)
             out = device_empty(X, (X.shape[0],), "float64")
             _core.cov_mahalanobis(loc, prec, X, out)
             return out

@@ -69,7 +69,7 @@ class _PCABase(SPMDMixin):
         gives an array of its kind on its GPU)."""
         check_is_fitted(self)
         if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
-            check_device_input(self, X)
+            X = check_device_input(self, X)
             dt = np.dtype(_dtype_name(X))
             Z = (X - device_like(X, self.mean_.astype(dt))) @ device_like(X, self.components_.T.astype(dt))
             if self.whiten:
@@ -79,6 +79,17 @@ class _PCABase(SPMDMixin):
         if X.shape[0] == 0:
             return np.empty((0, self.n_components_), dtype=self.components_.dtype)
         return _BasePCA.transform(self, X)
+
+    def inverse_transform(self, X):
+        """Map this rank's transformed rows back (local; a rank without rows, of shape (0, 0) or
+        (0, n_components_), gets an empty (0, n_features_in_) result where scikit-learn refuses
+        0 samples)."""
+        check_is_fitted(self)
+        shape = getattr(X, "shape", None)
+        if (not is_cuda_array(X) and shape is not None and len(shape) == 2 and shape[0] == 0
+                and shape[1] in (0, self.n_components_)):
+            return np.empty((0, self.n_features_in_), dtype=self.components_.dtype)
+        return super().inverse_transform(X)
 
 
 class PCA(_PCABase, _SkPCA):
@@ -228,6 +239,15 @@ class PCA(_PCABase, _SkPCA):
             sums = np.array([float(np.sum(ll)), float(len(ll))])
         _core.allreduce(addr, sums, "sum")
         return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
+
+    def score_samples(self, X):
+        """Log-likelihood of each of this rank's rows (local; a rank without rows gets an empty
+        array, where scikit-learn refuses 0 samples)."""
+        check_is_fitted(self)
+        X = self._local(X, reset=False)
+        if X.shape[0] == 0:
+            return np.empty(0, dtype=self.components_.dtype)
+        return super().score_samples(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

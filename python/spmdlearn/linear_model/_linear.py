@@ -27,6 +27,7 @@ from .._base import (
     finish_features,
     is_cuda_array,
     to_host,
+    widen_empty_block,
 )
 from .._comm import collective
 
@@ -45,7 +46,10 @@ def _device_Xy(est, X, y, sample_weight, *, reset):
     dt = _dtype_name(X)
     if _dtype_name(y) != dt:
         y = y.astype(dt) if hasattr(y, "astype") else y.to(X.dtype)
-    Y = y.reshape(-1, 1) if len(y.shape) == 1 else y
+    if len(y.shape) == 1 and y.shape[0] == 0:
+        Y = y.reshape(0, _empty_y_targets(est, reset))
+    else:
+        Y = y.reshape(-1, 1) if len(y.shape) == 1 else y
     if reset:
         est.n_features_in_ = int(X.shape[1])
         if hasattr(est, "feature_names_in_"):
@@ -54,6 +58,14 @@ def _device_Xy(est, X, y, sample_weight, *, reset):
         raise ValueError(f"X has {X.shape[1]} features, but {type(est).__name__} is expecting "
                          f"{est.n_features_in_} features as input.")
     return X, y, Y, device_weights(sample_weight, X)
+
+
+def _empty_y_targets(est, reset):
+    """The width of a rank's 1-D empty y as a 2-D block. A rank without rows may pass y of shape
+    (0,) whatever the number of targets: it stands for (0, n_targets) once the model knows it,
+    and has no opinion before ((0, 0): the C++ core takes the other ranks' number of targets)."""
+    state = None if reset else getattr(est, "_partial_state", None)
+    return 0 if state is None else int(state["n_targets"])
 
 
 def _local_Xy(est, X, y, sample_weight, *, reset):
@@ -71,8 +83,8 @@ def _local_Xy(est, X, y, sample_weight, *, reset):
         if is_cuda_array(sample_weight):
             sample_weight = to_host(sample_weight)
     X = validate_data(
-        est, X, reset=reset, dtype=list(FLOAT_DTYPES), order="C", ensure_all_finite=False,
-        ensure_min_samples=0, ensure_min_features=0, accept_sparse=False,
+        est, widen_empty_block(est, X, reset=reset), reset=reset, dtype=list(FLOAT_DTYPES), order="C",
+        ensure_all_finite=False, ensure_min_samples=0, ensure_min_features=0, accept_sparse=False,
     )
     # y checked here rather than by validate_data(X, y), which refuses a rank's empty y.
     y = check_array(y, ensure_2d=False, dtype=X.dtype, ensure_all_finite=False, ensure_min_samples=0,
@@ -80,7 +92,10 @@ def _local_Xy(est, X, y, sample_weight, *, reset):
     if y.ndim not in (1, 2):
         raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
     check_consistent_length(X, y)
-    Y = np.ascontiguousarray(y.reshape(-1, 1) if y.ndim == 1 else y)
+    if y.ndim == 1 and y.shape[0] == 0:
+        Y = np.empty((0, _empty_y_targets(est, reset)), dtype=X.dtype)
+    else:
+        Y = np.ascontiguousarray(y.reshape(-1, 1) if y.ndim == 1 else y)
     w = None
     if sample_weight is not None:
         w = np.asarray(sample_weight, dtype=X.dtype)
@@ -159,7 +174,7 @@ class _NormalEquationsRegressor(SPMDMixin):
         check_is_fitted(self)
         coef = np.asarray(self.coef_)
         if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
-            check_device_input(self, X)
+            X = check_device_input(self, X)
             like = lambda a: device_like(X, np.ascontiguousarray(a, dtype=coef.dtype))  # noqa: E731
             return X @ like(coef.T) + like(np.asarray(self.intercept_))
         if is_cuda_array(X):

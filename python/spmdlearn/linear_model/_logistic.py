@@ -29,6 +29,7 @@ from .._base import (
     finish_features,
     is_cuda_array,
     to_host,
+    widen_empty_block,
 )
 from .._comm import collective
 
@@ -132,7 +133,7 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
             X, y = (to_host(a) if is_cuda_array(a) else a for a in (X, y))
             if is_cuda_array(sample_weight):
                 sample_weight = to_host(sample_weight)
-        X = validate_data(self, X, reset=reset, dtype=list(FLOAT_DTYPES), order="C",
+        X = validate_data(self, widen_empty_block(self, X, reset=reset), reset=reset, dtype=list(FLOAT_DTYPES), order="C",
                           ensure_all_finite=False, ensure_min_samples=0, ensure_min_features=0,
                           accept_sparse=False)
         y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=False, ensure_min_samples=0,
@@ -244,7 +245,7 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
         gives an array of its kind on its GPU."""
         check_is_fitted(self)
         if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
-            check_device_input(self, X)
+            X = check_device_input(self, X)
             dt = np.dtype(_dtype_name(X))
             scores = X @ device_like(X, self.coef_.T.astype(dt)) + device_like(X, self.intercept_.astype(dt))
             return scores.reshape(-1) if scores.shape[1] == 1 else scores
@@ -272,7 +273,11 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
             idx = (s > 0).astype("int64") if len(s.shape) == 1 and hasattr(s, "get") else (
                 (s > 0).long() if len(s.shape) == 1 else s.argmax(1))
             return device_like(X, np.asarray(self.classes_))[idx]
-        return super().predict(X)
+        # scikit-learn's rule on our decision_function (its predict indexes the first prediction,
+        # which a rank without rows does not have)
+        s = self.decision_function(X)
+        idx = (s > 0).astype(np.intp) if s.ndim == 1 else s.argmax(axis=1)
+        return self.classes_[idx]
 
     def score(self, X, y, sample_weight=None):
         """Accuracy over all ranks' rows (collective)."""

@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import StrOptions
 from .._base import (
     SPMDMixin,
     _dtype_name,
-    check_cuda_array,
+    check_device_input,
     device_empty,
     device_weights,
     finish_features,
@@ -51,12 +51,7 @@ class _ScalerMixin(SPMDMixin):
 
     def _device_transform(self, X, a, b):
         """out = X * a + b per column on X's GPU; returns an array of X's kind (cupy, torch)."""
-        check_cuda_array(X, "X")
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
+        X = check_device_input(self, X)
         out = device_empty(X, X.shape)
         d = X.shape[1]
         a = np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float64), (d,)))
