@@ -134,6 +134,11 @@ def _shape_text(shape):
     return f"({inner},)" if len(shape) == 1 else f"({inner})"
 
 
+def _check_finite(est, name, values):
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise _corrupt(est, f"{name} contains NaN or infinity")
+
+
 def fitted_count(est, name, *, low=0):
     """A fitted (or parameter) integer the state's shapes derive from, such as n_features_in_ or
     n_clusters: a Python or numpy integer >= low, else ValueError naming it."""
@@ -148,15 +153,14 @@ def fitted_count(est, name, *, low=0):
 
 
 class StateArray:
-    """Rule for a fitted array attribute: a real-valued numpy array of one of `shapes` (None: any
-    extent; () also accepts a Python or numpy real scalar). none: None is allowed too. sparse: a
-    scipy sparse matrix is allowed too (coef_ after scikit-learn's sparsify()). finite: NaN/inf are
-    refused (arrays whose values steer an optimiser)."""
+    """Rule for a fitted array attribute: a floating-point numpy array of one of `shapes` (None:
+    any extent; () also accepts a Python or numpy real scalar). none: None is allowed too. sparse:
+    a scipy sparse matrix is allowed too (coef_ after scikit-learn's sparsify())."""
 
-    def __init__(self, *shapes, none=False, sparse=False, finite=False):
-        self.shapes, self.none, self.sparse, self.finite = shapes, none, sparse, finite
+    def __init__(self, *shapes, none=False, sparse=False):
+        self.shapes, self.none, self.sparse = shapes, none, sparse
 
-    def check(self, est, name, value, context):
+    def check(self, est, name, value, context, finite):
         if value is None:
             if self.none:
                 return
@@ -165,17 +169,17 @@ class StateArray:
         if () in self.shapes and isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
             value, (bool, np.bool_)
         ):
-            value = np.asarray(value)
+            value = np.asarray(value, dtype=np.float64)  # a scalar (intercept_ = 0.0 without intercept)
         sparse = self.sparse and sp.issparse(value)
         if not isinstance(value, np.ndarray) and not sparse:
             raise _corrupt(est, f"{name} is a {type(value).__name__}, expected an array of shape {want}")
-        if value.dtype.kind not in "fiu":
-            raise _corrupt(est, f"{name} has dtype {value.dtype}, expected real numbers")
+        if value.dtype.kind != "f":
+            raise _corrupt(est, f"{name} has dtype {value.dtype}, expected floating-point numbers")
         if not any(len(s) == value.ndim and all(w is None or w == n for w, n in zip(s, value.shape))
                    for s in self.shapes):
             raise _corrupt(est, f"{name} has shape {value.shape} but {context} (expected {want})")
-        if self.finite and value.dtype.kind == "f" and not np.isfinite(value.data if sparse else value).all():
-            raise _corrupt(est, f"{name} contains NaN or infinity")
+        if finite:
+            _check_finite(est, name, value.data if sparse else value)
 
 
 class StateLabels:
@@ -184,7 +188,7 @@ class StateLabels:
     def __init__(self, low=2):
         self.low = low
 
-    def check(self, est, name, value, context):
+    def check(self, est, name, value, context, finite):
         if not isinstance(value, np.ndarray) or value.ndim != 1 or len(value) < self.low:
             shape = getattr(value, "shape", type(value).__name__)
             raise _corrupt(est, f"{name} is {shape}, expected a 1-D array of at least {self.low} labels")
@@ -198,22 +202,28 @@ class StateDict:
     def __init__(self, kind, n_features):
         self.kind, self.n_features = kind, n_features
 
-    def check(self, est, name, value, context):
+    def check(self, est, name, value, context, finite):
         from . import _core
 
         _core.check_state(self.kind, value, type(est).__name__)
         if value["n_features"] != self.n_features:
             raise _corrupt(est, f"{name}['n_features'] is {value['n_features']} but {context}")
+        if finite:
+            for key, entry in value.items():
+                if isinstance(entry, np.ndarray):
+                    _check_finite(est, f"{name}[{key!r}]", entry)
 
 
-def check_fitted_state(est, *names, **spec):
+def check_fitted_state(est, *names, finite=False, **spec):
     """Check the fitted attributes `names` (default: all in est._state_spec(**spec)) before a
-    method reads them; ValueError naming the first one that does not fit the model."""
+    method reads them; ValueError naming the first one that does not fit the model. finite: NaN
+    and infinity are refused too, where the method cannot give a meaningful result from them (a
+    factorisation of merged state, a likelihood, the start of an optimiser)."""
     context, rules = est._state_spec(**spec)
     for name in names or rules:
         if name not in vars(est):
             raise _corrupt(est, f"{name} is missing")
-        rules[name].check(est, name, vars(est)[name], context)
+        rules[name].check(est, name, vars(est)[name], context, finite)
 
 
 def local_weights(sample_weight, X):

@@ -1022,12 +1022,14 @@ NB_MODULE(_core, m) {
   m.def(
       "check_state",
       [](const std::string& kind, nb::handle state, const std::string& who) {
+        // None means "no state yet" to the readers; a fitted model's state is never None.
+        if (state.is_none()) corrupt_state(who, "_partial_state is None, expected a dict");
         if (kind == "basic_statistics") bs_state_from(state, who);
         else if (kind == "covariance") cov_state_from(state, who);
         else if (kind == "normal_equations") lr_state_from(state, who);
         else throw sl::invalid_argument("check_state: unknown kind '" + kind + "'");
       },
-      "kind"_a, "state"_a, "who"_a);
+      "kind"_a, "state"_a.none(), "who"_a);
   m.def("bs_parse_option", [](const std::string& n) { return sl::basic_statistics::parse_option(n); });
   m.def("bs_option_names", [] {
     nb::list l;

@@ -237,24 +237,25 @@ class KMeans(SPMDMixin, _SkKMeans):
     def predict(self, X):
         """The index of the nearest centre of each of this rank's rows (local)."""
         check_is_fitted(self)
+        centers = self._centers64()
         if self._on_gpu(X):  # labels on X's GPU, as an array of its kind
             check_device_input(self, X)
-            return device_like(X, _core.kmeans_predict(X, self._centers64()))
+            return device_like(X, _core.kmeans_predict(X, centers))
         X = self._local_X(self._host(X), reset=False)
-        return _core.kmeans_predict(X, self._centers64())
+        return _core.kmeans_predict(X, centers)
 
     def transform(self, X):
         """Euclidean distances of this rank's rows to the centres (local)."""
         check_is_fitted(self)
+        centers = self._centers64()
         if self._on_gpu(X):
             # On X's GPU with its own library (one gemm): sqrt(max(‖x‖² − 2 x·c + ‖c‖², 0)).
             check_device_input(self, X)
-            check_fitted_state(self, "cluster_centers_")
             C = device_like(X, self.cluster_centers_.astype(_dtype_name(X)))
             D = (X * X).sum(1)[:, None] - 2 * (X @ C.T) + (C * C).sum(1)[None, :]
             return (D * (D > 0)) ** 0.5
         X = self._local_X(self._host(X), reset=False)
-        return _core.kmeans_transform(X, self._centers64()).astype(X.dtype, copy=False)
+        return _core.kmeans_transform(X, centers).astype(X.dtype, copy=False)
 
     def _transform(self, X):
         return _core.kmeans_transform(X, self._centers64()).astype(X.dtype, copy=False)

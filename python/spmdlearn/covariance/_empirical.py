@@ -73,8 +73,8 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
         with collective(addr, self):
             self._validate_params()
             first = reset or not hasattr(self, "_partial_state")
-            if not first:
-                check_fitted_state(self, "_partial_state")
+            if not first:  # merged into, then factorised (pinvh): NaN/inf would end in a LAPACK failure
+                check_fitted_state(self, "_partial_state", finite=True)
             X, to_device = self._device_X(X, reset=first)
         state = _core.cov_partial_fit(addr, None if first else self._partial_state, X, to_device,
                                       type(self).__name__)
@@ -99,9 +99,14 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
         """Fit the covariance on all ranks' rows (collective)."""
         return self._merge(X, reset=True)
 
-    def _model64(self):
-        # get_precision reads precision_, or without store_precision inverts covariance_.
-        check_fitted_state(self, "location_", "precision_" if self.store_precision else "covariance_")
+    def _model64(self, likelihood=False):
+        # get_precision reads precision_, or without store_precision inverts covariance_ (pinvh,
+        # which needs finite numbers); the likelihood factorises the precision.
+        if self.store_precision:
+            check_fitted_state(self, "location_", "precision_", finite=likelihood)
+        else:
+            check_fitted_state(self, "location_", finite=likelihood)
+            check_fitted_state(self, "covariance_", finite=True)
         loc = np.ascontiguousarray(self.location_, dtype=np.float64)
         prec = np.ascontiguousarray(self.get_precision(), dtype=np.float64)
         return loc, prec
@@ -111,12 +116,12 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             check_is_fitted(self)
+            loc, prec = self._model64(likelihood=True)
             if is_cuda_array(X_test):
                 check_cuda_array(X_test, "X")
                 X = X_test
             else:
                 X = self._local_X(X_test, reset=False)
-            loc, prec = self._model64()
         return float(_core.cov_score(addr, loc, prec, X))
 
     def error_norm(self, comp_cov, norm="frobenius", scaling=True, squared=True):

@@ -66,10 +66,12 @@ class _PCABase(SPMDMixin):
             rules["_partial_state"] = StateDict("covariance", d)
         return f"the model has n_components_={k} and n_features_in_={d}", rules
 
-    def _check_model(self):
-        """Before a local method reads the model (transform, inverse_transform, the likelihood)."""
+    def _check_model(self, likelihood=False):
+        """Before a local method reads the model (transform, inverse_transform, the likelihood:
+        its covariance is factorised, which needs finite numbers)."""
         check_is_fitted(self)
-        check_fitted_state(self, "mean_", "components_", "explained_variance_", "noise_variance_")
+        check_fitted_state(self, "mean_", "components_", "explained_variance_", "noise_variance_",
+                           finite=likelihood)
 
     def inverse_transform(self, X):
         """scikit-learn's inverse_transform (local), after checking the model."""
@@ -78,12 +80,12 @@ class _PCABase(SPMDMixin):
 
     def get_covariance(self):
         """scikit-learn's get_covariance, after checking the model."""
-        self._check_model()
+        self._check_model(likelihood=True)
         return super().get_covariance()
 
     def get_precision(self):
         """scikit-learn's get_precision, after checking the model."""
-        self._check_model()
+        self._check_model(likelihood=True)
         return super().get_precision()
 
     def _local(self, X, reset):
@@ -262,14 +264,14 @@ class PCA(_PCABase, _SkPCA):
 
     def score_samples(self, X):
         """Log-likelihood of each of this rank's rows (local; scikit-learn's)."""
-        self._check_model()
+        self._check_model(likelihood=True)
         return super().score_samples(X)
 
     def score(self, X, y=None):
         """Mean log-likelihood over all ranks' rows (collective)."""
         comm, addr = self._resolve_comm()
         with collective(addr, self):
-            self._check_model()  # on every rank, also one without rows
+            self._check_model(likelihood=True)  # on every rank, also one without rows
             X = self._local(X, reset=False)
             ll = self.score_samples(X) if X.shape[0] else np.empty(0)
             sums = np.array([float(np.sum(ll)), float(len(ll))])
@@ -321,8 +323,8 @@ class IncrementalPCA(_PCABase, _SkIncrementalPCA):
         with collective(addr, self):
             self._validate_params()
             first = reset or not hasattr(self, "_partial_state")
-            if not first:
-                check_fitted_state(self, "_partial_state")
+            if not first:  # merged into, then factorised: NaN/inf would end in a LAPACK failure
+                check_fitted_state(self, "_partial_state", finite=True)
             X, on_device, to_device = self._fit_input(X, reset=first)
         state = _core.cov_partial_fit(addr, None if first else self._partial_state, X, to_device,
                                       type(self).__name__)

@@ -131,8 +131,8 @@ class _NormalEquationsRegressor(SPMDMixin):
             self._validate_params()
             self._check_params()
             first = reset or not hasattr(self, "_partial_state")
-            if not first:
-                check_fitted_state(self, "_partial_state")
+            if not first:  # merged into, then factorised: NaN/inf would end in a LAPACK failure
+                check_fitted_state(self, "_partial_state", finite=True)
             X, y, Y, w, to_device = _local_Xy(self, X, y, sample_weight, reset=first)
             if not first and Y.shape[1] != self._partial_state["n_targets"]:
                 raise ValueError(
@@ -191,6 +191,8 @@ class _NormalEquationsRegressor(SPMDMixin):
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             check_is_fitted(self)
+            # R² needs finite predictions (scikit-learn's r2_score refuses NaN too)
+            check_fitted_state(self, "coef_", "intercept_", finite=True)
             Xl, y, Y, w, _ = _local_Xy(self, X, y, sample_weight, reset=False)
             P = self.predict(Xl)
             # The metric needs only per-target sums: device predictions and targets come to the
@@ -294,9 +296,10 @@ class LinearRegression(_NormalEquationsRegressor, _SkLinearRegression):
         normal equations on the host: identical on every rank.
         """
         if "_spectrum_k" not in self.__dict__:
-            raise AttributeError("'LinearRegression' object has no attribute 'singular_' (not fitted)")
+            raise AttributeError("'LinearRegression' object has no attribute 'singular_' (not fitted, or "
+                                 "_spectrum_k is missing from a corrupt model state)")
         if self._singular is None:
-            check_fitted_state(self, "coef_", "_partial_state")
+            check_fitted_state(self, "coef_", "_partial_state", finite=True)
             k = fitted_count(self, "_spectrum_k")
             res = _core.lr_solve(self._partial_state, np.zeros(0), bool(self._spectrum_fit_intercept),
                                  float(getattr(self, "tol", 1e-6)), False, True, type(self).__name__)

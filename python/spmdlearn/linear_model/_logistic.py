@@ -109,16 +109,16 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
     def _state_spec(self, warm_start=False):
         # classes_ comes first in every check: the shapes of coef_ and intercept_ derive from it.
         # A warm start compares coef_ with the new data itself (n_features_in_ is already the new
-        # one), so its width is free there; its values start the optimiser, so they must be finite.
+        # one), so its width is free there.
         classes = vars(self).get("classes_")
         n = len(classes) if isinstance(classes, np.ndarray) and classes.ndim == 1 else 0
         kp = 1 if n == 2 else n
         d = None if warm_start else fitted_count(self, "n_features_in_")
-        context = f"the model has {n} classes" + ("" if warm_start else f" and n_features_in_={d}")
+        context = f"classes_ holds {n} classes" + ("" if warm_start else f" and n_features_in_={d}")
         return context, {
             "classes_": StateLabels(),
-            "coef_": StateArray((kp, d), sparse=True, finite=warm_start),
-            "intercept_": StateArray((kp,), finite=warm_start),
+            "coef_": StateArray((kp, d), sparse=True),
+            "intercept_": StateArray((kp,)),
         }
 
     # scikit-learn's LogisticRegression methods read these; they are not parameters here.
@@ -252,7 +252,8 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
     def _warm_start_coef(self, classes, d):
         if not (self.warm_start and hasattr(self, "coef_")):
             return None
-        check_fitted_state(self, "classes_", "coef_", "intercept_", warm_start=True)
+        # its values start the optimiser: NaN/inf would be its first step
+        check_fitted_state(self, "classes_", "coef_", "intercept_", finite=True, warm_start=True)
         kp = 1 if len(classes) == 2 else len(classes)
         if self.coef_.shape != (kp, d) or not np.array_equal(self.classes_, classes):
             return None
@@ -304,6 +305,7 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             check_is_fitted(self)
+            check_fitted_state(self, "classes_", "coef_", "intercept_")
             Xl, yl, w, on_device = self._local_Xy(X, y, sample_weight, reset=False)
             pred = self.predict(Xl) if Xl.shape[0] else yl[:0]
             if on_device:  # n labels to the host; X stays where it is
