@@ -6,6 +6,7 @@ import scipy.sparse as sp
 from sklearn.utils.validation import validate_data
 
 from . import _comm
+from ._comm import collective_method
 
 FLOAT_DTYPES = (np.float64, np.float32)
 
@@ -21,6 +22,27 @@ class SPMDMixin:
     is active). Communicators are handles: cloning an estimator shares its communicator instead
     of copying it (mpi4py communicators other than the predefined ones cannot be deep-copied).
     """
+
+    # Public methods that are collective (every rank calls them, in the same order). Each is
+    # wrapped once by collective_method: one thread per communicator, the call's name in every
+    # agreement, and a closing agreement (see _comm.collective_method).
+    _collective_methods = ("fit", "partial_fit", "score", "fit_transform", "fit_predict")
+    # Fitted attributes that hold this rank's rows (not compared across ranks).
+    _local_attributes = ()
+    # Private attributes that carry incremental state and are compared across ranks like the
+    # fitted attributes when a call reads them (partial_fit, score, a warm start).
+    _agreed_private_state = ("_partial_state",)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Methods found anywhere in the MRO (mixins such as _IncrementalMixin are not SPMDMixin
+        # subclasses; a user's subclass may override fit), except scikit-learn's own, which are
+        # local (e.g. IncrementalPCA.score) or call a wrapped method (fit_transform -> fit).
+        for name in cls._collective_methods:
+            f = getattr(cls, name, None)
+            if (callable(f) and not getattr(f, "_spmdlearn_collective", False)
+                    and not (getattr(f, "__module__", "") or "").startswith("sklearn")):
+                setattr(cls, name, collective_method(f))
 
     def __sklearn_clone__(self):
         from sklearn.base import clone
@@ -192,6 +214,14 @@ class StateLabels:
         if not isinstance(value, np.ndarray) or value.ndim != 1 or len(value) < self.low:
             shape = getattr(value, "shape", type(value).__name__)
             raise _corrupt(est, f"{name} is {shape}, expected a 1-D array of at least {self.low} labels")
+
+
+class StateFlag:
+    """Rule for a fitted flag (a Python or numpy bool)."""
+
+    def check(self, est, name, value, context, finite):
+        if not isinstance(value, (bool, np.bool_)):
+            raise _corrupt(est, f"{name} is {value!r}, expected True or False")
 
 
 class StateDict:

@@ -4,7 +4,9 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <cstdint>
 #include <memory>
@@ -953,20 +955,25 @@ void allreduce_array(std::uintptr_t comm, nb::ndarray<T, nb::c_contig, nb::devic
 }
 
 // The collective guard for work done in Python (conversion, validation): every rank calls it
-// once per public call; kind 0 means this rank succeeded. `params` is a checksum of the
-// estimator's parameters (-1: none), which must match on every rank. Returns (0, "") when all is
+// at the start and at the end of every public collective method; kind 0 means this rank
+// succeeded. `call` names the method ("Ridge.fit"); `params` and `state` are (name, digest) pairs
+// of the estimator's parameters and of the state the call reads, digests of their exact bytes
+// (see python/spmdlearn/_comm.py), which must match on every rank. Returns (0, "") when all is
 // well, else the agreed (kind, message) -- the same on every rank -- for Python to raise with the
 // right exception class.
-nb::tuple agree(std::uintptr_t comm, int kind, const std::string& message, std::int64_t params) {
+using named_digests = std::vector<std::pair<std::string, std::int64_t>>;
+nb::tuple agree(std::uintptr_t comm, int kind, const std::string& message, const std::string& call,
+                named_digests params, named_digests state) {
   int out_kind = 0;
   std::string out_message;
   {
     nb::gil_scoped_release nogil;
-    auto c = comm_from(comm);
     std::exception_ptr e;
     if (kind != 0) e = std::make_exception_ptr(sl::error(static_cast<sl::error_kind>(kind), message));
     try {
-      sl::agree(*c, e, {{"the checksum of the estimator's parameters (get_params())", params}});
+      auto c = comm_from(comm);
+      const sl::call_identity id{call, std::move(params), std::move(state)};
+      sl::agree(*c, e, {}, &id);
     } catch (const sl::error& x) {
       out_kind = static_cast<int>(x.kind());
       out_message = x.what();
@@ -1015,7 +1022,10 @@ NB_MODULE(_core, m) {
 
   m.def("built_with_cuda", &sl::built_with_cuda);
   m.def("cuda_device_count", &sl::cuda_device_count);
-  m.def("agree", &agree, "comm"_a, "kind"_a, "message"_a, "params"_a = -1);
+  m.def("agree", &agree, "comm"_a, "kind"_a, "message"_a, "call"_a = "", "params"_a = named_digests{},
+        "state"_a = named_digests{});
+  m.def("set_timeout", &sl::set_collective_timeout, "seconds"_a);
+  m.def("get_timeout", [] { return sl::collective_timeout(); });
 
   // The checked restore of a state dict on its own (the Python layer's check of a model it has
   // just unpickled): raises ValueError naming `who` and the entry, else returns None.

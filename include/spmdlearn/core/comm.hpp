@@ -57,6 +57,15 @@ class comm {
   [[noreturn]] virtual void abort(int code) const = 0;
   virtual std::string name() const = 0;
 
+  // The collective guard's exchange (see core/guard.hpp): every rank's record of `count` int64,
+  // gathered into `all` (size() * count, rank r's record at r * count) on every rank. `what` names
+  // the call for the timeout message. The default is allgather. MPI gathers the records to rank 0
+  // by point-to-point messages on a private duplicate of the communicator and broadcasts them
+  // back, polling against the collective timeout: a rank that never arrives is *named* ("rank 2
+  // has not reached Ridge.fit") and the job aborted, instead of every rank waiting forever.
+  virtual void guard_exchange(const std::int64_t* mine, std::int64_t* all, std::size_t count,
+                              const std::string& what) const;
+
   // Typed helpers.
   template <class T>
   void allreduce(std::span<T> buf, reduce_op op) const {
@@ -78,6 +87,12 @@ class comm {
     bcast(buf.data(), buf.size(), comm_type_of<T>(), root);
   }
 };
+
+// The collective watchdog (see src/core/watchdog.hpp): a rank that waits longer than this many
+// seconds in one spmdlearn collective prints which collective and which ranks are missing, then
+// aborts the job. Default: the environment variable SPMDLEARN_TIMEOUT, else 300 s; <= 0 disables.
+void set_collective_timeout(double seconds);
+double collective_timeout();
 
 // One process; every collective is the identity.
 std::unique_ptr<comm> make_self_comm();

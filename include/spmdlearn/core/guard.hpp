@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <exception>
 #include <initializer_list>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "spmdlearn/core/comm.hpp"
@@ -29,12 +31,26 @@ struct shared_value {
 
 inline constexpr const char* dtype_labels[] = {"float32", "float64"};
 
+// What a public call must agree on beyond success (the Python layer fills it for every public
+// collective method): the call's name ("IncrementalRidge.partial_fit"), and digests (>= 0; -1: no
+// opinion) of the estimator's parameters and of the state that enters the computation, item by
+// item. The one exchange carries the name (first 95 bytes) and one combined digest per list; only
+// when a combined digest differs are the items exchanged, to name the ones that differ.
+struct call_identity {
+  std::string call;
+  std::vector<std::pair<std::string, std::int64_t>> params, state;
+};
+
 // Returns the agreed shared values (for a value some ranks left at -1: the others' value; -1 when
-// no rank had an opinion).
+// no rank had an opinion). Besides success and the shared values, every rank agrees on the
+// communicator's guard sequence number (a rank that skipped or added a collective call is out of
+// step) and, when given, on `call`. Every mismatch throws invalid_argument on every rank naming
+// the ranks that differ.
 std::vector<std::int64_t> agree(const comm& c, std::exception_ptr local_error,
                                 std::initializer_list<shared_value> shared = {});
 std::vector<std::int64_t> agree(const comm& c, std::exception_ptr local_error,
-                                const std::vector<shared_value>& shared);
+                                const std::vector<shared_value>& shared,
+                                const call_identity* call = nullptr);
 
 // Runs fn() and agrees on its success.
 template <class F>

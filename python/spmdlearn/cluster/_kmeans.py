@@ -96,6 +96,8 @@ class KMeans(SPMDMixin, _SkKMeans):
     n_features_in_, feature_names_in_ : as scikit-learn
     """
 
+    _local_attributes = ("labels_",)  # this rank's rows: not compared across ranks
+
     _parameter_constraints = {
         **_SkKMeans._parameter_constraints,
         "init": [StrOptions({"k-means++", "random", "k-means||"}), callable, "array-like"],

@@ -20,6 +20,7 @@ from .._base import (
     SPMDMixin,
     StateArray,
     StateDict,
+    StateFlag,
     _dtype_name,
     all_ranks_on_gpu,
     check_cuda_array,
@@ -113,6 +114,7 @@ class _NormalEquationsRegressor(SPMDMixin):
             "coef_": StateArray((d,), (None, d)),
             "intercept_": StateArray((), (t,)),  # a scalar for one target or without intercept
             "_partial_state": StateDict("normal_equations", d),
+            "_y_1d": StateFlag(),  # the layout of coef_ after the next partial_fit
         }
 
     def _alpha_vector(self):
@@ -132,7 +134,7 @@ class _NormalEquationsRegressor(SPMDMixin):
             self._check_params()
             first = reset or not hasattr(self, "_partial_state")
             if not first:  # merged into, then factorised: NaN/inf would end in a LAPACK failure
-                check_fitted_state(self, "_partial_state", finite=True)
+                check_fitted_state(self, "_partial_state", "_y_1d", finite=True)
             X, y, Y, w, to_device = _local_Xy(self, X, y, sample_weight, reset=first)
             if not first and Y.shape[1] != self._partial_state["n_targets"]:
                 raise ValueError(
