@@ -18,13 +18,18 @@ from .. import _core
 from .._base import (
     FLOAT_DTYPES,
     SPMDMixin,
+    StateArray,
+    StateDict,
+    StateFlag,
     _dtype_name,
     all_ranks_on_gpu,
     check_cuda_array,
     check_device_input,
+    check_fitted_state,
     device_like,
     device_weights,
     finish_features,
+    fitted_count,
     is_cuda_array,
     to_host,
     widen_empty_block,
@@ -114,6 +119,18 @@ class _NormalEquationsRegressor(SPMDMixin):
     """Shared machinery: collective merge of the normal-equation state, solve, attributes."""
 
     _caller = "LinearRegression"
+    _state_marker = "intercept_"
+
+    def _state_spec(self):
+        d = fitted_count(self, "n_features_in_")
+        coef = vars(self).get("coef_")
+        t = coef.shape[0] if isinstance(coef, np.ndarray) and coef.ndim == 2 else 1
+        return f"the model has n_features_in_={d} and {t} target(s)", {
+            "coef_": StateArray((d,), (None, d)),
+            "intercept_": StateArray((), (t,)),  # a scalar for one target or without intercept
+            "_partial_state": StateDict("normal_equations", d),
+            "_y_1d": StateFlag(),  # the layout of coef_ after the next partial_fit
+        }
 
     def _alpha_vector(self):
         return np.zeros(0)
@@ -131,6 +148,8 @@ class _NormalEquationsRegressor(SPMDMixin):
             self._validate_params()
             self._check_params()
             first = reset or not hasattr(self, "_partial_state")
+            if not first:  # merged into, then factorised: NaN/inf would end in a LAPACK failure
+                check_fitted_state(self, "_partial_state", "_y_1d", finite=True)
             X, y, Y, w, to_device = _local_Xy(self, X, y, sample_weight, reset=first)
             if not first and Y.shape[1] != self._partial_state["n_targets"]:
                 raise ValueError(
@@ -152,7 +171,8 @@ class _NormalEquationsRegressor(SPMDMixin):
         state = self._partial_state
         res = _core.lr_solve(state, np.ascontiguousarray(self._alpha_vector(), dtype=np.float64),
                              bool(self.fit_intercept), float(getattr(self, "tol", 1e-6)),
-                             bool(getattr(self, "_solve_on_gpu", False)), self._needs_spectrum)
+                             bool(getattr(self, "_solve_on_gpu", False)), self._needs_spectrum,
+                             type(self).__name__)
         coef = res["coef"].astype(dtype, copy=False)
         intercept = res["intercept"].astype(dtype, copy=False)
         self.coef_ = coef[0].copy() if self._y_1d else coef
@@ -172,6 +192,7 @@ class _NormalEquationsRegressor(SPMDMixin):
     def predict(self, X):
         """Predictions for this rank's rows (local); a CUDA X gives an array of its kind on its GPU."""
         check_is_fitted(self)
+        check_fitted_state(self, "coef_", "intercept_")
         coef = np.asarray(self.coef_)
         if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
             X = check_device_input(self, X)
@@ -187,6 +208,8 @@ class _NormalEquationsRegressor(SPMDMixin):
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             check_is_fitted(self)
+            # R² needs finite predictions (scikit-learn's r2_score refuses NaN too)
+            check_fitted_state(self, "coef_", "intercept_", finite=True)
             Xl, y, Y, w, _ = _local_Xy(self, X, y, sample_weight, reset=False)
             P = self.predict(Xl)
             # The metric needs only per-target sums: device predictions and targets come to the
@@ -290,11 +313,14 @@ class LinearRegression(_NormalEquationsRegressor, _SkLinearRegression):
         normal equations on the host: identical on every rank.
         """
         if "_spectrum_k" not in self.__dict__:
-            raise AttributeError("'LinearRegression' object has no attribute 'singular_' (not fitted)")
+            raise AttributeError("'LinearRegression' object has no attribute 'singular_' (not fitted, or "
+                                 "_spectrum_k is missing from a corrupt model state)")
         if self._singular is None:
-            res = _core.lr_solve(self._partial_state, np.zeros(0), self._spectrum_fit_intercept,
-                                 float(getattr(self, "tol", 1e-6)), False, True)
-            self._singular = res["singular"][: self._spectrum_k].astype(self.coef_.dtype)
+            check_fitted_state(self, "coef_", "_partial_state", finite=True)
+            k = fitted_count(self, "_spectrum_k")
+            res = _core.lr_solve(self._partial_state, np.zeros(0), bool(self._spectrum_fit_intercept),
+                                 float(getattr(self, "tol", 1e-6)), False, True, type(self).__name__)
+            self._singular = res["singular"][:k].astype(self.coef_.dtype)
         return self._singular
 
 

@@ -21,12 +21,16 @@ from .. import _core
 from .._base import (
     FLOAT_DTYPES,
     SPMDMixin,
+    StateArray,
+    StateLabels,
     _dtype_name,
     check_cuda_array,
     check_device_input,
+    check_fitted_state,
     device_like,
     device_weights,
     finish_features,
+    fitted_count,
     is_cuda_array,
     to_host,
     widen_empty_block,
@@ -100,6 +104,23 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
         self.verbose = verbose
         self.comm = comm
         self.device = device
+
+    _state_marker = "n_iter_"
+
+    def _state_spec(self, warm_start=False):
+        # classes_ comes first in every check: the shapes of coef_ and intercept_ derive from it.
+        # A warm start compares coef_ with the new data itself (n_features_in_ is already the new
+        # one), so its width is free there.
+        classes = vars(self).get("classes_")
+        n = len(classes) if isinstance(classes, np.ndarray) and classes.ndim == 1 else 0
+        kp = 1 if n == 2 else n
+        d = None if warm_start else fitted_count(self, "n_features_in_")
+        context = f"classes_ holds {n} classes" + ("" if warm_start else f" and n_features_in_={d}")
+        return context, {
+            "classes_": StateLabels(),
+            "coef_": StateArray((kp, d), sparse=True),
+            "intercept_": StateArray((kp,)),
+        }
 
     # scikit-learn's LogisticRegression methods read these; they are not parameters here.
     l1_ratio = 0.0
@@ -232,6 +253,8 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
     def _warm_start_coef(self, classes, d):
         if not (self.warm_start and hasattr(self, "coef_")):
             return None
+        # its values start the optimiser: NaN/inf would be its first step
+        check_fitted_state(self, "classes_", "coef_", "intercept_", finite=True, warm_start=True)
         kp = 1 if len(classes) == 2 else len(classes)
         if self.coef_.shape != (kp, d) or not np.array_equal(self.classes_, classes):
             return None
@@ -244,6 +267,7 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
         """Scores of this rank's rows (local); a rank without rows gets an empty array. A CUDA X
         gives an array of its kind on its GPU."""
         check_is_fitted(self)
+        check_fitted_state(self, "classes_", "coef_", "intercept_")
         if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
             X = check_device_input(self, X)
             dt = np.dtype(_dtype_name(X))
@@ -257,6 +281,8 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
 
     def predict_proba(self, X):
         """Class probabilities of this rank's rows (local; on the GPU for a CUDA X)."""
+        check_is_fitted(self)
+        check_fitted_state(self, "classes_", "coef_", "intercept_")
         if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
             s = self.decision_function(X)
             if len(s.shape) == 1:
@@ -284,6 +310,7 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             check_is_fitted(self)
+            check_fitted_state(self, "classes_", "coef_", "intercept_")
             Xl, yl, w, on_device = self._local_Xy(X, y, sample_weight, reset=False)
             pred = self.predict(Xl) if Xl.shape[0] else yl[:0]
             if on_device:  # n labels to the host; X stays where it is
