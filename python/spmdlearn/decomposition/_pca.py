@@ -73,11 +73,6 @@ class _PCABase(SPMDMixin):
         check_fitted_state(self, "mean_", "components_", "explained_variance_", "noise_variance_",
                            finite=likelihood)
 
-    def inverse_transform(self, X):
-        """scikit-learn's inverse_transform (local), after checking the model."""
-        self._check_model()
-        return super().inverse_transform(X)
-
     def get_covariance(self):
         """scikit-learn's get_covariance, after checking the model."""
         self._check_model(likelihood=True)
@@ -127,8 +122,8 @@ class _PCABase(SPMDMixin):
     def inverse_transform(self, X):
         """Map this rank's transformed rows back (local; a rank without rows, of shape (0, 0) or
         (0, n_components_), gets an empty (0, n_features_in_) result where scikit-learn refuses
-        0 samples)."""
-        check_is_fitted(self)
+        0 samples), after checking the model."""
+        self._check_model()
         shape = getattr(X, "shape", None)
         if (not is_cuda_array(X) and shape is not None and len(shape) == 2 and shape[0] == 0
                 and shape[1] in (0, self.n_components_)):
@@ -273,11 +268,6 @@ class PCA(_PCABase, _SkPCA):
         """Fit on all ranks' rows (collective), then transform this rank's rows (local)."""
         return self.fit(X).transform(X)
 
-    def score_samples(self, X):
-        """Log-likelihood of each of this rank's rows (local; scikit-learn's)."""
-        self._check_model(likelihood=True)
-        return super().score_samples(X)
-
     def score(self, X, y=None):
         """Mean log-likelihood over all ranks' rows (collective)."""
         comm, addr = self._resolve_comm()
@@ -291,8 +281,8 @@ class PCA(_PCABase, _SkPCA):
 
     def score_samples(self, X):
         """Log-likelihood of each of this rank's rows (local; a rank without rows gets an empty
-        array, where scikit-learn refuses 0 samples)."""
-        check_is_fitted(self)
+        array, where scikit-learn refuses 0 samples), after checking the model."""
+        self._check_model(likelihood=True)
         X = self._local(X, reset=False)
         if X.shape[0] == 0:
             return np.empty(0, dtype=self.components_.dtype)
