@@ -52,11 +52,13 @@ env "${pyenv[@]}" "$PY" -c "
 import spmdlearn, sys
 sys.exit(0 if spmdlearn.__file__.startswith('$PWD/$site/') else 'spmdlearn imported from ' + spmdlearn.__file__)"
 timeout -k 30 900 env "${pyenv[@]}" "$PY" -m pytest tests/python/test_single_process.py \
-  -q -p no:cacheprovider -x
+  tests/python/test_reliability_restores.py -q -p no:cacheprovider -x
 # Every estimator: bad input and empty ranks for all (test_spmd_bad_input), parity of the linear
 # models, logistic regression, every PCA solver and KMeans init; KMeans' digits quality test
-# (30 s of scikit-learn reference fits) is left to the normal stage.
+# (30 s of scikit-learn reference fits) is left to the normal stage. The reliability modules: the
+# agreement of calls/parameters/state, threads, intercommunicators, and damaged state on one rank.
 timeout -k 30 900 mpirun -n 2 --oversubscribe env "${pyenv[@]}" "$PY" -m pytest \
+  tests/python/spmd/test_reliability.py tests/python/spmd/test_reliability_restores_spmd.py \
   tests/python/spmd/test_spmd_bad_input.py tests/python/spmd/test_spmd_linear_model.py \
   tests/python/spmd/test_spmd_logistic.py tests/python/spmd/test_spmd_pca.py \
   tests/python/spmd/test_spmd_kmeans.py -k "not digits_quality" \
