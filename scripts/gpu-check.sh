@@ -8,6 +8,8 @@
 #   pytest-cpu  tests/python/test_single_process.py on the CUDA build (only if pandas imports)
 #   spmd      tests/python/gpu_spmd_check.py under mpirun -n 2, 4, 8 ... (every power of two up to
 #             the GPUs present; GPU_CHECK_RANKS overrides), -n 2 on one GPU
+#   empty     tests/python/gpu_empty_check.py under mpirun -n 2 (sharing one GPU if need be): one
+#             rank passes an empty (0, 0) or (0, d) block to every estimator's GPU path
 #   bench     bench/gpu_bench.py on one GPU (copy bandwidth; spmdlearn vs PyTorch vs CuPy)
 #   covbench  bench/gpu_cov_bench.py: EmpiricalCovariance on one GPU vs cuBLAS (cov-1gpu.md)
 #   linbench  bench/gpu_linear_bench.py, gpu_logistic_bench.py, gpu_pca_bench.py: LinearRegression,
@@ -31,7 +33,7 @@
 #
 # Knobs (environment):
 #   PYTHON                 interpreter (default python3; on the GPU machine /opt/torch/.venv/bin/python3)
-#   GPU_CHECK_STEPS        steps to run, in order (default "build ctest pytest pytest-cpu spmd bench scaling")
+#   GPU_CHECK_STEPS        steps to run, in order (default "build ctest pytest pytest-cpu spmd empty bench scaling")
 #   GPU_CHECK_DEADLINE     seconds after the start at which steps still to come are skipped and the
 #                          summary is written (default 560 when $OUT is set -- the device tool
 #                          stops a command at 600 s -- otherwise none)
@@ -88,7 +90,7 @@ export SCALING_TOTAL_ROWS=${SCALING_TOTAL_ROWS:-400000000}
 # CuPy's axis-0 reductions on 200M x 16 take ~23 s a call: bench/gpu_bench.py times it at 1/16 of
 # the rows and skips it (with the estimate, in the table) when it would exceed --cupy-budget-s.
 export BENCH_ARGS=${BENCH_ARGS:---libs spmdlearn torch cupy}
-STEPS=${GPU_CHECK_STEPS:-build ctest pytest pytest-cpu spmd bench covbench linbench scaling}
+STEPS=${GPU_CHECK_STEPS:-build ctest pytest pytest-cpu spmd empty bench covbench linbench scaling}
 
 NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
 NGPU=${NGPU:-0}
@@ -289,6 +291,21 @@ step_spmd() {
       rc=1
     fi
   done
+  rm -f "$log"
+  exit "$rc"
+}
+
+step_empty() {
+  cd "$ROOT"
+  local log
+  log=$(mktemp)
+  # shellcheck disable=SC2086
+  PYTHONPATH="$SITE" x $MPIRUN_LINE -n 2 "$PY" tests/python/gpu_empty_check.py 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  if (( rc == 0 )) && ! grep -q "GPU EMPTY CHECK OK ranks=2" "$log"; then
+    echo "no 'GPU EMPTY CHECK OK ranks=2' line"
+    rc=1
+  fi
   rm -f "$log"
   exit "$rc"
 }
@@ -497,7 +514,7 @@ echo "spmdlearn GPU check: $NGPU GPU(s); steps: $STEPS; output in $OUTDIR; step 
 echo "$ENV_MD"
 write_summary
 
-export -f x have_gtest rank_table weak_table linear_weak_table kmeans_scaling_tables step_scaletables step_build step_ctest step_pytest step_pytest_cpu step_spmd step_bench \
+export -f x have_gtest rank_table weak_table linear_weak_table kmeans_scaling_tables step_scaletables step_build step_ctest step_pytest step_pytest_cpu step_spmd step_empty step_bench \
   step_covbench step_linbench step_kmbench step_scaling step_scaling_table
 for step in $STEPS; do
   case $step in
@@ -516,6 +533,8 @@ for step in $STEPS; do
       for n in ${spmd_counts:-2}; do
         run_step "spmd-np$n" 240 "$MPIRUN_LINE -n $n $PY tests/python/gpu_spmd_check.py" step_spmd "$n"
       done ;;
+    empty)
+      run_step empty 240 "$MPIRUN_LINE -n 2 $PY tests/python/gpu_empty_check.py" step_empty ;;
     bench)
       run_step bench 300 "$PY bench/gpu_bench.py --out bench-1gpu.md --json bench-1gpu.json $BENCH_ARGS" step_bench ;;
     covbench)
@@ -535,7 +554,7 @@ for step in $STEPS; do
       done
       run_step scaling-table 60 "$PY bench/gpu_bench.py --assemble scaling.jsonl --out scaling.md" step_scaling_table ;;
     *)
-      echo "unknown step '$step' (known: build ctest pytest pytest-cpu spmd bench covbench linbench kmbench scaletables scaling)"
+      echo "unknown step '$step' (known: build ctest pytest pytest-cpu spmd empty bench covbench linbench kmbench scaletables scaling)"
       record "$step" FAIL 0 "" "/dev/null" "unknown step"
       ANY_FAILED=1 ;;
   esac

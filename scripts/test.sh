@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine, then runs every test: the C++ suite (unit, thread-communicator and
-# mpirun -n 1..4 tests, install + example) and the Python suite (check_estimator, and the
-# distributed tests under mpirun -n 1..4). Each test has a timeout; nothing can hang forever.
+# mpirun -n 1..4 tests, install + example), the Python suite (check_estimator, and the
+# distributed tests under mpirun -n 1..4), then the sanitizer stage (ASan + UBSan build of the
+# C++ tests and the Python module, scripts/sanitize.sh). Each test has a timeout; nothing can
+# hang forever.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -18,3 +20,6 @@ cmake --build build/ctest -j"$(nproc)"
 echo "== Python: pytest (single process + mpirun -n 1..4)"
 PY=${PYTHON:-python3}
 $PY -m pytest tests/python -q -p no:cacheprovider
+
+echo "== Sanitizers: ASan + UBSan build, ctest, pytest subset (docs/reliability.md)"
+PYTHON=$PY bash scripts/sanitize.sh

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import validate_data
 
 from . import _comm
@@ -68,6 +69,16 @@ class SPMDMixin:
         tags.array_api_support = False
         return tags
 
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # An unpickled model is checked at once, so that a corrupt or foreign state is reported
+        # where it was loaded, naming the attribute -- not later, inside a method, or never.
+        # _state_marker: the attribute a successful fit sets last, so that a model pickled before
+        # its first fit, or after a fit that failed half-way, is not taken for a corrupt one.
+        marker = getattr(self, "_state_marker", None)
+        if marker is not None and marker in state:
+            check_fitted_state(self)
+
     def _resolve_comm(self):
         return _comm.resolve(self.comm)
 
@@ -83,6 +94,7 @@ class SPMDMixin:
                 X = to_host(X)
             else:
                 check_cuda_array(X, "X")
+                X = widen_empty_block(self, X, reset=reset)
                 if reset:
                     self.n_features_in_ = int(X.shape[1])
                     if hasattr(self, "feature_names_in_"):
@@ -112,7 +124,7 @@ class SPMDMixin:
         """
         return validate_data(
             self,
-            X,
+            widen_empty_block(self, X, reset=reset),
             reset=reset,
             dtype=list(FLOAT_DTYPES),
             order="C",
@@ -121,6 +133,148 @@ class SPMDMixin:
             ensure_min_features=1 if finite else 0,
             accept_sparse=False,
         )
+
+
+def widen_empty_block(estimator, X, *, reset):
+    """A (0, 0) block stands for (0, n_features_in_) once the estimator knows n_features_in_.
+
+    A rank without rows may not know the width of the data (DESIGN section 2), so every method,
+    collective or local, accepts an empty (0, 0) block from it; scikit-learn's validation would
+    refuse it as having the wrong number of features. Only host arrays of exactly shape (0, 0):
+    a (0, d') block with another d' is still an error. A CUDA array stays one of its kind (cupy,
+    torch: an empty reshape)."""
+    if reset or not hasattr(estimator, "n_features_in_"):
+        return X
+    shape = getattr(X, "shape", None)
+    if shape is None or tuple(shape) != (0, 0):
+        return X
+    if is_cuda_array(X):
+        return X.reshape(0, int(estimator.n_features_in_)) if hasattr(X, "reshape") else X
+    dtype = getattr(X, "dtype", None)
+    dtype = dtype if dtype in FLOAT_DTYPES else np.float64
+    return np.empty((0, int(estimator.n_features_in_)), dtype=dtype)
+
+
+# --- checked restores ----------------------------------------------------------------------------
+#
+# A fitted model's attributes may come from a pickle, from another model or from a user's hand, and
+# the C++ core reads arrays by the sizes the model declares: an array of the wrong size would be
+# read past its end. Each estimator describes what its fitted state must look like (_state_spec:
+# the dimensions it derives from its own counts, and a rule per attribute); check_fitted_state
+# checks the attributes a method is about to read against it and raises ValueError naming the
+# attribute. Collective methods call it inside their `collective` block, so a state that is corrupt
+# on one rank raises on every rank; local methods call it before reading; __setstate__ calls it on
+# everything a fitted model carries. State dicts (_partial_state) are checked by the C++ helper
+# (_core.check_state), the same code that reads them for the core.
+
+
+def _corrupt(est, problem):
+    return ValueError(f"{type(est).__name__}: {problem}; the model state is corrupt or from another model")
+
+
+def _shape_text(shape):
+    inner = ", ".join("any" if n is None else str(n) for n in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
+def _check_finite(est, name, values):
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise _corrupt(est, f"{name} contains NaN or infinity")
+
+
+def fitted_count(est, name, *, low=0):
+    """A fitted (or parameter) integer the state's shapes derive from, such as n_features_in_ or
+    n_clusters: a Python or numpy integer >= low, else ValueError naming it."""
+    if name not in vars(est) and not hasattr(type(est), name):
+        raise _corrupt(est, f"{name} is missing")
+    value = getattr(est, name)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise _corrupt(est, f"{name} is {value!r}, expected an integer >= {low}")
+    if value < low:
+        raise _corrupt(est, f"{name} is {value}, expected an integer >= {low}")
+    return int(value)
+
+
+class StateArray:
+    """Rule for a fitted array attribute: a floating-point numpy array of one of `shapes` (None:
+    any extent; () also accepts a Python or numpy real scalar). none: None is allowed too. sparse:
+    a scipy sparse matrix is allowed too (coef_ after scikit-learn's sparsify())."""
+
+    def __init__(self, *shapes, none=False, sparse=False):
+        self.shapes, self.none, self.sparse = shapes, none, sparse
+
+    def check(self, est, name, value, context, finite):
+        if value is None:
+            if self.none:
+                return
+            raise _corrupt(est, f"{name} is None but {context}")
+        want = " or ".join(_shape_text(s) for s in self.shapes)
+        if () in self.shapes and isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+            value, (bool, np.bool_)
+        ):
+            value = np.asarray(value, dtype=np.float64)  # a scalar (intercept_ = 0.0 without intercept)
+        sparse = self.sparse and sp.issparse(value)
+        if not isinstance(value, np.ndarray) and not sparse:
+            raise _corrupt(est, f"{name} is a {type(value).__name__}, expected an array of shape {want}")
+        if value.dtype.kind != "f":
+            raise _corrupt(est, f"{name} has dtype {value.dtype}, expected floating-point numbers")
+        if not any(len(s) == value.ndim and all(w is None or w == n for w, n in zip(s, value.shape))
+                   for s in self.shapes):
+            raise _corrupt(est, f"{name} has shape {value.shape} but {context} (expected {want})")
+        if finite:
+            _check_finite(est, name, value.data if sparse else value)
+
+
+class StateLabels:
+    """Rule for classes_: a 1-D array of at least `low` labels (any dtype: numbers or strings)."""
+
+    def __init__(self, low=2):
+        self.low = low
+
+    def check(self, est, name, value, context, finite):
+        if not isinstance(value, np.ndarray) or value.ndim != 1 or len(value) < self.low:
+            shape = getattr(value, "shape", type(value).__name__)
+            raise _corrupt(est, f"{name} is {shape}, expected a 1-D array of at least {self.low} labels")
+
+
+class StateFlag:
+    """Rule for a fitted flag (a Python or numpy bool)."""
+
+    def check(self, est, name, value, context, finite):
+        if not isinstance(value, (bool, np.bool_)):
+            raise _corrupt(est, f"{name} is {value!r}, expected True or False")
+
+
+class StateDict:
+    """Rule for a state dict (_partial_state) of one of the C++ core's kinds ("basic_statistics",
+    "covariance", "normal_equations"): checked by the C++ helper, then its n_features against the
+    model's."""
+
+    def __init__(self, kind, n_features):
+        self.kind, self.n_features = kind, n_features
+
+    def check(self, est, name, value, context, finite):
+        from . import _core
+
+        _core.check_state(self.kind, value, type(est).__name__)
+        if value["n_features"] != self.n_features:
+            raise _corrupt(est, f"{name}['n_features'] is {value['n_features']} but {context}")
+        if finite:
+            for key, entry in value.items():
+                if isinstance(entry, np.ndarray):
+                    _check_finite(est, f"{name}[{key!r}]", entry)
+
+
+def check_fitted_state(est, *names, finite=False, **spec):
+    """Check the fitted attributes `names` (default: all in est._state_spec(**spec)) before a
+    method reads them; ValueError naming the first one that does not fit the model. finite: NaN
+    and infinity are refused too, where the method cannot give a meaningful result from them (a
+    factorisation of merged state, a likelihood, the start of an optimiser)."""
+    context, rules = est._state_spec(**spec)
+    for name in names or rules:
+        if name not in vars(est):
+            raise _corrupt(est, f"{name} is missing")
+        rules[name].check(est, name, vars(est)[name], context, finite)
 
 
 def local_weights(sample_weight, X):
@@ -220,12 +374,14 @@ def device_empty(X, shape, dtype=None):
 
 
 def check_device_input(est, X):
-    """A CUDA X for a fitted estimator's local method: 2-D float32/float64 with n_features_in_
-    columns."""
+    """A CUDA X for a fitted estimator's method: 2-D float32/float64 with n_features_in_ columns.
+    Returns X (the (0, 0) block of a rank without rows as (0, n_features_in_))."""
     check_cuda_array(X, "X")
+    X = widen_empty_block(est, X, reset=False)
     if X.shape[1] != est.n_features_in_:
         raise ValueError(f"X has {X.shape[1]} features, but {type(est).__name__} is expecting "
                          f"{est.n_features_in_} features as input.")
+    return X
 
 
 def device_like(X, a):

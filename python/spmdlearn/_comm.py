@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import numbers
 import re
 import struct
 import threading
+
+import numpy as np
 
 _state = threading.local()
 
@@ -106,14 +109,24 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 # equals {1: 2, 0: 1}), estimators by class and parameters, callables by qualified name.
 
 def _encode(v, out):
-    import numbers
-
-    import numpy as np
-
-    if v is None:
+    t = type(v)
+    # Fast paths by exact type (the common parameters and fitted attributes), then the general
+    # (abstract-class) checks.
+    if t is np.ndarray and not v.dtype.hasobject:
+        out.append(b"a" + v.dtype.str.encode() + repr(v.shape).encode())
+        out.append(v.tobytes() if v.flags.c_contiguous else np.ascontiguousarray(v).tobytes())
+    elif v is None:
         out.append(b"N")
-    elif isinstance(v, (bool, np.bool_)):
+    elif t is bool or t is np.bool_:
         out.append(b"b1" if v else b"b0")
+    elif t is float or t is np.float64:
+        f = float(v)
+        out.append(b"nNaN" if f != f else b"n" + struct.pack("<d", f))
+    elif t is int and abs(v) < 2**53:
+        out.append(b"n" + struct.pack("<d", float(v)))
+    elif t is str:
+        b = v.encode("utf-8", "surrogatepass")
+        out.append(b"s%d:" % len(b) + b)
     elif isinstance(v, numbers.Integral):
         i = int(v)
         out.append(b"n" + struct.pack("<d", float(i)) if abs(i) < 2**53 else b"i" + str(i).encode())
@@ -123,11 +136,11 @@ def _encode(v, out):
     elif isinstance(v, numbers.Complex):
         out.append(b"c" + struct.pack("<dd", complex(v).real, complex(v).imag))
     elif isinstance(v, str):
-        b = v.encode("utf-8", "surrogatepass")
+        b = str(v).encode("utf-8", "surrogatepass")
         out.append(b"s%d:" % len(b) + b)
     elif isinstance(v, (bytes, bytearray)):
         out.append(b"y%d:" % len(v) + bytes(v))
-    elif isinstance(v, np.ndarray):
+    elif isinstance(v, np.ndarray):  # object arrays (and subclasses): element by element
         out.append(b"a" + v.dtype.str.encode() + repr(v.shape).encode())
         if v.dtype.hasobject:
             for x in v.reshape(-1):

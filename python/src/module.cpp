@@ -55,9 +55,141 @@ f64_array to_numpy(std::vector<double>&& v) {
   return to_numpy(std::move(v), {n});
 }
 
-std::vector<double> from_numpy(const nb::handle& h) {
-  auto a = nb::cast<nb::ndarray<const double, nb::c_contig, nb::device::cpu>>(h);
-  return std::vector<double>(a.data(), a.data() + a.size());
+// --- checked restores -----------------------------------------------------------------------------
+// Model state comes back from Python as the user left it: unpickled, edited by hand, or taken from
+// another model. The core indexes state arrays by the sizes the state declares, so an array of the
+// wrong size would be read (or written) past its end. Every state dict is therefore read through
+// state_reader, which checks each entry -- present, of the right type, arrays float64, C-contiguous,
+// on the host, of exactly the shape the state's own counts imply -- before any pointer reaches the
+// core; fitted attributes passed as arrays (centres, location, precision, initial coefficients) are
+// checked by check_model_shape. Failures are invalid_argument (ValueError) naming the estimator and
+// the attribute. The collective bindings capture them and hand them to their first agreement, so a
+// state that is corrupt on one rank raises on every rank instead of leaving the others waiting.
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+[[noreturn]] void corrupt_state(const std::string& who, const std::string& problem) {
+  throw sl::invalid_argument(who + ": " + problem + "; the model state is corrupt or from another model");
+}
+
+std::string type_name_of(nb::handle h) { return nb::cast<std::string>(nb::type_name(h.type())); }
+
+// str(x.dtype) of a numpy array (or the type's name when it has none), for messages.
+std::string dtype_name_of(nb::handle h) {
+  if (!nb::hasattr(h, "dtype")) return type_name_of(h);
+  nb::object s = nb::steal(PyObject_Str(h.attr("dtype").ptr()));
+  if (!s.is_valid()) {
+    PyErr_Clear();
+    return "?";
+  }
+  return nb::cast<std::string>(s);
+}
+
+// A fitted attribute passed as an array: `shape` -1 means any extent (checked elsewhere).
+template <class Array>
+void check_model_shape(const std::string& who, const char* name, const Array& a,
+                       const std::vector<std::int64_t>& shape, const std::string& why) {
+  std::vector<std::int64_t> got(a.ndim());
+  for (std::size_t i = 0; i < a.ndim(); ++i) got[i] = static_cast<std::int64_t>(a.shape(i));
+  bool ok = got.size() == shape.size();
+  for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || shape[i] == got[i];
+  if (!ok) {
+    std::string want = "(";
+    for (std::size_t i = 0; i < shape.size(); ++i)
+      want += (i ? ", " : "") + (shape[i] < 0 ? std::string("any") : std::to_string(shape[i]));
+    corrupt_state(who, std::string(name) + " has shape " + shape_text(got) + " but " + why +
+                           " (expected " + want + (shape.size() == 1 ? ",)" : ")") + ")");
+  }
+}
+
+// Reads one state dict (`name`, e.g. "_partial_state", of estimator `who`). Only invalid_argument
+// leaves it: a Python error raised while reading is turned into one here, with the GIL held.
+class state_reader {
+ public:
+  state_reader(nb::handle state, std::string who, std::string name)
+      : d_(state), who_(std::move(who)), name_(std::move(name)) {
+    if (!nb::isinstance<nb::dict>(state))
+      corrupt_state(who_, name_ + " is a " + type_name_of(state) + ", expected a dict");
+  }
+
+  // A count: a Python or numpy integer (not a bool), 0 <= count <= max.
+  std::int64_t count(const char* key, std::int64_t max = std::numeric_limits<std::int64_t>::max()) const {
+    nb::handle h = get(key);
+    if (PyBool_Check(h.ptr()) || !PyIndex_Check(h.ptr()))
+      fail(key, "is a " + type_name_of(h) + ", expected a non-negative integer");
+    const long long v = PyLong_AsLongLong(nb::steal(PyNumber_Index(h.ptr())).ptr());
+    if (v == -1 && PyErr_Occurred()) {
+      PyErr_Clear();
+      fail(key, "does not fit in 64 bits");
+    }
+    if (v < 0) fail(key, "is " + std::to_string(v) + ", expected a non-negative integer");
+    if (v > max) fail(key, "is " + std::to_string(v) + ", more than any array could hold");
+    return static_cast<std::int64_t>(v);
+  }
+
+  // A sum of weights: a real number, finite and >= 0.
+  double weight(const char* key) const {
+    nb::handle h = get(key);
+    double v = 0.0;
+    if (PyBool_Check(h.ptr()) || PyComplex_Check(h.ptr()) || !nb::try_cast<double>(h, v))
+      fail(key, "is a " + type_name_of(h) + ", expected a real number");
+    if (!std::isfinite(v) || v < 0.0) fail(key, "is " + std::to_string(v) + ", expected a finite number >= 0");
+    return v;
+  }
+
+  // A float64 host array of exactly `shape` (`why`: where the shape comes from, for the message).
+  std::vector<double> array(const char* key, const std::vector<std::int64_t>& shape, const std::string& why) const {
+    nb::handle h = get(key);
+    nb::ndarray<nb::ro> a;
+    if (!nb::try_cast(h, a, false)) {
+      if (nb::hasattr(h, "dtype")) fail(key, "has dtype " + dtype_name_of(h) + ", expected float64");
+      fail(key, "is a " + type_name_of(h) + ", expected a float64 array of shape " + shape_text(shape));
+    }
+    std::vector<std::int64_t> got(a.ndim());
+    for (std::size_t i = 0; i < a.ndim(); ++i) got[i] = static_cast<std::int64_t>(a.shape(i));
+    if (got != shape)
+      fail(key, "has shape " + shape_text(got) + " but " + why + " (expected " + shape_text(shape) + ")");
+    if (a.dtype() != nb::dtype<double>())
+      fail(key, "has dtype " + dtype_name_of(h) + ", expected float64");
+    if (a.device_type() != nb::device::cpu::value) fail(key, "is not in host memory");
+    std::int64_t expect = 1;  // C-contiguous: each stride is the product of the later extents
+    for (std::size_t i = a.ndim(); i-- > 0;) {
+      if (got[i] > 1 && a.stride(i) != expect) fail(key, "is not C-contiguous");
+      expect *= got[i];
+    }
+    const double* p = static_cast<const double*>(a.data());
+    return std::vector<double>(p, p + a.size());
+  }
+
+ private:
+  nb::handle get(const char* key) const {
+    PyObject* v = PyDict_GetItemString(d_.ptr(), key);  // borrowed; no exception
+    if (!v) fail(key, "is missing");
+    return v;
+  }
+  [[noreturn]] void fail(const char* key, const std::string& problem) const {
+    corrupt_state(who_, name_ + "['" + key + "'] " + problem);
+  }
+
+  nb::handle d_;
+  std::string who_, name_;
+};
+
+// The largest extent a state may declare (sums of two cannot overflow).
+constexpr std::int64_t max_extent = std::int64_t{1} << 40;
+
+// The exception of fn(), if any, for a later agreement.
+template <class F>
+std::exception_ptr captured(F&& fn) {
+  try {
+    fn();
+  } catch (...) {
+    return std::current_exception();
+  }
+  return nullptr;
 }
 
 // A replicated step after a collective fit (a d x d factorisation, the same on every rank). With
@@ -78,17 +210,19 @@ void replicated(std::uintptr_t comm, bool collective, F&& fn) {
 }
 
 // --- basic statistics state <-> dict -----------------------------------------------------------
-sl::basic_statistics::state bs_state_from(const std::optional<nb::dict>& d) {
+// None (no state yet) gives the empty state.
+sl::basic_statistics::state bs_state_from(nb::handle d, const std::string& who) {
   sl::basic_statistics::state s;
-  if (!d) return s;
-  const nb::dict& x = *d;
-  s.n_features = nb::cast<std::int64_t>(x["n_features"]);
-  s.n_rows = nb::cast<std::int64_t>(x["n_rows"]);
-  s.weight_sum = nb::cast<double>(x["weight_sum"]);
-  s.mean = from_numpy(x["mean"]);
-  s.m2 = from_numpy(x["m2"]);
-  s.min = from_numpy(x["min"]);
-  s.max = from_numpy(x["max"]);
+  if (d.is_none()) return s;
+  const state_reader x(d, who, "_partial_state");
+  s.n_features = x.count("n_features");
+  s.n_rows = x.count("n_rows");
+  s.weight_sum = x.weight("weight_sum");
+  const std::string why = "the state has n_features=" + std::to_string(s.n_features);
+  s.mean = x.array("mean", {s.n_features}, why);
+  s.m2 = x.array("m2", {s.n_features}, why);
+  s.min = x.array("min", {s.n_features}, why);
+  s.max = x.array("max", {s.n_features}, why);
   return s;
 }
 nb::dict bs_state_to(sl::basic_statistics::state&& s) {
@@ -125,10 +259,11 @@ struct host_on_device {
 };
 
 template <class T>
-nb::dict bs_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host_matrix<T> X,
+nb::dict bs_partial_fit(std::uintptr_t comm, nb::object state, host_matrix<T> X,
                         std::optional<host_vector<T>> w, const std::string& caller,
                         bool to_device) {
-  auto s = bs_state_from(state);
+  sl::basic_statistics::state s;
+  const auto bad = captured([&] { s = bs_state_from(state, caller); });
   {
     nb::gil_scoped_release nogil;
     auto c = comm_from(comm);
@@ -136,11 +271,11 @@ nb::dict bs_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host
       // Every variant of this call (host, device, host copied to the device) makes the same
       // collective calls -- one agreement on the local preparation, then partial_fit -- so ranks
       // may mix host and device blocks without falling out of step.
-      sl::agree(*c, nullptr);
+      sl::agree(*c, bad);
       sl::basic_statistics::partial_fit<T>(*c, s, view(X), view(w), caller.c_str());
     } else {
       host_on_device<T> h(X, w);
-      sl::agree(*c, h.err);
+      sl::agree(*c, bad ? bad : h.err);
       std::optional<sl::vector_view<const T>> wv;
       if (w)
         wv = sl::vector_view<const T>{static_cast<const T*>(h.w->data()),
@@ -172,58 +307,58 @@ sl::matrix_view<const T> device_view(const Array& X, const std::string& who) {
 
 // The view of a CUDA array after the collective agreement on it: a bad array (rows not
 // contiguous) on one rank raises on every rank instead of leaving the others in a collective.
+// `prior`: an error found before (a corrupt model state), agreed in the same call.
 template <class T>
-sl::matrix_view<const T> agreed_device_view(const sl::comm& c, const cuda_matrix<T>& X, const std::string& who) {
-  std::exception_ptr err;
+sl::matrix_view<const T> agreed_device_view(const sl::comm& c, const cuda_matrix<T>& X, const std::string& who,
+                                            std::exception_ptr prior = nullptr) {
+  std::exception_ptr err = prior;
   sl::matrix_view<const T> xv;
-  try {
-    xv = device_view<T>(X, who);
-  } catch (...) {
-    err = std::current_exception();
-  }
+  if (!err) err = captured([&] { xv = device_view<T>(X, who); });
   sl::agree(c, err);
   return xv;
 }
 
 // Runs fn(comm, view) with the GIL released, after one agreement on the preparation: a host
 // matrix as it is or copied to this rank's GPU (to_device), or a CUDA array in place. Every
-// variant makes the same collective calls, so ranks may mix host and device blocks.
+// variant makes the same collective calls, so ranks may mix host and device blocks. `prior`: an
+// error found before (a corrupt model state), raised on every rank by that agreement.
 template <class T, class F>
-void run_on_matrix(std::uintptr_t comm, const host_matrix<T>& X, bool to_device, F&& fn) {
+void run_on_matrix(std::uintptr_t comm, const host_matrix<T>& X, bool to_device, F&& fn,
+                   std::exception_ptr prior = nullptr) {
   nb::gil_scoped_release nogil;
   auto c = comm_from(comm);
   if (!to_device) {
-    sl::agree(*c, nullptr);
+    sl::agree(*c, prior);
     fn(*c, view(X));
   } else {
     host_on_device<T> h(X, std::nullopt);
-    sl::agree(*c, h.err);
+    sl::agree(*c, prior ? prior : h.err);
     fn(*c, h.view(X));
   }
 }
 template <class T, class F>
-void run_on_matrix(std::uintptr_t comm, const cuda_matrix<T>& X, const char* who, F&& fn) {
+void run_on_matrix(std::uintptr_t comm, const cuda_matrix<T>& X, const char* who, F&& fn,
+                   std::exception_ptr prior = nullptr) {
   nb::gil_scoped_release nogil;
   auto c = comm_from(comm);
-  fn(*c, agreed_device_view<T>(*c, X, who));
+  fn(*c, agreed_device_view<T>(*c, X, who, prior));
 }
 
 template <class T>
-nb::dict bs_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state, cuda_matrix<T> X,
+nb::dict bs_partial_fit_cuda(std::uintptr_t comm, nb::object state, cuda_matrix<T> X,
                              std::optional<cuda_vector<T>> w, const std::string& caller, bool) {
-  auto s = bs_state_from(state);
+  sl::basic_statistics::state s;
+  const auto bad = captured([&] { s = bs_state_from(state, caller); });
   {
     nb::gil_scoped_release nogil;
     auto c = comm_from(comm);
-    std::exception_ptr err;
+    std::exception_ptr err = bad;
     sl::matrix_view<const T> xv;
-    try {
+    if (!err) err = captured([&] {
       xv = device_view<T>(X, caller);
       if (w && w->shape(0) > 1 && w->stride(0) != 1)
         throw sl::invalid_argument(caller + ": sample_weight on the device is not contiguous");
-    } catch (...) {
-      err = std::current_exception();
-    }
+    });
     sl::agree(*c, err);
     std::optional<sl::vector_view<const T>> wv;
     if (w)
@@ -234,8 +369,8 @@ nb::dict bs_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state,
   return bs_state_to(std::move(s));
 }
 
-nb::dict bs_finalize(const nb::dict& state, unsigned options) {
-  auto r = sl::basic_statistics::finalize(bs_state_from(state), options);
+nb::dict bs_finalize(nb::handle state, unsigned options) {
+  auto r = sl::basic_statistics::finalize(bs_state_from(state, "BasicStatistics"), options);
   nb::dict d;
   auto put = [&](const char* name, std::vector<double>& v) {
     if (!v.empty() || r.n_features == 0) d[name] = to_numpy(std::move(v));
@@ -254,14 +389,15 @@ nb::dict bs_finalize(const nb::dict& state, unsigned options) {
 }
 
 // --- covariance state <-> dict -----------------------------------------------------------------
-sl::covariance::state cov_state_from(const std::optional<nb::dict>& d) {
+sl::covariance::state cov_state_from(nb::handle d, const std::string& who) {
   sl::covariance::state s;
-  if (!d) return s;
-  const nb::dict& x = *d;
-  s.n_features = nb::cast<std::int64_t>(x["n_features"]);
-  s.n_rows = nb::cast<std::int64_t>(x["n_rows"]);
-  s.mean = from_numpy(x["mean"]);
-  s.cross = from_numpy(x["cross"]);
+  if (d.is_none()) return s;
+  const state_reader x(d, who, "_partial_state");
+  s.n_features = x.count("n_features");
+  s.n_rows = x.count("n_rows");
+  const std::string why = "the state has n_features=" + std::to_string(s.n_features);
+  s.mean = x.array("mean", {s.n_features}, why);
+  s.cross = x.array("cross", {s.n_features, s.n_features}, why);
   return s;
 }
 nb::dict cov_state_to(sl::covariance::state&& s) {
@@ -275,28 +411,30 @@ nb::dict cov_state_to(sl::covariance::state&& s) {
 }
 
 template <class T>
-nb::dict cov_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host_matrix<T> X,
-                         bool to_device) {
-  auto s = cov_state_from(state);
+nb::dict cov_partial_fit(std::uintptr_t comm, nb::object state, host_matrix<T> X, bool to_device,
+                         const std::string& caller) {
+  sl::covariance::state s;
+  const auto bad = captured([&] { s = cov_state_from(state, caller); });
   run_on_matrix<T>(comm, X, to_device, [&](const sl::comm& c, sl::matrix_view<const T> xv) {
     sl::covariance::partial_fit<T>(c, s, xv);
-  });
+  }, bad);
   return cov_state_to(std::move(s));
 }
 
 template <class T>
-nb::dict cov_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state, cuda_matrix<T> X,
-                              bool) {
-  auto s = cov_state_from(state);
-  run_on_matrix<T>(comm, X, "EmpiricalCovariance", [&](const sl::comm& c, sl::matrix_view<const T> xv) {
+nb::dict cov_partial_fit_cuda(std::uintptr_t comm, nb::object state, cuda_matrix<T> X, bool,
+                              const std::string& caller) {
+  sl::covariance::state s;
+  const auto bad = captured([&] { s = cov_state_from(state, caller); });
+  run_on_matrix<T>(comm, X, caller.c_str(), [&](const sl::comm& c, sl::matrix_view<const T> xv) {
     sl::covariance::partial_fit<T>(c, s, xv);
-  });
+  }, bad);
   return cov_state_to(std::move(s));
 }
 
-nb::dict cov_finalize(const nb::dict& state, bool assume_centered, bool store_precision,
-                      bool float32, std::uintptr_t comm) {
-  auto s = cov_state_from(state);
+nb::dict cov_finalize(nb::handle state, bool assume_centered, bool store_precision, bool float32,
+                      std::uintptr_t comm) {
+  auto s = cov_state_from(state, "EmpiricalCovariance");
   sl::covariance::result r;
   {
     nb::gil_scoped_release nogil;
@@ -313,9 +451,22 @@ nb::dict cov_finalize(const nb::dict& state, bool assume_centered, bool store_pr
   return out;
 }
 
+// location_ (d,) and precision_ (d, d) of a fitted covariance, and X of d columns unless it is an
+// empty (0, 0) block.
+template <class Matrix>
+void check_covariance_model(const std::string& who, const host_vector<double>& location,
+                            const host_matrix<double>& precision, const Matrix& X) {
+  const std::int64_t d = static_cast<std::int64_t>(location.shape(0));
+  check_model_shape(who, "precision_", precision, {d, d}, "location_ has " + std::to_string(d) + " entries");
+  if ((X.shape(0) > 0 || X.shape(1) > 0) && static_cast<std::int64_t>(X.shape(1)) != d)
+    throw sl::invalid_argument(who + ": X has " + std::to_string(X.shape(1)) + " features, but location_ has " +
+                               std::to_string(d) + " entries");
+}
+
 template <class T>
 f64_array cov_mahalanobis(host_vector<double> location, host_matrix<double> precision,
                           host_matrix<T> X) {
+  check_covariance_model("EmpiricalCovariance.mahalanobis", location, precision, X);
   std::vector<double> out;
   {
     nb::gil_scoped_release nogil;
@@ -328,9 +479,10 @@ f64_array cov_mahalanobis(host_vector<double> location, host_matrix<double> prec
 template <class T>
 double cov_score(std::uintptr_t comm, host_vector<double> location, host_matrix<double> precision,
                  host_matrix<T> X) {
+  const auto bad = captured([&] { check_covariance_model("EmpiricalCovariance.score", location, precision, X); });
   nb::gil_scoped_release nogil;
   auto c = comm_from(comm);
-  sl::agree(*c, nullptr);  // the same collective sequence as the device variant
+  sl::agree(*c, bad);  // the same collective sequence as the device variant
   return sl::covariance::score<T>(*c, {location.data(), location.size()},
                                   {precision.data(), precision.size()}, view(X));
 }
@@ -338,9 +490,10 @@ double cov_score(std::uintptr_t comm, host_vector<double> location, host_matrix<
 template <class T>
 double cov_score_cuda(std::uintptr_t comm, host_vector<double> location,
                       host_matrix<double> precision, cuda_matrix<T> X) {
+  const auto bad = captured([&] { check_covariance_model("EmpiricalCovariance.score", location, precision, X); });
   nb::gil_scoped_release nogil;
   auto c = comm_from(comm);
-  const auto xv = agreed_device_view<T>(*c, X, "EmpiricalCovariance.score");
+  const auto xv = agreed_device_view<T>(*c, X, "EmpiricalCovariance.score", bad);
   return sl::covariance::score<T>(*c, {location.data(), location.size()},
                                   {precision.data(), precision.size()}, xv);
 }
@@ -349,6 +502,7 @@ double cov_score_cuda(std::uintptr_t comm, host_vector<double> location,
 template <class T>
 void cov_mahalanobis_cuda(host_vector<double> location, host_matrix<double> precision,
                           cuda_matrix<T> X, nb::ndarray<double, nb::ndim<1>, nb::c_contig, nb::device::cuda> out) {
+  check_covariance_model("EmpiricalCovariance.mahalanobis", location, precision, X);
   const sl::matrix_view<const T> xv = device_view<T>(X, "EmpiricalCovariance.mahalanobis");
   if (static_cast<std::int64_t>(out.shape(0)) != xv.rows)
     throw sl::invalid_argument("mahalanobis: output length does not match X");
@@ -359,23 +513,29 @@ void cov_mahalanobis_cuda(host_vector<double> location, host_matrix<double> prec
 }
 
 // --- linear models ------------------------------------------------------------------------------
-sl::linear_model::normal_state lr_state_from(const std::optional<nb::dict>& d) {
+sl::linear_model::normal_state lr_state_from(nb::handle d, const std::string& who) {
   sl::linear_model::normal_state s;
-  if (!d) return s;
-  s.n_features = nb::cast<std::int64_t>((*d)["n_features"]);
-  s.n_targets = nb::cast<std::int64_t>((*d)["n_targets"]);
-  s.n_rows = nb::cast<std::int64_t>((*d)["n_rows"]);
-  s.weight = nb::cast<double>((*d)["weight"]);
-  s.mean = from_numpy((*d)["mean"]);
-  s.cross = from_numpy((*d)["cross"]);
-  if (d->contains("exponent"))  // absent in states saved before it existed: all 0
-    for (double e : from_numpy((*d)["exponent"])) {
-      if (!(std::abs(e) <= 4096.0) || e != std::trunc(e))
-      {
+  if (d.is_none()) return s;
+  const state_reader x(d, who, "_partial_state");
+  s.n_features = x.count("n_features", max_extent);
+  s.n_targets = x.count("n_targets", max_extent);
+  s.n_rows = x.count("n_rows");
+  s.weight = x.weight("weight");
+  // mean and cross are over [X | Y]: p = n_features + n_targets.
+  const std::int64_t p = s.n_features + s.n_targets;
+  const std::string why = "the state has n_features=" + std::to_string(s.n_features) +
+                          " and n_targets=" + std::to_string(s.n_targets);
+  s.mean = x.array("mean", {p}, why);
+  s.cross = x.array("cross", {p, p}, why);
+  // The columns' scale exponents (normal_state::exponent): absent in states saved before they
+  // existed (all 0), else one small integer per column.
+  if (PyDict_GetItemString(d.ptr(), "exponent"))
+    for (double e : x.array("exponent", {p}, why)) {
+      if (!(std::abs(e) <= 4096.0) || e != std::trunc(e)) {
         char v[32];
         std::snprintf(v, sizeof v, "%.6g", e);
-        throw sl::invalid_argument(std::string("_partial_state['exponent'] holds ") + v +
-                                   "; expected small integers (powers of two of the columns' scale)");
+        corrupt_state(who, std::string("_partial_state['exponent'] holds ") + v +
+                               ", expected small integers (the powers of two of the columns' scale)");
       }
       s.exponent.push_back(static_cast<int>(e));
     }
@@ -395,15 +555,16 @@ nb::dict lr_state_to(sl::linear_model::normal_state&& s) {
 }
 
 template <class T>
-nb::dict lr_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host_matrix<T> X,
+nb::dict lr_partial_fit(std::uintptr_t comm, nb::object state, host_matrix<T> X,
                         host_matrix<T> Y, std::optional<host_vector<T>> w, const std::string& caller,
                         bool to_device) {
-  auto s = lr_state_from(state);
+  sl::linear_model::normal_state s;
+  const auto bad = captured([&] { s = lr_state_from(state, caller); });
   {
     nb::gil_scoped_release nogil;
     auto c = comm_from(comm);
     if (!to_device) {
-      sl::agree(*c, nullptr);  // the same collective sequence as the device variants
+      sl::agree(*c, bad);  // the same collective sequence as the device variants
       sl::linear_model::partial_fit<T>(*c, s, view(X), view(Y), view(w), caller.c_str());
     } else {
       // device="cuda" with host data: X (and w) through host_on_device, y copied alongside.
@@ -416,7 +577,7 @@ nb::dict lr_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host
           h.err = std::current_exception();
         }
       }
-      sl::agree(*c, h.err);
+      sl::agree(*c, bad ? bad : h.err);
       sl::matrix_view<const T> yv(static_cast<const T*>(dy->data()), static_cast<std::int64_t>(Y.shape(0)),
                                   static_cast<std::int64_t>(Y.shape(1)), -1, sl::device_kind::cuda);
       std::optional<sl::vector_view<const T>> wv;
@@ -430,17 +591,18 @@ nb::dict lr_partial_fit(std::uintptr_t comm, std::optional<nb::dict> state, host
 }
 
 template <class T>
-nb::dict lr_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state, cuda_matrix<T> X,
+nb::dict lr_partial_fit_cuda(std::uintptr_t comm, nb::object state, cuda_matrix<T> X,
                              cuda_matrix<T> Y, std::optional<cuda_vector<T>> w,
                              const std::string& caller, bool) {
-  auto s = lr_state_from(state);
+  sl::linear_model::normal_state s;
+  const auto bad = captured([&] { s = lr_state_from(state, caller); });
   {
     nb::gil_scoped_release nogil;
     auto c = comm_from(comm);
-    std::exception_ptr err;
+    std::exception_ptr err = bad;
     sl::matrix_view<const T> xv, yv;
     std::optional<sl::vector_view<const T>> wv;
-    try {
+    if (!err) err = captured([&] {
       xv = device_view<T>(X, caller);
       yv = device_view<T>(Y, caller + " (y)");
       if (w) {
@@ -448,18 +610,16 @@ nb::dict lr_partial_fit_cuda(std::uintptr_t comm, std::optional<nb::dict> state,
           throw sl::invalid_argument(caller + ": sample_weight on the device is not contiguous");
         wv = sl::vector_view<const T>{w->data(), static_cast<std::int64_t>(w->shape(0)), sl::device_kind::cuda};
       }
-    } catch (...) {
-      err = std::current_exception();
-    }
+    });
     sl::agree(*c, err);
     sl::linear_model::partial_fit<T>(*c, s, xv, yv, wv, caller.c_str());
   }
   return lr_state_to(std::move(s));
 }
 
-nb::dict lr_solve(const nb::dict& state, host_vector<double> alpha, bool fit_intercept, double rcond,
-                  bool on_gpu, bool spectrum, std::uintptr_t comm, bool collective) {
-  auto s = lr_state_from(state);
+nb::dict lr_solve(nb::handle state, host_vector<double> alpha, bool fit_intercept, double rcond,
+                  bool on_gpu, bool spectrum, const std::string& caller, std::uintptr_t comm, bool collective) {
+  auto s = lr_state_from(state, caller);
   sl::linear_model::solution r;
   {
     nb::gil_scoped_release nogil;
@@ -501,6 +661,23 @@ sl::linear_model::logistic_params logreg_params(double C, bool penalty, bool fit
   return p;
 }
 
+// The warm start, [coef_ | intercept_] row by row, must fit X: kp x (d + fit_intercept) values. An
+// empty (0, 0) block has no d of its own; its ranks take the agreed one, as the Python layer does.
+template <class Matrix>
+std::span<const double> logreg_start(const std::optional<host_vector<double>>& init, const Matrix& X,
+                                     std::int64_t n_classes, bool fit_intercept) {
+  if (!init) return {};
+  const std::int64_t kp = n_classes == 2 ? 1 : n_classes, d = static_cast<std::int64_t>(X.shape(1));
+  const std::int64_t want = kp * (d + (fit_intercept ? 1 : 0));
+  if ((X.shape(0) > 0 || d > 0) && static_cast<std::int64_t>(init->shape(0)) != want)
+    corrupt_state("LogisticRegression", "the warm start (coef_ and intercept_) holds " +
+                                            std::to_string(init->shape(0)) + " values but the model has " +
+                                            std::to_string(kp) + " coefficient row(s) of " + std::to_string(d) +
+                                            " features" + (fit_intercept ? " and an intercept" : "") +
+                                            " (expected " + std::to_string(want) + ")");
+  return {init->data(), init->size()};
+}
+
 nb::dict logreg_result(sl::linear_model::logistic_result&& r) {
   const std::size_t kp = r.intercept.size(), d = kp ? r.coef.size() / kp : 0;
   nb::dict out;
@@ -523,10 +700,10 @@ nb::dict logreg_fit(std::uintptr_t comm, host_matrix<T> X, host_vector<std::int3
     nb::gil_scoped_release nogil;
     auto c = comm_from(comm);
     std::span<const double> start;
-    if (init) start = {init->data(), init->size()};
+    const auto bad = captured([&] { start = logreg_start(init, X, n_classes, fit_intercept); });
     const std::int64_t n = static_cast<std::int64_t>(y.shape(0));
     if (!to_device) {
-      sl::agree(*c, nullptr);  // the same collective sequence as the device variants
+      sl::agree(*c, bad);  // the same collective sequence as the device variants
       r = sl::linear_model::fit_logistic<T>(*c, view(X), sl::vector_view<const std::int32_t>{y.data(), n},
                                             n_classes, view(w), p, start);
     } else {
@@ -540,7 +717,7 @@ nb::dict logreg_fit(std::uintptr_t comm, host_matrix<T> X, host_vector<std::int3
           h.err = std::current_exception();
         }
       }
-      sl::agree(*c, h.err);
+      sl::agree(*c, bad ? bad : h.err);
       std::optional<sl::vector_view<const T>> wv;
       if (w) wv = sl::vector_view<const T>{static_cast<const T*>(h.w->data()), n, sl::device_kind::cuda};
       r = sl::linear_model::fit_logistic<T>(
@@ -563,12 +740,11 @@ nb::dict logreg_fit_cuda(std::uintptr_t comm, cuda_matrix<T> X, nb::ndarray<cons
     nb::gil_scoped_release nogil;
     auto c = comm_from(comm);
     std::span<const double> start;
-    if (init) start = {init->data(), init->size()};
-    std::exception_ptr err;
+    std::exception_ptr err = captured([&] { start = logreg_start(init, X, n_classes, fit_intercept); });
     sl::matrix_view<const T> xv;
     sl::vector_view<const std::int32_t> yv;
     std::optional<sl::vector_view<const T>> wv;
-    try {
+    if (!err) err = captured([&] {
       xv = device_view<T>(X, "LogisticRegression");
       if (y.shape(0) > 1 && y.stride(0) != 1)
         throw sl::invalid_argument("LogisticRegression: y on the device is not contiguous");
@@ -578,9 +754,7 @@ nb::dict logreg_fit_cuda(std::uintptr_t comm, cuda_matrix<T> X, nb::ndarray<cons
           throw sl::invalid_argument("LogisticRegression: sample_weight on the device is not contiguous");
         wv = sl::vector_view<const T>{w->data(), static_cast<std::int64_t>(w->shape(0)), sl::device_kind::cuda};
       }
-    } catch (...) {
-      err = std::current_exception();
-    }
+    });
     sl::agree(*c, err);
     r = sl::linear_model::fit_logistic<T>(*c, xv, yv, n_classes, wv, p, start);
   }
@@ -648,7 +822,16 @@ nb::ndarray<nb::numpy, std::int32_t> to_numpy_int32(std::vector<std::int32_t>&& 
   return nb::ndarray<nb::numpy, std::int32_t>(owner->data(), 1, shape, del);
 }
 
-std::span<const double> centers_span(const host_matrix<double>& C) { return {C.data(), C.size()}; }
+// cluster_centers_: at least one centre, of X's width unless X is an empty (0, 0) block.
+template <class Matrix>
+std::span<const double> centers_span(const std::string& who, const host_matrix<double>& C, const Matrix& X) {
+  const std::int64_t k = static_cast<std::int64_t>(C.shape(0)), d = static_cast<std::int64_t>(C.shape(1));
+  const bool declared = X.shape(0) > 0 || X.shape(1) > 0;
+  if (k == 0 || (declared && d != static_cast<std::int64_t>(X.shape(1))))
+    corrupt_state(who, "cluster_centers_ has shape " + shape_text({k, d}) + " but X has " +
+                           std::to_string(X.shape(1)) + " features (expected at least one centre of as many)");
+  return {C.data(), C.size()};
+}
 
 // init: 0 k-means++, 1 random, 2 k-means||, 3 given (init_centers: n_init x k x d).
 struct kmeans_args {
@@ -743,10 +926,11 @@ nb::dict kmeans_fit_cuda(std::uintptr_t comm, cuda_matrix<T> X, std::optional<cu
 
 template <class T>
 nb::ndarray<nb::numpy, std::int32_t> kmeans_predict_cuda(cuda_matrix<T> X, host_matrix<double> centers) {
+  const auto cs = centers_span("KMeans.predict", centers, X);
   std::vector<std::int32_t> labels;
   {
     nb::gil_scoped_release nogil;
-    labels = sl::cluster::kmeans_predict<T>(device_view<T>(X, "KMeans.predict"), centers_span(centers));
+    labels = sl::cluster::kmeans_predict<T>(device_view<T>(X, "KMeans.predict"), cs);
   }
   return to_numpy_int32(std::move(labels));
 }
@@ -754,30 +938,34 @@ nb::ndarray<nb::numpy, std::int32_t> kmeans_predict_cuda(cuda_matrix<T> X, host_
 template <class T>
 double kmeans_inertia_cuda(std::uintptr_t comm, cuda_matrix<T> X, std::optional<cuda_vector<T>> w,
                            host_matrix<double> centers) {
+  std::span<const double> cs;
+  const auto bad = captured([&] { cs = centers_span("KMeans.score", centers, X); });
   nb::gil_scoped_release nogil;
   auto c = comm_from(comm);
-  const auto xv = agreed_device_view<T>(*c, X, "KMeans.score");
+  const auto xv = agreed_device_view<T>(*c, X, "KMeans.score", bad);
   std::optional<sl::vector_view<const T>> wv;
   if (w) wv = sl::vector_view<const T>{w->data(), static_cast<std::int64_t>(w->shape(0)), sl::device_kind::cuda};
-  return sl::cluster::kmeans_inertia<T>(*c, xv, wv, centers_span(centers));
+  return sl::cluster::kmeans_inertia<T>(*c, xv, wv, cs);
 }
 
 template <class T>
 nb::ndarray<nb::numpy, std::int32_t> kmeans_predict(host_matrix<T> X, host_matrix<double> centers) {
+  const auto cs = centers_span("KMeans.predict", centers, X);
   std::vector<std::int32_t> labels;
   {
     nb::gil_scoped_release nogil;
-    labels = sl::cluster::kmeans_predict<T>(view(X), centers_span(centers));
+    labels = sl::cluster::kmeans_predict<T>(view(X), cs);
   }
   return to_numpy_int32(std::move(labels));
 }
 
 template <class T>
 f64_array kmeans_transform(host_matrix<T> X, host_matrix<double> centers) {
+  const auto cs = centers_span("KMeans.transform", centers, X);
   std::vector<double> dist;
   {
     nb::gil_scoped_release nogil;
-    dist = sl::cluster::kmeans_transform<T>(view(X), centers_span(centers));
+    dist = sl::cluster::kmeans_transform<T>(view(X), cs);
   }
   return to_numpy(std::move(dist), {static_cast<std::size_t>(X.shape(0)), static_cast<std::size_t>(centers.shape(0))});
 }
@@ -785,10 +973,12 @@ f64_array kmeans_transform(host_matrix<T> X, host_matrix<double> centers) {
 template <class T>
 double kmeans_inertia(std::uintptr_t comm, host_matrix<T> X, std::optional<host_vector<T>> w,
                       host_matrix<double> centers) {
+  std::span<const double> cs;
+  const auto bad = captured([&] { cs = centers_span("KMeans.score", centers, X); });
   nb::gil_scoped_release nogil;
   auto c = comm_from(comm);
-  sl::agree(*c, nullptr);  // the device variant's agreement on its views: the same collectives
-  return sl::cluster::kmeans_inertia<T>(*c, view(X), view(w), centers_span(centers));
+  sl::agree(*c, bad);  // the device variant's agreement on its views: the same collectives
+  return sl::cluster::kmeans_inertia<T>(*c, view(X), view(w), cs);
 }
 
 // In-place sum/min/max of a float64 or int64 numpy array over the ranks (the Python layer's global
@@ -834,6 +1024,13 @@ nb::tuple agree(std::uintptr_t comm, int kind, const std::string& message, const
 template <class T>
 void scale_columns_cuda(cuda_matrix<T> X, nb::ndarray<T, nb::ndim<2>, nb::c_contig, nb::device::cuda> out,
                         host_vector<double> a, host_vector<double> b) {
+  // a and b come from the fitted attributes (mean_, scale_, max_abs_), one entry per column.
+  if (a.shape(0) != X.shape(1) || b.shape(0) != X.shape(1))
+    corrupt_state("transform", "the per-column factors from scale_/mean_ have " + std::to_string(a.shape(0)) +
+                                   " and " + std::to_string(b.shape(0)) + " entries but X has " +
+                                   std::to_string(X.shape(1)) + " features");
+  if (out.shape(0) != X.shape(0) || out.shape(1) != X.shape(1))
+    throw sl::invalid_argument("transform: the output array does not have X's shape");
   nb::gil_scoped_release nogil;
   const sl::matrix_view<const T> xv = device_view<T>(X, "transform");
   sl::matrix_view<T> ov(out.data(), out.shape(0), out.shape(1), -1, sl::device_kind::cuda);
@@ -867,6 +1064,19 @@ NB_MODULE(_core, m) {
   m.def("set_timeout", &sl::set_collective_timeout, "seconds"_a);
   m.def("get_timeout", [] { return sl::collective_timeout(); });
 
+  // The checked restore of a state dict on its own (the Python layer's check of a model it has
+  // just unpickled): raises ValueError naming `who` and the entry, else returns None.
+  m.def(
+      "check_state",
+      [](const std::string& kind, nb::handle state, const std::string& who) {
+        // None means "no state yet" to the readers; a fitted model's state is never None.
+        if (state.is_none()) corrupt_state(who, "_partial_state is None, expected a dict");
+        if (kind == "basic_statistics") bs_state_from(state, who);
+        else if (kind == "covariance") cov_state_from(state, who);
+        else if (kind == "normal_equations") lr_state_from(state, who);
+        else throw sl::invalid_argument("check_state: unknown kind '" + kind + "'");
+      },
+      "kind"_a, "state"_a.none(), "who"_a);
   m.def("bs_parse_option", [](const std::string& n) { return sl::basic_statistics::parse_option(n); });
   m.def("bs_option_names", [] {
     nb::list l;
@@ -887,13 +1097,13 @@ NB_MODULE(_core, m) {
   m.def("bs_finalize", &bs_finalize, "state"_a, "options"_a);
 
   m.def("cov_partial_fit", &cov_partial_fit<double>, "comm"_a, "state"_a.none(), "X"_a,
-        "to_device"_a = false);
+        "to_device"_a = false, "caller"_a = "EmpiricalCovariance");
   m.def("cov_partial_fit", &cov_partial_fit<float>, "comm"_a, "state"_a.none(), "X"_a,
-        "to_device"_a = false);
+        "to_device"_a = false, "caller"_a = "EmpiricalCovariance");
   m.def("cov_partial_fit", &cov_partial_fit_cuda<double>, "comm"_a, "state"_a.none(), "X"_a,
-        "to_device"_a = false);
+        "to_device"_a = false, "caller"_a = "EmpiricalCovariance");
   m.def("cov_partial_fit", &cov_partial_fit_cuda<float>, "comm"_a, "state"_a.none(), "X"_a,
-        "to_device"_a = false);
+        "to_device"_a = false, "caller"_a = "EmpiricalCovariance");
   m.def("cov_finalize", &cov_finalize, "state"_a, "assume_centered"_a, "store_precision"_a, "float32"_a,
         "comm"_a = 0);
   m.def("cov_mahalanobis", &cov_mahalanobis<double>);
@@ -913,7 +1123,7 @@ NB_MODULE(_core, m) {
   m.def("lr_partial_fit", &lr_partial_fit_cuda<float>, "comm"_a, "state"_a.none(), "X"_a, "Y"_a,
         "w"_a.none(), "caller"_a, "to_device"_a = false);
   m.def("lr_solve", &lr_solve, "state"_a, "alpha"_a, "fit_intercept"_a, "rcond"_a, "on_gpu"_a = false,
-        "spectrum"_a = true, "comm"_a = 0, "collective"_a = true);
+        "spectrum"_a = true, "caller"_a = "LinearRegression", "comm"_a = 0, "collective"_a = true);
   m.def("r2_score", &r2_score<double>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());
   m.def("r2_score", &r2_score<float>, "comm"_a, "Y"_a, "P"_a, "w"_a.none());
   m.def("logreg_fit", &logreg_fit<double>, "comm"_a, "X"_a, "y"_a, "n_classes"_a, "w"_a.none(), "C"_a,
@@ -946,8 +1156,8 @@ NB_MODULE(_core, m) {
         "seed"_a, "to_device"_a = false);
   m.def(
       "pca_covariance_eigh",
-      [](const nb::dict& state, bool on_gpu, std::uintptr_t comm) {
-        auto s = cov_state_from(state);
+      [](nb::handle state, bool on_gpu, std::uintptr_t comm) {
+        auto s = cov_state_from(state, "PCA");
         sl::decomposition::pca_spectrum r;
         {
           nb::gil_scoped_release nogil;
@@ -977,14 +1187,15 @@ NB_MODULE(_core, m) {
   m.def("allreduce", &allreduce_array<double>, "comm"_a, "a"_a, "op"_a = "sum");
   m.def("allreduce", &allreduce_array<std::int64_t>, "comm"_a, "a"_a, "op"_a = "sum");
   m.def("pinvh", [](host_matrix<double> a, bool float32) {
+    if (a.shape(0) != a.shape(1)) throw sl::invalid_argument("pinvh: the matrix is not square");
     const std::size_t d = a.shape(0);
     auto out = sl::covariance::pinvh({a.data(), a.size()}, static_cast<std::int64_t>(d),
                                      float32 ? sl::dtype::float32 : sl::dtype::float64);
     return to_numpy(std::move(out), {d, d});
   });
 
-  m.def("standard_scaler_finalize", [](const nb::dict& state, bool with_mean, bool with_std) {
-    auto r = sl::preprocessing::standard_scaler_finalize(bs_state_from(state), {with_mean, with_std});
+  m.def("standard_scaler_finalize", [](nb::handle state, bool with_mean, bool with_std) {
+    auto r = sl::preprocessing::standard_scaler_finalize(bs_state_from(state, "StandardScaler"), {with_mean, with_std});
     nb::dict d;
     if (!r.mean.empty()) d["mean"] = to_numpy(std::move(r.mean));
     if (with_std) {
@@ -993,9 +1204,9 @@ NB_MODULE(_core, m) {
     }
     return d;
   });
-  m.def("max_abs_scaler_finalize", [](const nb::dict& state, bool float32) {
+  m.def("max_abs_scaler_finalize", [](nb::handle state, bool float32) {
     auto r = sl::preprocessing::max_abs_scaler_finalize(
-        bs_state_from(state), float32 ? sl::dtype::float32 : sl::dtype::float64);
+        bs_state_from(state, "MaxAbsScaler"), float32 ? sl::dtype::float32 : sl::dtype::float64);
     nb::dict d;
     d["max_abs"] = to_numpy(std::move(r.max_abs));
     d["scale"] = to_numpy(std::move(r.scale));

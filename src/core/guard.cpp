@@ -16,10 +16,12 @@ std::string label(const shared_value& v, std::int64_t x) {
   return std::to_string(x);
 }
 
-// The record every rank contributes: [kind, sequence, call name (call_words words),
-// names digest, params digest, state digest, shared values...].
+// The record every rank contributes: [kind, call name (call_words words), names digest,
+// params digest, state digest, shared values...]. (No sequence number: the k-th exchange of one
+// rank always meets the k-th of the others, so a count would always agree; a skipped call shows
+// as a different call name, or as a missing rank.)
 constexpr std::size_t call_words = 12;
-constexpr std::size_t i_kind = 0, i_seq = 1, i_call = 2, i_names = i_call + call_words,
+constexpr std::size_t i_kind = 0, i_call = 1, i_names = i_call + call_words,
                       i_params = i_names + 1, i_state = i_params + 1, i_shared = i_state + 1;
 
 // FNV-1a, 63 bits (non-negative: -1 means "no opinion").
@@ -47,15 +49,6 @@ std::string call_of(const std::vector<std::int64_t>& all, std::size_t k, int r) 
   char text[call_words * 8 + 1] = {};
   std::memcpy(text, all.data() + static_cast<std::size_t>(r) * k + i_call, call_words * 8);
   return text;
-}
-
-std::string ordinal(std::int64_t n) {
-  const char* suffix = (n % 100 >= 11 && n % 100 <= 13) ? "th"
-                       : n % 10 == 1                      ? "st"
-                       : n % 10 == 2                      ? "nd"
-                       : n % 10 == 3                      ? "rd"
-                                                          : "th";
-  return std::to_string(n) + suffix;
 }
 
 // The value most ranks hold at field i (ties: the lowest rank's), and the rank that holds it first,
@@ -133,7 +126,6 @@ std::vector<std::int64_t> agree(const comm& c, std::exception_ptr local_error,
   std::vector<std::int64_t> mine(k, -1);
   mine[i_kind] = local_error ? static_cast<std::int64_t>(classify(local_error, message)) : 0;
   if (call) detail::set_current_call(call->call);
-  mine[i_seq] = c.next_guard_sequence();
   std::fill(mine.begin() + i_call, mine.begin() + i_call + call_words, 0);
   if (call) {
     std::memcpy(mine.data() + i_call, call->call.data(), std::min(call->call.size(), call_words * 8 - 1));
@@ -151,12 +143,6 @@ std::vector<std::int64_t> agree(const comm& c, std::exception_ptr local_error,
   c.guard_exchange(mine.data(), all.data(), k,
                    call ? call->call : (detail::current_call().empty() ? std::string("a spmdlearn call")
                                                                        : detail::current_call()));
-
-  // Ranks that fell out of step continue from the furthest rank's count: after the error below,
-  // their next calls line up again.
-  std::int64_t max_seq = -1;
-  for (int r = 0; r < p; ++r) max_seq = std::max(max_seq, all[r * k + i_seq]);
-  if (max_seq >= 0 && max_seq != mine[i_seq]) c.set_guard_sequence(max_seq);
 
   int first = -1;
   std::vector<int> failed;
@@ -188,26 +174,13 @@ std::vector<std::int64_t> agree(const comm& c, std::exception_ptr local_error,
     if (call_of(all, k, r) != call_of(all, k, 0)) {
       const std::string a = call_of(all, k, 0), b = call_of(all, k, r);
       auto show = [](const std::string& s) { return s.empty() ? std::string("an internal step of a call") : s; };
-      throw invalid_argument("the ranks are not in the same collective call: rank 0 is in " + show(a) +
-                                 " but rank " + std::to_string(r) + " is in " + show(b) +
-                                 "; every rank must make the same collective calls (fit, "
-                                 "partial_fit, score, ...) in the same order",
+      throw invalid_argument("rank " + std::to_string(r) + ": in " + show(b) + " while rank 0 is in " +
+                                 show(a) +
+                                 ": the ranks are not in the same collective call; every rank must "
+                                 "make the same collective calls (fit, partial_fit, score, ...) in "
+                                 "the same order (a rank that skipped a call meets the others' next one)",
                              r);
     }
-  // In step? (A rank that skipped or repeated a call meets the others' next call.)
-  {
-    const auto [ref, ref_r] = majority(all, k, p, i_seq);
-    for (int r = 0; r < p; ++r) {
-      const std::int64_t v = all[r * k + i_seq];
-      if (v >= 0 && v != ref)
-        throw invalid_argument("the ranks are out of step: this is rank " + std::to_string(r) + "'s " +
-                                   ordinal(v) + " guarded spmdlearn call on this communicator but rank " +
-                                   std::to_string(ref_r) + "'s " + ordinal(ref) +
-                                   " (a rank skipped or repeated a collective call such as fit, "
-                                   "partial_fit or score)",
-                               r);
-    }
-  }
   if (call) {
     const auto [names, names_r] = majority(all, k, p, i_names);
     for (int r = 0; r < p; ++r)

@@ -60,12 +60,11 @@ int env_int(const char* name) {
 // --- the guard's private state, cached on the user's communicator ------------------------------
 //
 // The guard exchange runs on a duplicate of the user's communicator, so that its point-to-point
-// messages can never be matched by the user's own receives (MPI_ANY_TAG / MPI_ANY_SOURCE), and it
-// counts the guarded calls (the sequence number every rank must agree on). Both live in an MPI
-// attribute of the user's communicator: created on the first guarded call, freed with it.
+// messages can never be matched by the user's own receives (MPI_ANY_TAG / MPI_ANY_SOURCE). It
+// lives in an MPI attribute of the user's communicator: created on the first guarded call, freed
+// with it.
 struct guard_state {
   MPI_Comm dup = MPI_COMM_NULL;
-  std::int64_t sequence = 0;
 };
 
 int delete_guard_state(MPI_Comm, int, void* attr, void*) {
@@ -262,10 +261,6 @@ class mpi_comm final : public comm {
       abort_guard_wait(what, limit);
   }
 
-  std::int64_t next_guard_sequence() const override {
-    return ++state(detail::current_call().empty() ? "a spmdlearn call" : detail::current_call()).sequence;
-  }
-  void set_guard_sequence(std::int64_t s) const override { state().sequence = s; }
 
  private:
   [[noreturn]] void abort_guard_wait(const std::string& what, double limit) const {

@@ -1,9 +1,11 @@
 #include "core/watchdog.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -96,7 +98,10 @@ void watchdog_loop() {
   }
 }
 
-thread_local std::string tls_call;
+// A plain array, not a std::string: a trivially destructible thread_local needs no per-thread
+// destructor registration in this dlopen'ed module.
+constexpr std::size_t call_capacity = 128;
+thread_local char tls_call[call_capacity] = {};
 
 }  // namespace
 
@@ -105,8 +110,12 @@ double collective_timeout() {
   return timeout_value();
 }
 
-void set_current_call(const std::string& call) { tls_call = call; }
-const std::string& current_call() { return tls_call; }
+void set_current_call(const std::string& call) {
+  const std::size_t n = std::min(call.size(), call_capacity - 1);
+  std::memcpy(tls_call, call.data(), n);
+  tls_call[n] = '\0';
+}
+std::string current_call() { return tls_call; }
 
 watch_scope::watch_scope(const char* what, std::int64_t count, int rank, int size,
                          const char* comm_name, double extra_seconds) {

@@ -26,7 +26,7 @@ double collective_timeout();
 
 // The public call this thread is in ("Ridge.fit"), for the watchdog's message; set by the guard.
 void set_current_call(const std::string& call);
-const std::string& current_call();
+std::string current_call();
 
 // Prints `message` (prefixed "spmdlearn: ") to stderr and ends every process of the job.
 [[noreturn]] void abort_job(const std::string& message);

@@ -222,9 +222,12 @@ void partial_fit(const comm& c, normal_state& s, matrix_view<const T> X, matrix_
   } catch (...) {
     err = std::current_exception();
   }
+  // A rank without rows may not know the number of targets either: an empty y of shape (0, 0)
+  // (the Python layer's reading of a 1-D empty y) has no opinion, as an X of shape (0, 0).
+  const bool knows_targets = X.rows > 0 || (X.cols > 0 && Y.cols > 0);
   const auto agreed = agree(c, err,
                             {{"n_features", detail::declared_features(X)},
-                             {"the number of targets", X.rows == 0 && X.cols == 0 ? -1 : Y.cols},
+                             {"the number of targets", knows_targets ? Y.cols : -1},
                              {"dtype", static_cast<std::int64_t>(dtype_of<T>()), dtype_labels}});
   const std::int64_t d = std::max<std::int64_t>(agreed[0], 0), t = std::max<std::int64_t>(agreed[1], 0);
   if (static_cast<std::int64_t>(loc.mean.size()) != d + t) loc.reset(d + t);
@@ -502,17 +505,25 @@ std::vector<double> r2_score(const comm& c, matrix_view<const T> Y, matrix_view<
   } catch (...) {
     err = std::current_exception();
   }
-  agree(c, err, {{"the number of targets", Y.rows == 0 && Y.cols == 0 ? -1 : t}});
+  const auto agreed = agree(c, err, {{"the number of targets", Y.rows == 0 && Y.cols == 0 ? -1 : t}});
+  // A rank that passed (0, 0) blocks takes the agreed width, so that every rank's collectives
+  // below have the same size (its sums are zeros).
+  const std::int64_t tg = std::max<std::int64_t>(agreed[0], 0);
+  if (tg != t) {
+    mean.assign(tg, 0.0);
+    m2.assign(tg, 0.0);
+    ssr.assign(tg, 0.0);
+  }
   const detail::global_mean g = detail::merge_means_across(c, W, Y.rows, mean);
-  std::vector<double> sums(2 * t);
-  for (std::int64_t k = 0; k < t; ++k) {
+  std::vector<double> sums(2 * tg);
+  for (std::int64_t k = 0; k < tg; ++k) {
     sums[k] = m2[k] + W * g.local_delta[k] * g.local_delta[k];
-    sums[t + k] = ssr[k];
+    sums[tg + k] = ssr[k];
   }
   c.allreduce<double>(sums, reduce_op::sum);
-  std::vector<double> r2(t);
-  for (std::int64_t k = 0; k < t; ++k) {
-    const double sst = sums[k], sr = sums[t + k];
+  std::vector<double> r2(tg);
+  for (std::int64_t k = 0; k < tg; ++k) {
+    const double sst = sums[k], sr = sums[tg + k];
     r2[k] = sst != 0.0 ? 1.0 - sr / sst : (sr == 0.0 ? 1.0 : 0.0);
   }
   return r2;

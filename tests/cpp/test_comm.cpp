@@ -359,6 +359,47 @@ TEST_P(Guard, LocalErrorWinsOverMismatch) {
   EXPECT_TRUE(tu::all_threw(got, sl::error_kind::invalid_argument, bad, "the real cause"));
 }
 
+TEST_P(Guard, CallIdentityMismatchesNameTheCallParameterOrState) {
+  const int p = GetParam();
+  if (p < 2) GTEST_SKIP() << "needs two ranks";
+  const int bad = p - 1;
+  auto ident = [&](const sl::comm& c, const char* method, std::int64_t alpha, std::int64_t state_items) {
+    sl::call_identity id{method, {{"alpha", alpha}, {"fit_intercept", 1}}, {}};
+    for (std::int64_t i = 0; i < state_items; ++i) id.state.push_back({"coef_", 40 + i + (c.rank() == bad && i == 1)});
+    return id;
+  };
+  // a different call
+  auto got = tu::catch_on_threads(p, [&](const sl::comm& c) {
+    const auto id = ident(c, c.rank() == bad ? "Ridge.score" : "Ridge.fit", 5, 0);
+    sl::agree(c, nullptr, {}, &id);
+  });
+  EXPECT_TRUE(tu::all_threw(got, sl::error_kind::invalid_argument, bad, "in Ridge.score while rank 0 is in Ridge.fit"));
+  EXPECT_NE(got[0].what.find("Ridge.fit"), std::string::npos) << got[0].what;
+  // a parameter that differs is named
+  got = tu::catch_on_threads(p, [&](const sl::comm& c) {
+    const auto id = ident(c, "Ridge.fit", c.rank() == bad ? 6 : 5, 0);
+    sl::agree(c, nullptr, {}, &id);
+  });
+  EXPECT_TRUE(tu::all_threw(got, sl::error_kind::invalid_argument, bad, "parameter alpha differs"));
+  // state items that differ are named; state lists of different lengths are reported too
+  got = tu::catch_on_threads(p, [&](const sl::comm& c) {
+    const auto id = ident(c, "Ridge.partial_fit", 5, 3);
+    sl::agree(c, nullptr, {}, &id);
+  });
+  EXPECT_TRUE(tu::all_threw(got, sl::error_kind::invalid_argument, bad, "state coef_ differs"));
+  got = tu::catch_on_threads(p, [&](const sl::comm& c) {
+    const auto id = ident(c, "Ridge.partial_fit", 5, c.rank() == bad ? 1 : 3);
+    sl::agree(c, nullptr, {}, &id);
+  });
+  EXPECT_TRUE(tu::all_threw(got, sl::error_kind::invalid_argument, bad, "(1 against 3 items)"));
+  // equal identities pass and the shared values are still agreed
+  auto res = tu::on_threads<std::vector<std::int64_t>>(p, [&](const sl::comm& c) {
+    const sl::call_identity id{"Ridge.fit", {{"alpha", 5}}, {{"coef_", 9}}};
+    return sl::agree(c, nullptr, {{"n_features", 4}}, &id);
+  });
+  for (int r = 0; r < p; ++r) EXPECT_EQ(res[r], (std::vector<std::int64_t>{4}));
+}
+
 INSTANTIATE_TEST_SUITE_P(Ranks, Guard, ::testing::Values(1, 2, 3, 4));
 
 // ---------------------------------------------------------------------------------------------
@@ -409,6 +450,21 @@ TEST(MpiComm, Collectives) {
   EXPECT_EQ(sub->size(), (p - me % 2 + 1) / 2);
   EXPECT_EQ(sub->allreduce_value<std::int64_t>(1, sl::reduce_op::sum), sub->size());
   c->barrier();
+}
+
+TEST(MpiGuard, SkippedCallMeetsTheNextOneAndIsNamed) {
+  // The last rank skips "Est.fit": its "Est.score" meets the others' "Est.fit", every rank raises
+  // naming both calls, and the next agreement lines up again.
+  auto c = sl::make_world_comm();
+  if (c->size() < 2) GTEST_SKIP() << "needs two ranks";
+  const int last = c->size() - 1;
+  const sl::call_identity fit{"Est.fit", {{"alpha", 1}}, {}}, score{"Est.score", {{"alpha", 1}}, {}};
+  caught got = tu::catch_error([&] {
+    if (c->rank() != last) sl::agree(*c, nullptr, {}, &fit);
+    sl::agree(*c, nullptr, {}, &score);
+  });
+  EXPECT_TRUE(tu::all_threw({got}, sl::error_kind::invalid_argument, last, "in Est.score while rank 0 is in Est.fit"));
+  EXPECT_EQ(sl::agree(*c, nullptr, {{"n_features", 3}}, &fit), (std::vector<std::int64_t>{3}));
 }
 
 TEST(MpiGuard, ErrorOnLastRankIsRaisedEverywhere) {

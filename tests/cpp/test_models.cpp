@@ -21,25 +21,39 @@ namespace {
 
 class Models : public ::testing::TestWithParam<int> {};
 
+// The PCA reference: dgesvd of the whole centred matrix (x row-major n x d). Vt is column-major
+// d x d (row k of Vᵀ at Vt[k + j * d]); info is LAPACK's.
+struct centred_svd {
+  std::vector<double> mean, S, Vt;
+  int info = 0;
+};
+centred_svd svd_of_centred(const std::vector<double>& x, std::int64_t n, std::int64_t d) {
+  centred_svd r;
+  r.mean.assign(d, 0.0);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < d; ++j) r.mean[j] += x[i * d + j] / n;
+  std::vector<double> A(n * d);  // column-major n x d
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < d; ++j) A[i + j * n] = x[i * d + j] - r.mean[j];
+  r.S.resize(d);
+  r.Vt.resize(d * d);
+  std::vector<double> dummy(1);
+  int m = static_cast<int>(n), di = static_cast<int>(d), one = 1, lwork = -1;
+  double q = 0;
+  dgesvd_("N", "A", &m, &di, A.data(), &m, r.S.data(), dummy.data(), &one, r.Vt.data(), &di, &q, &lwork, &r.info);
+  lwork = static_cast<int>(q);
+  std::vector<double> work(lwork);
+  dgesvd_("N", "A", &m, &di, A.data(), &m, r.S.data(), dummy.data(), &one, r.Vt.data(), &di, work.data(), &lwork,
+          &r.info);
+  return r;
+}
+
 TEST_P(Models, PcaFullAndCovarianceEighEqualLapackSvd) {
   const int p = GetParam();
   const std::int64_t n = 3001, d = 9;
   const std::vector<double> x = tu::make_data(n, d, 5);
   const auto off = tu::split_rows(n, p, p > 2 ? 1 : -1);
-  // Reference: dgesvd of the whole centred matrix.
-  std::vector<double> mean(d, 0.0);
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t j = 0; j < d; ++j) mean[j] += x[i * d + j] / n;
-  std::vector<double> A(n * d);  // column-major n x d
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t j = 0; j < d; ++j) A[i + j * n] = x[i * d + j] - mean[j];
-  std::vector<double> S(d), dummy(1), Vt(d * d);
-  int m = static_cast<int>(n), di = static_cast<int>(d), one = 1, lwork = -1, info = 0;
-  double q = 0;
-  dgesvd_("N", "A", &m, &di, A.data(), &m, S.data(), dummy.data(), &one, Vt.data(), &di, &q, &lwork, &info);
-  lwork = static_cast<int>(q);
-  std::vector<double> work(lwork);
-  dgesvd_("N", "A", &m, &di, A.data(), &m, S.data(), dummy.data(), &one, Vt.data(), &di, work.data(), &lwork, &info);
+  const auto [mean, S, Vt, info] = svd_of_centred(x, n, d);
   ASSERT_EQ(info, 0);
 
   struct out {
@@ -160,6 +174,129 @@ TEST_P(Models, LogisticRegressionIdenticalOnRanksAndCloseToOneRank) {
   }
   EXPECT_TRUE(res[0].converged) << res[0].message;
   for (std::size_t e = 0; e < ref[0].coef.size(); ++e) EXPECT_NEAR(res[0].coef[e], ref[0].coef[e], 1e-7) << e;
+}
+
+// Issue #16: a rank passing an empty block of shape (0, 0) -- it need not know n_features --
+// used to crash pca_full (an R factor of the block's width) and pca_randomized (a range finder
+// of the block's width). Both must give every rank the spectrum of all rows: LAPACK's SVD of the
+// whole centred matrix. The empty rank is rank 0 and then the last one; float and double.
+template <class T>
+void pca_with_a_0x0_block(int p, int empty) {
+  const std::int64_t n = 503, d = 9, k = 3;
+  const std::vector<double> x = tu::make_data(n, d, 21);
+  const std::vector<T> xt = tu::cast<T>(x);
+  const auto [mean, S, Vt, info] = svd_of_centred(tu::to_double(xt), n, d);  // of the numbers the ranks hold
+  ASSERT_EQ(info, 0);
+  double total = 0.0;
+  for (double s : S) total += s * s / (n - 1);
+
+  const auto off = tu::split_rows(n, p, empty);
+  struct out {
+    sl::decomposition::pca_spectrum full;
+    sl::decomposition::randomized_spectrum rnd;
+  };
+  auto res = tu::on_threads<out>(p, [&](const sl::comm& c) {
+    out o;
+    const auto X = tu::block(xt, d, off, c.rank(), /*zero_zero=*/true);
+    o.full = sl::decomposition::pca_full<T>(c, X);
+    // k + oversamples = d: the test matrix spans every direction, so the result is exact
+    o.rnd = sl::decomposition::pca_randomized<T>(c, X, k, d - k, 2, 7);
+    return o;
+  });
+  for (int r = 0; r < p; ++r) {
+    EXPECT_EQ(res[r].full.singular, res[0].full.singular) << "rank " << r;
+    EXPECT_EQ(res[r].full.components, res[0].full.components) << "rank " << r;
+    EXPECT_EQ(res[r].rnd.singular, res[0].rnd.singular) << "rank " << r;
+    EXPECT_EQ(res[r].rnd.components, res[0].rnd.components) << "rank " << r;
+    EXPECT_EQ(res[r].full.n_features, d) << "rank " << r;
+    EXPECT_EQ(res[r].rnd.n_samples, n) << "rank " << r;
+  }
+  ASSERT_EQ(res[0].full.singular.size(), static_cast<std::size_t>(d));
+  ASSERT_EQ(res[0].rnd.singular.size(), static_cast<std::size_t>(k));
+  EXPECT_TRUE(tu::near_rel(res[0].full.mean, mean, 1e-12, 1e-12));
+  EXPECT_TRUE(tu::near_rel(res[0].rnd.mean, mean, 1e-12, 1e-12));
+  EXPECT_NEAR(res[0].rnd.total_variance, total, 1e-10 * total);
+  for (std::int64_t e = 0; e < d; ++e) {
+    EXPECT_NEAR(res[0].full.singular[e], S[e], 1e-11 * S[0]) << e;
+    if (e < k) {
+      EXPECT_NEAR(res[0].rnd.singular[e], S[e], 1e-10 * S[0]) << e;
+      double dot = 0.0;  // the same direction up to sign
+      for (std::int64_t j = 0; j < d; ++j) dot += res[0].rnd.components[e * d + j] * Vt[e + j * d];
+      EXPECT_NEAR(std::abs(dot), 1.0, 1e-9) << e;
+    }
+    double dot = 0.0;
+    for (std::int64_t j = 0; j < d; ++j) dot += res[0].full.components[e * d + j] * Vt[e + j * d];
+    EXPECT_NEAR(std::abs(dot), 1.0, 1e-9) << e;
+  }
+}
+
+TEST_P(Models, PcaFullAndRandomizedWithA0x0BlockOnOneRank) {
+  const int p = GetParam();
+  for (int empty : {0, p - 1}) {
+    SCOPED_TRACE("empty rank " + std::to_string(p > 1 ? empty : -1));
+    pca_with_a_0x0_block<double>(p, p > 1 ? empty : -1);
+    pca_with_a_0x0_block<float>(p, p > 1 ? empty : -1);
+  }
+}
+
+// The normal equations and the R² score with a rank that passes (0, 0) blocks for X and for y (a
+// 1-D empty y in Python): the others' numbers of features and targets are taken, and every
+// rank's collectives keep the same sizes.
+TEST_P(Models, LeastSquaresAndR2WithA0x0BlockOnOneRank) {
+  const int p = GetParam();
+  const std::int64_t n = 401, d = 4, t = 2;
+  const std::vector<double> x = tu::make_data(n, d, 23);
+  std::vector<double> y(n * t), pred(n * t);
+  for (std::int64_t i = 0; i < n; ++i) {
+    y[i * t] = 1.0 + 2.0 * x[i * d] - x[i * d + 3];
+    y[i * t + 1] = -3.0 + 0.5 * x[i * d + 1] + x[i * d + 2];
+    pred[i * t] = y[i * t] + std::sin(0.3 * i);
+    pred[i * t + 1] = y[i * t + 1] + 0.5 * std::cos(0.7 * i);
+  }
+  // R² reference, per target, in long double
+  std::vector<double> r2_ref(t);
+  for (std::int64_t k = 0; k < t; ++k) {
+    tu::ld mean = 0, sst = 0, ssr = 0;
+    for (std::int64_t i = 0; i < n; ++i) mean += y[i * t + k];
+    mean /= n;
+    for (std::int64_t i = 0; i < n; ++i) {
+      sst += (y[i * t + k] - mean) * (y[i * t + k] - mean);
+      ssr += (y[i * t + k] - pred[i * t + k]) * (y[i * t + k] - pred[i * t + k]);
+    }
+    r2_ref[k] = static_cast<double>(1 - ssr / sst);
+  }
+  const int empty = p > 1 ? 0 : -1;
+  const auto off = tu::split_rows(n, p, empty);
+  struct out {
+    sl::linear_model::normal_state s;
+    std::vector<double> r2;
+  };
+  for (bool x_zero_zero : {true, false}) {  // X of shape (0, 0) or (0, d); y always (0, 0)
+    SCOPED_TRACE(x_zero_zero ? "X (0, 0)" : "X (0, d)");
+    auto res = tu::on_threads<out>(p, [&](const sl::comm& c) {
+      out o;
+      const int r = c.rank();
+      const auto X = tu::block(x, d, off, r, x_zero_zero);
+      const auto Y = tu::block(y, t, off, r, /*zero_zero=*/true);
+      const auto P = tu::block(pred, t, off, r, /*zero_zero=*/true);
+      sl::linear_model::partial_fit<double>(c, o.s, X, Y, std::nullopt);
+      o.r2 = sl::linear_model::r2_score<double>(c, Y, P, std::nullopt);
+      return o;
+    });
+    for (int r = 0; r < p; ++r) {
+      EXPECT_EQ(res[r].s.cross, res[0].s.cross) << "rank " << r;
+      EXPECT_EQ(res[r].s.n_targets, t) << "rank " << r;
+      EXPECT_EQ(res[r].s.n_features, d) << "rank " << r;
+      EXPECT_EQ(res[r].r2, res[0].r2) << "rank " << r;
+    }
+    const auto ols = sl::linear_model::solve(res[0].s, {}, true);
+    const double beta[t][d] = {{2.0, 0.0, 0.0, -1.0}, {0.0, 0.5, 1.0, 0.0}};
+    for (std::int64_t k = 0; k < t; ++k)
+      for (std::int64_t j = 0; j < d; ++j) EXPECT_NEAR(ols.coef[k * d + j], beta[k][j], 1e-10) << k << "," << j;
+    EXPECT_NEAR(ols.intercept[0], 1.0, 1e-9);
+    EXPECT_NEAR(ols.intercept[1], -3.0, 1e-9);
+    EXPECT_TRUE(tu::near_rel(res[0].r2, r2_ref, 1e-12, 1e-12));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Ranks, Models, ::testing::Values(1, 2, 3, 4));

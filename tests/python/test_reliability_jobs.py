@@ -57,6 +57,13 @@ try:
 except RuntimeError:
     time.sleep(60)
 """, ["EmpiricalCovariance.fit", "rank 1 "]),
+    # rank 1 exits cleanly (MPI_Finalize at exit) while the others call score
+    "exited": ("""
+est = LinearRegression().fit(X, y)
+if rank == 1:
+    sys.exit(0)
+est.score(X, y)
+""", ["LinearRegression.score", "rank 1 "]),
     # the very first call on the communicator is missed: its message names the call (which ranks
     # are missing cannot be known yet: the first call duplicates the communicator collectively)
     "missed_first_call": ("""

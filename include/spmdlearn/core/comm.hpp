@@ -65,10 +65,6 @@ class comm {
   // has not reached Ridge.fit") and the job aborted, instead of every rank waiting forever.
   virtual void guard_exchange(const std::int64_t* mine, std::int64_t* all, std::size_t count,
                               const std::string& what) const;
-  // A count of guarded calls on this communicator, the same on every rank while ranks stay in
-  // step (-1: not tracked). The guard compares it, and re-synchronises it after a mismatch.
-  virtual std::int64_t next_guard_sequence() const { return -1; }
-  virtual void set_guard_sequence(std::int64_t) const {}
 
   // Typed helpers.
   template <class T>

@@ -6,10 +6,13 @@ from sklearn.base import BaseEstimator
 from .. import _core
 from .._base import (
     SPMDMixin,
+    StateDict,
     _dtype_name,
     cast_result,
+    check_fitted_state,
     device_weights,
     finish_features,
+    fitted_count,
     is_cuda_array,
     local_weights,
 )
@@ -38,6 +41,12 @@ def _parse_options(result_options):
 
 
 class _StatisticsBase(SPMDMixin, BaseEstimator):
+    _state_marker = "n_samples_seen_"
+
+    def _state_spec(self):
+        d = fitted_count(self, "n_features_in_")
+        return f"the model has n_features_in_={d}", {"_partial_state": StateDict("basic_statistics", d)}
+
     def _set_results(self, state, dtype):
         self._partial_state = state
         res = _core.bs_finalize(state, self._options)
@@ -54,6 +63,8 @@ class _StatisticsBase(SPMDMixin, BaseEstimator):
         with collective(addr, self):
             self._options = _parse_options(self.result_options)
             first = reset or not hasattr(self, "_partial_state")
+            if not first:
+                check_fitted_state(self, "_partial_state")
             X, to_device = self._device_X(X, reset=first)
             if is_cuda_array(X):
                 w = device_weights(sample_weight, X)

@@ -17,11 +17,14 @@ from sklearn.utils.validation import _is_arraylike_not_scalar, check_is_fitted
 from .. import _core
 from .._base import (
     SPMDMixin,
+    StateArray,
     _dtype_name,
     check_device_input,
+    check_fitted_state,
     device_like,
     device_weights,
     finish_features,
+    fitted_count,
     is_cuda_array,
     local_weights,
     to_host,
@@ -111,6 +114,13 @@ class KMeans(SPMDMixin, _SkKMeans):
         self.comm = comm
         self.device = device
 
+    _state_marker = "n_iter_"
+
+    def _state_spec(self):
+        k = fitted_count(self, "n_clusters", low=1)
+        d = fitted_count(self, "n_features_in_")
+        return f"the model has n_clusters={k} and n_features_in_={d}", {"cluster_centers_": StateArray((k, d))}
+
     # --- input -----------------------------------------------------------------------------------
     def _host(self, X):
         return to_host(X) if is_cuda_array(X) else X
@@ -187,7 +197,10 @@ class KMeans(SPMDMixin, _SkKMeans):
                 mode = 3
             else:
                 mode = 3
-                given = check_array(init, dtype=dtype, copy=True, order="C")
+                try:
+                    given = check_array(init, dtype=dtype, copy=True, order="C", input_name="init")
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"KMeans: init is not usable as initial centres: {e}") from None
                 self._check_centers(given, X)
                 given = given[None]
         if callable(init):
@@ -220,28 +233,31 @@ class KMeans(SPMDMixin, _SkKMeans):
 
     # --- local methods ---------------------------------------------------------------------------
     def _centers64(self):
+        check_fitted_state(self, "cluster_centers_")
         return np.ascontiguousarray(self.cluster_centers_, dtype=np.float64)
 
     def predict(self, X):
         """The index of the nearest centre of each of this rank's rows (local)."""
         check_is_fitted(self)
+        centers = self._centers64()
         if self._on_gpu(X):  # labels on X's GPU, as an array of its kind
-            check_device_input(self, X)
-            return device_like(X, _core.kmeans_predict(X, self._centers64()))
+            X = check_device_input(self, X)
+            return device_like(X, _core.kmeans_predict(X, centers))
         X = self._local_X(self._host(X), reset=False)
-        return _core.kmeans_predict(X, self._centers64())
+        return _core.kmeans_predict(X, centers)
 
     def transform(self, X):
         """Euclidean distances of this rank's rows to the centres (local)."""
         check_is_fitted(self)
+        centers = self._centers64()
         if self._on_gpu(X):
             # On X's GPU with its own library (one gemm): sqrt(max(‖x‖² − 2 x·c + ‖c‖², 0)).
-            check_device_input(self, X)
+            X = check_device_input(self, X)
             C = device_like(X, self.cluster_centers_.astype(_dtype_name(X)))
             D = (X * X).sum(1)[:, None] - 2 * (X @ C.T) + (C * C).sum(1)[None, :]
             return (D * (D > 0)) ** 0.5
         X = self._local_X(self._host(X), reset=False)
-        return _core.kmeans_transform(X, self._centers64()).astype(X.dtype, copy=False)
+        return _core.kmeans_transform(X, centers).astype(X.dtype, copy=False)
 
     def _transform(self, X):
         return _core.kmeans_transform(X, self._centers64()).astype(X.dtype, copy=False)
@@ -251,13 +267,14 @@ class KMeans(SPMDMixin, _SkKMeans):
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             check_is_fitted(self)
+            centers = self._centers64()
             if self._on_gpu(X):
-                check_device_input(self, X)
+                X = check_device_input(self, X)
                 w = device_weights(sample_weight, X)
             else:
                 X = self._local_X(self._host(X), reset=False)
                 w = local_weights(sample_weight, X)
-        return -float(_core.kmeans_inertia(addr, X, w, self._centers64()))
+        return -float(_core.kmeans_inertia(addr, X, w, centers))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

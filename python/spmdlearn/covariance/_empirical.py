@@ -9,11 +9,16 @@ from sklearn.utils._param_validation import StrOptions
 
 from .._base import (
     SPMDMixin,
+    StateArray,
+    StateDict,
     _dtype_name,
     cast_result,
     check_cuda_array,
+    check_device_input,
+    check_fitted_state,
     device_empty,
     finish_features,
+    fitted_count,
     is_cuda_array,
 )
 from .._comm import collective
@@ -54,13 +59,27 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
         self.comm = comm
         self.device = device
 
+    _state_marker = "precision_"
+
+    def _state_spec(self):
+        d = fitted_count(self, "n_features_in_")
+        return f"the model has n_features_in_={d}", {
+            "location_": StateArray((d,)),
+            "covariance_": StateArray((d, d)),
+            "precision_": StateArray((d, d), none=not self.store_precision),
+            "_partial_state": StateDict("covariance", d),
+        }
+
     def _merge(self, X, *, reset):
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             self._validate_params()
             first = reset or not hasattr(self, "_partial_state")
+            if not first:  # merged into, then factorised (pinvh): NaN/inf would end in a LAPACK failure
+                check_fitted_state(self, "_partial_state", finite=True)
             X, to_device = self._device_X(X, reset=first)
-        state = _core.cov_partial_fit(addr, None if first else self._partial_state, X, to_device)
+        state = _core.cov_partial_fit(addr, None if first else self._partial_state, X, to_device,
+                                      type(self).__name__)
         self._partial_state = state
         # scikit-learn's dtypes: centred, location_ has X's dtype and covariance_/precision_ are
         # float64 (np.cov); assume_centered, location_ is float64 zeros and covariance_/precision_
@@ -82,7 +101,14 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
         """Fit the covariance on all ranks' rows (collective)."""
         return self._merge(X, reset=True)
 
-    def _model64(self):
+    def _model64(self, likelihood=False):
+        # get_precision reads precision_, or without store_precision inverts covariance_ (pinvh,
+        # which needs finite numbers); the likelihood factorises the precision.
+        if self.store_precision:
+            check_fitted_state(self, "location_", "precision_", finite=likelihood)
+        else:
+            check_fitted_state(self, "location_", finite=likelihood)
+            check_fitted_state(self, "covariance_", finite=True)
         loc = np.ascontiguousarray(self.location_, dtype=np.float64)
         prec = np.ascontiguousarray(self.get_precision(), dtype=np.float64)
         return loc, prec
@@ -92,25 +118,26 @@ class EmpiricalCovariance(SPMDMixin, _SkEmpiricalCovariance):
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             check_is_fitted(self)
+            loc, prec = self._model64(likelihood=True)
             if is_cuda_array(X_test):
                 check_cuda_array(X_test, "X")
                 X = X_test
             else:
                 X = self._local_X(X_test, reset=False)
-            loc, prec = self._model64()
         return float(_core.cov_score(addr, loc, prec, X))
+
+    def error_norm(self, comp_cov, norm="frobenius", scaling=True, squared=True):
+        """scikit-learn's error_norm (local), after checking covariance_."""
+        check_is_fitted(self)
+        check_fitted_state(self, "covariance_")
+        return super().error_norm(comp_cov, norm=norm, scaling=scaling, squared=squared)
 
     def mahalanobis(self, X):
         """Squared Mahalanobis distances of this rank's rows (local)."""
         check_is_fitted(self)
         loc, prec = self._model64()
         if is_cuda_array(X):
-            check_cuda_array(X, "X")
-            if X.shape[1] != self.n_features_in_:
-                raise ValueError(
-                    f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                    f"{self.n_features_in_} features as input."
-                )
+            X = check_device_input(self, X)
             out = device_empty(X, (X.shape[0],), "float64")
             _core.cov_mahalanobis(loc, prec, X, out)
             return out

@@ -16,11 +16,15 @@ from sklearn.utils.validation import check_is_fitted
 from .. import _core
 from .._base import (
     SPMDMixin,
+    StateArray,
+    StateDict,
     _dtype_name,
     all_ranks_on_gpu,
     check_device_input,
+    check_fitted_state,
     device_like,
     finish_features,
+    fitted_count,
     is_cuda_array,
     to_host,
 )
@@ -43,6 +47,41 @@ def _common_seed(addr, random_state):
 class _PCABase(SPMDMixin):
     """What PCA and IncrementalPCA share: host input checks and a local transform that accepts a
     rank without rows."""
+
+    _state_marker = "singular_values_"
+
+    def _state_spec(self):
+        d = fitted_count(self, "n_features_in_")
+        k = fitted_count(self, "n_components_")
+        rules = {
+            "mean_": StateArray((d,)),
+            "components_": StateArray((k, d)),
+            "explained_variance_": StateArray((k,)),
+            "explained_variance_ratio_": StateArray((k,)),
+            "singular_values_": StateArray((k,)),
+            "noise_variance_": StateArray(()),
+        }
+        if isinstance(self, IncrementalPCA):
+            rules["var_"] = StateArray((d,))
+            rules["_partial_state"] = StateDict("covariance", d)
+        return f"the model has n_components_={k} and n_features_in_={d}", rules
+
+    def _check_model(self, likelihood=False):
+        """Before a local method reads the model (transform, inverse_transform, the likelihood:
+        its covariance is factorised, which needs finite numbers)."""
+        check_is_fitted(self)
+        check_fitted_state(self, "mean_", "components_", "explained_variance_", "noise_variance_",
+                           finite=likelihood)
+
+    def get_covariance(self):
+        """scikit-learn's get_covariance, after checking the model."""
+        self._check_model(likelihood=True)
+        return super().get_covariance()
+
+    def get_precision(self):
+        """scikit-learn's get_precision, after checking the model."""
+        self._check_model(likelihood=True)
+        return super().get_precision()
 
     def _local(self, X, reset):
         """Host X for the host-only parts (CUDA arrays with device="cpu" come to the host)."""
@@ -67,9 +106,9 @@ class _PCABase(SPMDMixin):
     def transform(self, X):
         """Project this rank's rows (local; a rank without rows gets an empty result; a CUDA X
         gives an array of its kind on its GPU)."""
-        check_is_fitted(self)
+        self._check_model()
         if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
-            check_device_input(self, X)
+            X = check_device_input(self, X)
             dt = np.dtype(_dtype_name(X))
             Z = (X - device_like(X, self.mean_.astype(dt))) @ device_like(X, self.components_.T.astype(dt))
             if self.whiten:
@@ -79,6 +118,17 @@ class _PCABase(SPMDMixin):
         if X.shape[0] == 0:
             return np.empty((0, self.n_components_), dtype=self.components_.dtype)
         return _BasePCA.transform(self, X)
+
+    def inverse_transform(self, X):
+        """Map this rank's transformed rows back (local; a rank without rows, of shape (0, 0) or
+        (0, n_components_), gets an empty (0, n_features_in_) result where scikit-learn refuses
+        0 samples), after checking the model."""
+        self._check_model()
+        shape = getattr(X, "shape", None)
+        if (not is_cuda_array(X) and shape is not None and len(shape) == 2 and shape[0] == 0
+                and shape[1] in (0, self.n_components_)):
+            return np.empty((0, self.n_features_in_), dtype=self.components_.dtype)
+        return super().inverse_transform(X)
 
 
 class PCA(_PCABase, _SkPCA):
@@ -222,12 +272,21 @@ class PCA(_PCABase, _SkPCA):
         """Mean log-likelihood over all ranks' rows (collective)."""
         comm, addr = self._resolve_comm()
         with collective(addr, self):
-            check_is_fitted(self)
+            self._check_model(likelihood=True)  # on every rank, also one without rows
             X = self._local(X, reset=False)
             ll = self.score_samples(X) if X.shape[0] else np.empty(0)
             sums = np.array([float(np.sum(ll)), float(len(ll))])
         _core.allreduce(addr, sums, "sum")
         return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
+
+    def score_samples(self, X):
+        """Log-likelihood of each of this rank's rows (local; a rank without rows gets an empty
+        array, where scikit-learn refuses 0 samples), after checking the model."""
+        self._check_model(likelihood=True)
+        X = self._local(X, reset=False)
+        if X.shape[0] == 0:
+            return np.empty(0, dtype=self.components_.dtype)
+        return super().score_samples(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -274,8 +333,11 @@ class IncrementalPCA(_PCABase, _SkIncrementalPCA):
         with collective(addr, self):
             self._validate_params()
             first = reset or not hasattr(self, "_partial_state")
+            if not first:  # merged into, then factorised: NaN/inf would end in a LAPACK failure
+                check_fitted_state(self, "_partial_state", finite=True)
             X, on_device, to_device = self._fit_input(X, reset=first)
-        state = _core.cov_partial_fit(addr, None if first else self._partial_state, X, to_device)
+        state = _core.cov_partial_fit(addr, None if first else self._partial_state, X, to_device,
+                                      type(self).__name__)
         on_gpu = all_ranks_on_gpu(addr, on_device)
         n, d = int(state["n_rows"]), int(state["n_features"])
         with collective(addr, self):

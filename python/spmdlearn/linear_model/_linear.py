@@ -18,16 +18,22 @@ from .. import _core
 from .._base import (
     FLOAT_DTYPES,
     SPMDMixin,
+    StateArray,
+    StateDict,
+    StateFlag,
     _dtype_name,
     all_ranks_on_gpu,
     cast_result,
     check_cuda_array,
     check_device_input,
+    check_fitted_state,
     device_like,
     device_weights,
     finish_features,
+    fitted_count,
     is_cuda_array,
     to_host,
+    widen_empty_block,
 )
 from .._comm import collective
 
@@ -46,7 +52,10 @@ def _device_Xy(est, X, y, sample_weight, *, reset):
     dt = _dtype_name(X)
     if _dtype_name(y) != dt:
         y = y.astype(dt) if hasattr(y, "astype") else y.to(X.dtype)
-    Y = y.reshape(-1, 1) if len(y.shape) == 1 else y
+    if len(y.shape) == 1 and y.shape[0] == 0:
+        Y = y.reshape(0, _empty_y_targets(est, reset))
+    else:
+        Y = y.reshape(-1, 1) if len(y.shape) == 1 else y
     if reset:
         est.n_features_in_ = int(X.shape[1])
         if hasattr(est, "feature_names_in_"):
@@ -55,6 +64,14 @@ def _device_Xy(est, X, y, sample_weight, *, reset):
         raise ValueError(f"X has {X.shape[1]} features, but {type(est).__name__} is expecting "
                          f"{est.n_features_in_} features as input.")
     return X, y, Y, device_weights(sample_weight, X)
+
+
+def _empty_y_targets(est, reset):
+    """The width of a rank's 1-D empty y as a 2-D block. A rank without rows may pass y of shape
+    (0,) whatever the number of targets: it stands for (0, n_targets) once the model knows it,
+    and has no opinion before ((0, 0): the C++ core takes the other ranks' number of targets)."""
+    state = None if reset else getattr(est, "_partial_state", None)
+    return 0 if state is None else int(state["n_targets"])
 
 
 def _local_Xy(est, X, y, sample_weight, *, reset):
@@ -72,8 +89,8 @@ def _local_Xy(est, X, y, sample_weight, *, reset):
         if is_cuda_array(sample_weight):
             sample_weight = to_host(sample_weight)
     X = validate_data(
-        est, X, reset=reset, dtype=list(FLOAT_DTYPES), order="C", ensure_all_finite=False,
-        ensure_min_samples=0, ensure_min_features=0, accept_sparse=False,
+        est, widen_empty_block(est, X, reset=reset), reset=reset, dtype=list(FLOAT_DTYPES), order="C",
+        ensure_all_finite=False, ensure_min_samples=0, ensure_min_features=0, accept_sparse=False,
     )
     # y checked here rather than by validate_data(X, y), which refuses a rank's empty y.
     y = check_array(y, ensure_2d=False, dtype=X.dtype, ensure_all_finite=False, ensure_min_samples=0,
@@ -81,7 +98,10 @@ def _local_Xy(est, X, y, sample_weight, *, reset):
     if y.ndim not in (1, 2):
         raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
     check_consistent_length(X, y)
-    Y = np.ascontiguousarray(y.reshape(-1, 1) if y.ndim == 1 else y)
+    if y.ndim == 1 and y.shape[0] == 0:
+        Y = np.empty((0, _empty_y_targets(est, reset)), dtype=X.dtype)
+    else:
+        Y = np.ascontiguousarray(y.reshape(-1, 1) if y.ndim == 1 else y)
     w = None
     if sample_weight is not None:
         w = np.asarray(sample_weight, dtype=X.dtype)
@@ -100,6 +120,18 @@ class _NormalEquationsRegressor(SPMDMixin):
     """Shared machinery: collective merge of the normal-equation state, solve, attributes."""
 
     _caller = "LinearRegression"
+    _state_marker = "intercept_"
+
+    def _state_spec(self):
+        d = fitted_count(self, "n_features_in_")
+        coef = vars(self).get("coef_")
+        t = coef.shape[0] if isinstance(coef, np.ndarray) and coef.ndim == 2 else 1
+        return f"the model has n_features_in_={d} and {t} target(s)", {
+            "coef_": StateArray((d,), (None, d)),
+            "intercept_": StateArray((), (t,)),  # a scalar for one target or without intercept
+            "_partial_state": StateDict("normal_equations", d),
+            "_y_1d": StateFlag(),  # the layout of coef_ after the next partial_fit
+        }
 
     def _alpha_vector(self):
         return np.zeros(0)
@@ -117,6 +149,8 @@ class _NormalEquationsRegressor(SPMDMixin):
             self._validate_params()
             self._check_params()
             first = reset or not hasattr(self, "_partial_state")
+            if not first:  # merged into, then factorised: NaN/inf would end in a LAPACK failure
+                check_fitted_state(self, "_partial_state", "_y_1d", finite=True)
             X, y, Y, w, to_device = _local_Xy(self, X, y, sample_weight, reset=first)
             if not first and Y.shape[1] != self._partial_state["n_targets"]:
                 raise ValueError(
@@ -141,7 +175,7 @@ class _NormalEquationsRegressor(SPMDMixin):
         res = _core.lr_solve(state, np.ascontiguousarray(self._alpha_vector(), dtype=np.float64),
                              bool(self.fit_intercept), float(getattr(self, "tol", 1e-6)),
                              bool(getattr(self, "_solve_on_gpu", False)), self._needs_spectrum,
-                             addr, True)
+                             type(self).__name__, addr, True)
         coef = cast_result(res["coef"], dtype)
         intercept = cast_result(res["intercept"], dtype)
         self.coef_ = coef[0].copy() if self._y_1d else coef
@@ -161,9 +195,10 @@ class _NormalEquationsRegressor(SPMDMixin):
     def predict(self, X):
         """Predictions for this rank's rows (local); a CUDA X gives an array of its kind on its GPU."""
         check_is_fitted(self)
+        check_fitted_state(self, "coef_", "intercept_")
         coef = np.asarray(self.coef_)
         if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
-            check_device_input(self, X)
+            X = check_device_input(self, X)
             like = lambda a: device_like(X, np.ascontiguousarray(a, dtype=coef.dtype))  # noqa: E731
             return X @ like(coef.T) + like(np.asarray(self.intercept_))
         if is_cuda_array(X):
@@ -176,6 +211,8 @@ class _NormalEquationsRegressor(SPMDMixin):
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             check_is_fitted(self)
+            # R² needs finite predictions (scikit-learn's r2_score refuses NaN too)
+            check_fitted_state(self, "coef_", "intercept_", finite=True)
             Xl, y, Y, w, _ = _local_Xy(self, X, y, sample_weight, reset=False)
             P = self.predict(Xl)
             # The metric needs only per-target sums: device predictions and targets come to the
@@ -279,13 +316,16 @@ class LinearRegression(_NormalEquationsRegressor, _SkLinearRegression):
         normal equations on the host: identical on every rank.
         """
         if "_spectrum_k" not in self.__dict__:
-            raise AttributeError("'LinearRegression' object has no attribute 'singular_' (not fitted)")
+            raise AttributeError("'LinearRegression' object has no attribute 'singular_' (not fitted, or "
+                                 "_spectrum_k is missing from a corrupt model state)")
         if self._singular is None:
+            check_fitted_state(self, "coef_", "_partial_state", finite=True)
+            k = fitted_count(self, "_spectrum_k")
             # Not collective: one rank may read the attribute alone (an error names this rank).
-            res = _core.lr_solve(self._partial_state, np.zeros(0), self._spectrum_fit_intercept,
-                                 float(getattr(self, "tol", 1e-6)), False, True,
+            res = _core.lr_solve(self._partial_state, np.zeros(0), bool(self._spectrum_fit_intercept),
+                                 float(getattr(self, "tol", 1e-6)), False, True, type(self).__name__,
                                  self._resolve_comm()[1], False)
-            self._singular = cast_result(res["singular"][: self._spectrum_k], self.coef_.dtype)
+            self._singular = cast_result(res["singular"][:k], self.coef_.dtype)
         return self._singular
 
 

@@ -21,14 +21,19 @@ from .. import _core
 from .._base import (
     FLOAT_DTYPES,
     SPMDMixin,
+    StateArray,
+    StateLabels,
     _dtype_name,
     check_cuda_array,
     check_device_input,
+    check_fitted_state,
     device_like,
     device_weights,
     finish_features,
+    fitted_count,
     is_cuda_array,
     to_host,
+    widen_empty_block,
 )
 from .._comm import collective
 
@@ -100,6 +105,23 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
         self.comm = comm
         self.device = device
 
+    _state_marker = "n_iter_"
+
+    def _state_spec(self, warm_start=False):
+        # classes_ comes first in every check: the shapes of coef_ and intercept_ derive from it.
+        # A warm start compares coef_ with the new data itself (n_features_in_ is already the new
+        # one), so its width is free there.
+        classes = vars(self).get("classes_")
+        n = len(classes) if isinstance(classes, np.ndarray) and classes.ndim == 1 else 0
+        kp = 1 if n == 2 else n
+        d = None if warm_start else fitted_count(self, "n_features_in_")
+        context = f"classes_ holds {n} classes" + ("" if warm_start else f" and n_features_in_={d}")
+        return context, {
+            "classes_": StateLabels(),
+            "coef_": StateArray((kp, d), sparse=True),
+            "intercept_": StateArray((kp,)),
+        }
+
     # scikit-learn's LogisticRegression methods read these; they are not parameters here.
     l1_ratio = 0.0
     dual = False
@@ -132,7 +154,7 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
             X, y = (to_host(a) if is_cuda_array(a) else a for a in (X, y))
             if is_cuda_array(sample_weight):
                 sample_weight = to_host(sample_weight)
-        X = validate_data(self, X, reset=reset, dtype=list(FLOAT_DTYPES), order="C",
+        X = validate_data(self, widen_empty_block(self, X, reset=reset), reset=reset, dtype=list(FLOAT_DTYPES), order="C",
                           ensure_all_finite=False, ensure_min_samples=0, ensure_min_features=0,
                           accept_sparse=False)
         y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=False, ensure_min_samples=0,
@@ -231,6 +253,8 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
     def _warm_start_coef(self, classes, d):
         if not (self.warm_start and hasattr(self, "coef_")):
             return None
+        # its values start the optimiser: NaN/inf would be its first step
+        check_fitted_state(self, "classes_", "coef_", "intercept_", finite=True, warm_start=True)
         kp = 1 if len(classes) == 2 else len(classes)
         if self.coef_.shape != (kp, d) or not np.array_equal(self.classes_, classes):
             return None
@@ -243,8 +267,9 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
         """Scores of this rank's rows (local); a rank without rows gets an empty array. A CUDA X
         gives an array of its kind on its GPU."""
         check_is_fitted(self)
+        check_fitted_state(self, "classes_", "coef_", "intercept_")
         if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
-            check_device_input(self, X)
+            X = check_device_input(self, X)
             dt = np.dtype(_dtype_name(X))
             scores = X @ device_like(X, self.coef_.T.astype(dt)) + device_like(X, self.intercept_.astype(dt))
             return scores.reshape(-1) if scores.shape[1] == 1 else scores
@@ -256,6 +281,8 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
 
     def predict_proba(self, X):
         """Class probabilities of this rank's rows (local; on the GPU for a CUDA X)."""
+        check_is_fitted(self)
+        check_fitted_state(self, "classes_", "coef_", "intercept_")
         if is_cuda_array(X) and getattr(self, "device", "auto") != "cpu":
             s = self.decision_function(X)
             if len(s.shape) == 1:
@@ -272,13 +299,18 @@ class LogisticRegression(SPMDMixin, _SkLogisticRegression):
             idx = (s > 0).astype("int64") if len(s.shape) == 1 and hasattr(s, "get") else (
                 (s > 0).long() if len(s.shape) == 1 else s.argmax(1))
             return device_like(X, np.asarray(self.classes_))[idx]
-        return super().predict(X)
+        # scikit-learn's rule on our decision_function (its predict indexes the first prediction,
+        # which a rank without rows does not have)
+        s = self.decision_function(X)
+        idx = (s > 0).astype(np.intp) if s.ndim == 1 else s.argmax(axis=1)
+        return self.classes_[idx]
 
     def score(self, X, y, sample_weight=None):
         """Accuracy over all ranks' rows (collective)."""
         comm, addr = self._resolve_comm()
         with collective(addr, self):
             check_is_fitted(self)
+            check_fitted_state(self, "classes_", "coef_", "intercept_")
             Xl, yl, w, on_device = self._local_Xy(X, y, sample_weight, reset=False)
             pred = self.predict(Xl) if Xl.shape[0] else yl[:0]
             if on_device:  # n labels to the host; X stays where it is

@@ -11,11 +11,15 @@ from sklearn.utils._param_validation import StrOptions
 
 from .._base import (
     SPMDMixin,
+    StateArray,
+    StateDict,
     _dtype_name,
-    check_cuda_array,
+    check_device_input,
+    check_fitted_state,
     device_empty,
     device_weights,
     finish_features,
+    fitted_count,
     is_cuda_array,
     local_weights,
 )
@@ -23,6 +27,13 @@ from .._comm import collective
 
 
 class _ScalerMixin(SPMDMixin):
+    _state_marker = "n_samples_seen_"
+
+    def _check_model(self):
+        """Before transform / inverse_transform read the fitted attributes."""
+        check_is_fitted(self)
+        check_fitted_state(self, *self._transform_reads())
+
     def _collect(self, X, sample_weight, *, reset):
         comm, addr = self._resolve_comm()
         with collective(addr, self):
@@ -30,6 +41,8 @@ class _ScalerMixin(SPMDMixin):
             if reset:
                 self._reset()
             first = not hasattr(self, "n_samples_seen_")
+            if not first:
+                check_fitted_state(self, "_partial_state")
             X, to_device = self._device_X(X, reset=first)
             if is_cuda_array(X):
                 w = device_weights(sample_weight, X)
@@ -51,12 +64,7 @@ class _ScalerMixin(SPMDMixin):
 
     def _device_transform(self, X, a, b):
         """out = X * a + b per column on X's GPU; returns an array of X's kind (cupy, torch)."""
-        check_cuda_array(X, "X")
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
+        X = check_device_input(self, X)
         out = device_empty(X, X.shape)
         d = X.shape[1]
         a = np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float64), (d,)))
@@ -117,6 +125,18 @@ class StandardScaler(_ScalerMixin, _SkStandardScaler):
         self._fit_rows(X, sample_weight, reset=False)
         return self
 
+    def _transform_reads(self):
+        return (("mean_",) if self.with_mean else ()) + (("scale_",) if self.with_std else ())
+
+    def _state_spec(self):
+        d = fitted_count(self, "n_features_in_")
+        return f"the model has n_features_in_={d}", {
+            "mean_": StateArray((d,), none=not self.with_mean),
+            "var_": StateArray((d,), none=not self.with_std),
+            "scale_": StateArray((d,), none=not self.with_std),
+            "_partial_state": StateDict("basic_statistics", d),
+        }
+
     def _fit_rows(self, X, sample_weight, *, reset):
         dtype, state = self._collect(X, sample_weight, reset=reset)
         if not self.with_mean and not self.with_std:
@@ -134,8 +154,8 @@ class StandardScaler(_ScalerMixin, _SkStandardScaler):
 
     # Local: scikit-learn's, after rejecting NaN/inf as fit does.
     def transform(self, X, copy=None):
+        self._check_model()
         if is_cuda_array(X):
-            check_is_fitted(self)
             scale = self.scale_ if self.with_std else 1.0
             shift = self.mean_ if self.with_mean else 0.0
             return self._device_transform(X, 1.0 / np.asarray(scale), -np.asarray(shift) / scale)
@@ -145,8 +165,8 @@ class StandardScaler(_ScalerMixin, _SkStandardScaler):
         return super().transform(X, copy=copy)
 
     def inverse_transform(self, X, copy=None):
+        self._check_model()
         if is_cuda_array(X):
-            check_is_fitted(self)
             scale = self.scale_ if self.with_std else 1.0
             shift = self.mean_ if self.with_mean else 0.0
             return self._device_transform(X, scale, shift)
@@ -184,6 +204,17 @@ class MaxAbsScaler(_ScalerMixin, _SkMaxAbsScaler):
         self._fit_rows(X, reset=False)
         return self
 
+    def _transform_reads(self):
+        return ("scale_",)
+
+    def _state_spec(self):
+        d = fitted_count(self, "n_features_in_")
+        return f"the model has n_features_in_={d}", {
+            "max_abs_": StateArray((d,)),
+            "scale_": StateArray((d,)),
+            "_partial_state": StateDict("basic_statistics", d),
+        }
+
     def _fit_rows(self, X, *, reset):
         dtype, state = self._collect(X, None, reset=reset)
         res = _core.max_abs_scaler_finalize(state, dtype == np.float32)
@@ -193,8 +224,8 @@ class MaxAbsScaler(_ScalerMixin, _SkMaxAbsScaler):
 
     # Local: scikit-learn's, after rejecting NaN/inf as fit does.
     def transform(self, X):
+        self._check_model()
         if is_cuda_array(X):
-            check_is_fitted(self)
             return self._device_transform(X, 1.0 / self.scale_.astype(np.float64), 0.0)
         _reject_nonfinite(X)
         if _no_rows(X):
@@ -202,8 +233,8 @@ class MaxAbsScaler(_ScalerMixin, _SkMaxAbsScaler):
         return super().transform(X)
 
     def inverse_transform(self, X):
+        self._check_model()
         if is_cuda_array(X):
-            check_is_fitted(self)
             return self._device_transform(X, self.scale_.astype(np.float64), 0.0)
         _reject_nonfinite(X)
         if _no_rows(X):
