@@ -333,7 +333,8 @@ def test_replicated_solve_failure_names_the_rank(comm):
     state = dict(est._partial_state)
     state["cross"] = state["cross"].copy()
     state["cross"][0, 0] = np.inf
-    solve = lambda collective: _core.lr_solve(state, np.zeros(0), True, 1e-6, False, True, addr, collective)  # noqa: E731
+    solve = lambda collective: _core.lr_solve(state, np.zeros(0), True, 1e-6, False, True, "LinearRegression",  # noqa: E731
+                                              addr, collective)
     _every_rank_raises(lambda: solve(True), comm, "not finite", "scale the features")
     _, outcomes = collective_error(lambda: solve(False), comm)
     for r, o in enumerate(outcomes):
