@@ -278,34 +278,6 @@ def test_two_threads_on_one_communicator_raise_a_clear_error():
     check_replicated(est, ["coef_", "intercept_"], WORLD)
 
 
-def test_two_threads_racing_never_hang():
-    """Two threads racing to fit on one communicator, with no ordering: whatever happens, every
-    thread finishes (a result or an exception) within the test's timeout, and a later call on the
-    communicator works on every rank."""
-    X, y = _data(n=2000, d=10)
-    Xl, yl = shard(X, WORLD), shard(y, WORLD)
-    results = []
-
-    def work():
-        try:
-            LinearRegression().fit(Xl, yl)
-            results.append("ok")
-        except RuntimeError as exc:
-            results.append(str(exc))
-
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a thread hung"
-    # Clear the conflict (if any) with one agreed call, then a normal fit works everywhere.
-    collective_error(lambda: LinearRegression().fit(Xl, yl))
-    est = LinearRegression().fit(Xl, yl)
-    check_replicated(est, ["coef_"], WORLD)
-    assert len(results) == 2
-
-
 def test_failure_after_the_opening_agreement_is_agreed():
     """A failure on one rank after the call's opening agreement (here: in Python, between two
     collectives of partial_fit) reaches every rank through the closing agreement instead of
