@@ -205,14 +205,15 @@ def state_digests(estimator, method):
     """[(name, digest)] of the state that enters ``method``: nothing for a fit that starts afresh;
     for every other collective call (partial_fit, score, a warm-started fit) whether the estimator
     is fitted and every fitted attribute (``name_``) except the local ones
-    (``_local_attributes``: labels_, ...), plus its private incremental state
+    (``_local_attributes``: labels_, ...), plus, except for score, its private incremental state
     (``_agreed_private_state``)."""
     if estimator is None:
         return []
     if method in ("fit", "fit_transform", "fit_predict") and not getattr(estimator, "warm_start", False):
         return []
     local = set(getattr(estimator, "_local_attributes", ())) | {"feature_names_in_"}
-    private = getattr(estimator, "_agreed_private_state", ())
+    # The private incremental state enters partial_fit and a warm start, not score or predict.
+    private = getattr(estimator, "_agreed_private_state", ()) if method != "score" else ()
     names = sorted(
         k for k in vars(estimator)
         if (k.endswith("_") and not k.startswith("_") and k not in local) or k in private
