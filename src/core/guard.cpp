@@ -140,9 +140,9 @@ std::vector<std::int64_t> agree(const comm& c, std::exception_ptr local_error,
   // The one collective of the success path.
   const int p = c.size();
   std::vector<std::int64_t> all(k * static_cast<std::size_t>(p));
-  c.guard_exchange(mine.data(), all.data(), k,
-                   call ? call->call : (detail::current_call().empty() ? std::string("a spmdlearn call")
-                                                                       : detail::current_call()));
+  std::string what = call ? call->call : detail::current_call();
+  if (what.empty()) what = "a spmdlearn call";
+  c.guard_exchange(mine.data(), all.data(), k, what);
 
   int first = -1;
   std::vector<int> failed;
@@ -190,18 +190,19 @@ std::vector<std::int64_t> agree(const comm& c, std::exception_ptr local_error,
                                    std::to_string(names_r) +
                                    " (different estimator classes or spmdlearn versions?)",
                                r);
-    const auto [params, pr] = majority(all, k, p, i_params);
-    for (int r = 0; r < p; ++r)
-      if (all[r * k + i_params] != params)
-        throw_item_mismatch(c, call->params, "parameter",
-                            "every rank must construct the estimator with the same parameters "
-                            "(compared by exact value: arrays by dtype, shape and content)");
-    const auto [state, sr] = majority(all, k, p, i_state);
-    for (int r = 0; r < p; ++r)
-      if (all[r * k + i_state] != state)
-        throw_item_mismatch(c, call->state, "state",
-                            "this call reads the fitted state, which must be the same on every rank "
-                            "(was the estimator fitted, restored or modified on some ranks only?)");
+    auto differs = [&](std::size_t i) {
+      for (int r = 1; r < p; ++r)
+        if (all[r * k + i] != all[i]) return true;
+      return false;
+    };
+    if (differs(i_params))
+      throw_item_mismatch(c, call->params, "parameter",
+                          "every rank must construct the estimator with the same parameters "
+                          "(compared by exact value: arrays by dtype, shape and content)");
+    if (differs(i_state))
+      throw_item_mismatch(c, call->state, "state",
+                          "this call reads the fitted state, which must be the same on every rank "
+                          "(was the estimator fitted, restored or modified on some ranks only?)");
   }
 
   std::vector<std::int64_t> agreed(shared.size(), -1);

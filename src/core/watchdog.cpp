@@ -1,6 +1,7 @@
 #include "core/watchdog.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -54,12 +55,9 @@ double initial_timeout() {
   return t;
 }
 
-std::mutex& timeout_mutex() {
-  static std::mutex* m = new std::mutex;
-  return *m;
-}
-double& timeout_value() {
-  static double t = initial_timeout();
+// Read twice per collective: an atomic, not a mutex.
+std::atomic<double>& timeout_value() {
+  static std::atomic<double> t{initial_timeout()};
   return t;
 }
 
@@ -105,10 +103,7 @@ thread_local char tls_call[call_capacity] = {};
 
 }  // namespace
 
-double collective_timeout() {
-  std::lock_guard<std::mutex> g(timeout_mutex());
-  return timeout_value();
-}
+double collective_timeout() { return timeout_value().load(std::memory_order_relaxed); }
 
 void set_current_call(const std::string& call) {
   const std::size_t n = std::min(call.size(), call_capacity - 1);
@@ -140,8 +135,7 @@ watch_scope::~watch_scope() {
 }  // namespace detail
 
 void set_collective_timeout(double seconds) {
-  std::lock_guard<std::mutex> g(detail::timeout_mutex());
-  detail::timeout_value() = seconds;
+  detail::timeout_value().store(seconds, std::memory_order_relaxed);
 }
 
 double collective_timeout() { return detail::collective_timeout(); }
